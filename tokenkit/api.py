@@ -1,0 +1,69 @@
+"""Top-level entry points: [`spec`][tokenkit.spec] and [`build`][tokenkit.build]."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+
+from tokenkit.errors import ConfigError
+from tokenkit.models.tokenizer import Tokenizer
+from tokenkit.registry import get_model
+from tokenkit.specs import TokenizerSpec
+
+
+def spec(name: str, **knobs: Any) -> TokenizerSpec:
+    """The composition of a named model, with knobs overridden.
+
+    Args:
+        name: A name from [`list_models`][tokenkit.list_models].
+        **knobs: Builder knobs (for TiTok: ``image_size``, ``patch_size``,
+            ``num_tokens``, ``encoder_size``, ``decoder_size``, ``quantizer``,
+            ``codebook_size``, ``token_dim``, ...); ``None`` values are ignored.
+
+    Raises:
+        RegistryError: Unknown name (closest names suggested).
+        ConfigError: Unknown knob or incompatible values.
+
+    Example:
+        >>> import tokenkit as tk
+        >>> tk.spec("titok-b64", num_tokens=128).encoder.config["num_tokens"]
+        128
+    """
+    entry = get_model(name)
+    knobs = {k: v for k, v in knobs.items() if v is not None}
+    params = inspect.signature(entry.builder).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(knobs) - set(params))
+        if unknown:
+            raise ConfigError(f"model {name!r} has no knob(s) {', '.join(unknown)}; its knobs are {', '.join(params)}")
+    return entry.builder(**{**entry.knobs, **knobs})
+
+
+def build(name_or_spec: str | TokenizerSpec, *, device: torch.device | str | None = None, **knobs: Any) -> Tokenizer:
+    """Build a tokenizer by name or from a spec, with random weights, in eval mode.
+
+    Args:
+        name_or_spec: A model name or a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec].
+        device: Device to build on; ``"meta"`` allocates nothing (to count parameters).
+        **knobs: Knob overrides for a named model (see [`spec`][tokenkit.spec]).
+
+    Returns:
+        The [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer], in eval mode.
+
+    Example:
+        >>> import tokenkit as tk
+        >>> tok = tk.build("titok-l32", device="meta")
+        >>> sum(p.numel() for p in tok.parameters())
+        641054735
+    """
+    if isinstance(name_or_spec, str):
+        composition = spec(name_or_spec, **knobs)
+    elif isinstance(name_or_spec, TokenizerSpec):
+        if knobs:
+            raise ConfigError(f"knobs ({', '.join(knobs)}) apply to named models; edit a spec with spec.replace(...)")
+        composition = name_or_spec
+    else:
+        raise ConfigError(f"build() takes a model name or a TokenizerSpec, got {type(name_or_spec).__name__}")
+    return Tokenizer.from_spec(composition, device=device).eval()

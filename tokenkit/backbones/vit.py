@@ -1,0 +1,102 @@
+"""Pre-LN ViT transformer stack (open_clip / TiTok layout).
+
+Each block is ``x + Attn(LN1(x))`` then ``x + MLP(LN2(x))`` with biases,
+exact GELU and ``F.scaled_dot_product_attention``. The parameters map one to
+one onto TiTok's ``ResidualAttentionBlock`` (``ln_1 -> norm1``,
+``attn.in_proj_* -> attn.qkv``, ``attn.out_proj -> attn.proj``,
+``ln_2 -> norm2``, ``mlp.c_fc -> mlp.fc1``, ``mlp.c_proj -> mlp.fc2``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import torch
+from torch import nn
+
+from tokenkit.layers import Mlp, SelfAttention, init_titok_weights
+from tokenkit.registry import register
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+    """Options of the ``vit`` backbone."""
+
+    width: int = 768
+    """Token width ``W``."""
+    depth: int = 12
+    """Number of blocks."""
+    heads: int = 12
+    """Attention heads; must divide ``width``."""
+    mlp_ratio: float = 4.0
+    """MLP hidden width as a multiple of ``width``."""
+    qkv_bias: bool = True
+    """Bias on the packed ``qkv`` projection."""
+    norm_eps: float = 1e-5
+    """LayerNorm epsilon."""
+
+    def __post_init__(self) -> None:
+        for name in ("width", "depth", "heads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+
+    @classmethod
+    def tiny(cls, rng: random.Random | None = None) -> ViTConfig:
+        """A small valid config for tests (randomised by ``rng``)."""
+        rng = rng or random.Random(0)
+        heads = rng.choice([1, 2, 4])
+        return cls(width=heads * rng.choice([4, 8]), depth=rng.randint(1, 2), heads=heads,
+                   mlp_ratio=rng.choice([2.0, 4.0]))
+
+
+class ViTBlock(nn.Module):
+    """One pre-LN block: ``x += attn(norm1(x)); x += mlp(norm2(x))``."""
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.width, eps=config.norm_eps)
+        self.attn = SelfAttention(config.width, config.heads, qkv_bias=config.qkv_bias)
+        self.norm2 = nn.LayerNorm(config.width, eps=config.norm_eps)
+        self.mlp = Mlp(config.width, int(config.width * config.mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Args: x: ``(B, L, W)``. Returns: ``(B, L, W)``."""
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+@register("backbone", "vit")
+class ViTBackbone(nn.Module):
+    """Stack of pre-LN transformer blocks.
+
+    Args:
+        config: [`ViTConfig`][tokenkit.backbones.vit.ViTConfig].
+
+    Example:
+        >>> import torch, tokenkit as tk
+        >>> net = tk.build_part("backbone", tk.Part("vit", width=16, depth=1, heads=2))
+        >>> net(torch.randn(2, 5, 16)).shape
+        torch.Size([2, 5, 16])
+    """
+
+    Config = ViTConfig
+
+    def __init__(self, config: ViTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.width = config.width
+        self.blocks = nn.ModuleList(ViTBlock(config) for _ in range(config.depth))
+        self.apply(init_titok_weights)
+        for block in self.blocks:  # packed qkv keeps nn.MultiheadAttention's init
+            nn.init.xavier_uniform_(block.attn.qkv.weight)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Args: tokens: ``(B, L, W)``. Returns: ``(B, L, W)``."""
+        for block in self.blocks:
+            tokens = block(tokens)
+        return tokens

@@ -1,0 +1,124 @@
+"""Output types and the tensor checks used at public boundaries.
+
+Tensor names are fixed across tokenkit: ``images`` ``(B, C, H, W)`` float in
+[0, 1], ``latents`` ``(B, N, D)``, ``codes`` ``(B, N, D')``, ``indices``
+``(B, N)`` int64.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from tokenkit.errors import ContractError
+
+
+class QuantizerOutput(NamedTuple):
+    """What every quantizer returns.
+
+    Attributes:
+        codes: ``(B, N, D')`` quantized (or sampled) latents, differentiable
+            with respect to the latents.
+        indices: ``(B, N)`` int64 codebook ids, or ``None`` for a continuous bottleneck.
+        loss: Scalar bottleneck loss (VQ commitment + codebook, or KL).
+        stats: Detached scalar diagnostics (e.g. ``usage``, ``perplexity``).
+    """
+
+    codes: torch.Tensor
+    indices: torch.Tensor | None
+    loss: torch.Tensor
+    stats: dict[str, torch.Tensor]
+
+
+class TokenizerOutput(NamedTuple):
+    """What ``Tokenizer.forward`` returns.
+
+    Attributes:
+        images: ``(B, C, H, W)`` reconstruction (not clamped), or proxy-code
+            logits ``(B, L, K)`` for a stage-1 composition without pixel decoder.
+        indices: ``(B, N)`` int64 token ids, or ``None`` for a continuous bottleneck.
+        codes: ``(B, N, D')`` codes fed to the decoder.
+        loss: Scalar bottleneck loss.
+        stats: Detached scalar diagnostics from the quantizer.
+    """
+
+    images: torch.Tensor
+    indices: torch.Tensor | None
+    codes: torch.Tensor
+    loss: torch.Tensor
+    stats: dict[str, torch.Tensor]
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "(" + ", ".join(str(s) for s in t.shape) + ")"
+
+
+def check_tensor(value: object, name: str) -> torch.Tensor:
+    """Raise unless ``value`` is a tensor."""
+    if not isinstance(value, torch.Tensor):
+        raise ContractError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_images(
+    images: object, *, channels: int, image_size: int | None = None, patch_size: int | None = None,
+    check_range: bool = True,
+) -> torch.Tensor:
+    """Validate ``images`` ``(B, C, H, W)`` float in [0, 1].
+
+    Raises:
+        ContractError: Naming what was expected and what came.
+    """
+    images = check_tensor(images, "images")
+    if images.ndim != 4:
+        raise ContractError(f"images must have shape (B, {channels}, H, W), got {_shape(images)}")
+    if images.shape[1] != channels:
+        raise ContractError(f"images must have {channels} channels (B, {channels}, H, W), got {_shape(images)}")
+    if not images.is_floating_point():
+        raise ContractError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}")
+    height, width = images.shape[-2:]
+    if patch_size is not None and (height % patch_size or width % patch_size):
+        raise ContractError(f"image height and width must be divisible by the patch size {patch_size}, got {height}x{width}")
+    if image_size is not None and (height, width) != (image_size, image_size):
+        raise ContractError(f"images must be {image_size}x{image_size} for this tokenizer, got {height}x{width}")
+    if check_range and images.numel() and images.device.type != "meta":
+        lo, hi = torch.aminmax(images.detach())
+        if lo.item() < 0.0 or hi.item() > 1.0:
+            raise ContractError(
+                f"images must have values in [0, 1] (divide uint8 images by 255), got range [{lo.item():.3g}, {hi.item():.3g}]"
+            )
+    return images
+
+
+def check_indices(indices: object, *, num_tokens: int, codebook_size: int, allow_official: bool = True) -> torch.Tensor:
+    """Validate token ids ``(B, N)`` (or the official ``(B, 1, N)``); returns ``(B, N)``.
+
+    Raises:
+        ContractError: Wrong rank, length, dtype or ids outside ``[0, codebook_size)``.
+    """
+    indices = check_tensor(indices, "indices")
+    if allow_official and indices.ndim == 3 and indices.shape[1] == 1:
+        indices = indices[:, 0]
+    if indices.ndim != 2 or indices.shape[1] != num_tokens:
+        raise ContractError(f"indices must have shape (B, {num_tokens}) or (B, 1, {num_tokens}), got {_shape(indices)}")
+    if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+        raise ContractError(f"indices must be an integer tensor, got dtype {indices.dtype}")
+    if indices.numel() and indices.device.type != "meta":
+        lo, hi = torch.aminmax(indices)
+        if lo.item() < 0 or hi.item() >= codebook_size:
+            raise ContractError(
+                f"indices must lie in [0, {codebook_size}) (the codebook size), got range [{lo.item()}, {hi.item()}]"
+            )
+    return indices.long()
+
+
+def check_tokens(tokens: object, name: str, *, dim: int, num_tokens: int | None = None) -> torch.Tensor:
+    """Validate a float token tensor ``(B, N, dim)``."""
+    tokens = check_tensor(tokens, name)
+    n = "N" if num_tokens is None else str(num_tokens)
+    if tokens.ndim != 3 or tokens.shape[-1] != dim or (num_tokens is not None and tokens.shape[1] != num_tokens):
+        raise ContractError(f"{name} must have shape (B, {n}, {dim}), got {_shape(tokens)}")
+    if not tokens.is_floating_point():
+        raise ContractError(f"{name} must be a float tensor, got dtype {tokens.dtype}")
+    return tokens

@@ -1,0 +1,144 @@
+"""TiTok's 1D latent-token ViT decoder with a ``pixel`` or ``proxy`` head.
+
+"An Image is Worth 32 Tokens for Reconstruction and Generation",
+https://arxiv.org/abs/2406.07550 (TITOK_SPEC §2.4).
+
+The sequence ``[class, G*G mask queries, N code tokens]`` goes through
+``ln_pre -> backbone``; the ``G*G`` query outputs, after ``ln_post``, feed the head:
+
+* ``pixel`` (non-legacy models): a linear map to ``P*P*C`` values per query,
+  depth-to-space to ``(B, C, H, W)`` and a 3x3 ``conv_out``.
+* ``proxy`` (legacy two-stage models): ``Linear(W, 2W) -> Tanh -> Linear(2W, K)``
+  giving ``(B, G*G, K)`` logits over the MaskGIT-VQGAN codebook, decoded to
+  pixels by a ``vqgan`` pixel decoder (stage 2) or used as stage-1 targets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Literal
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from tokenkit.layers import init_titok_weights
+from tokenkit.registry import register
+from tokenkit.specs import Part
+
+
+@dataclasses.dataclass(frozen=True)
+class ViT1DDecoderConfig:
+    """Options of the ``vit1d`` decoder."""
+
+    image_size: int = 256
+    """Output height and width."""
+    patch_size: int = 16
+    """Patch side; ``image_size`` must be divisible by it."""
+    out_channels: int = 3
+    """Image channels (``pixel`` head)."""
+    num_tokens: int = 32
+    """Number of code tokens ``N``."""
+    in_dim: int | None = None
+    """Code width ``D'`` (resolved from the quantizer's ``out_dim`` when unset)."""
+    head: Literal["pixel", "proxy"] = "pixel"
+    """``pixel``: images; ``proxy``: logits over ``proxy_codes`` per patch."""
+    proxy_codes: int = 1024
+    """Size of the proxy codebook (``proxy`` head only)."""
+    backbone: Part = Part("vit")
+    """Transformer stack (kind ``backbone``); its width is the decoder width."""
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "patch_size", "out_channels", "num_tokens", "proxy_codes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if self.head not in ("pixel", "proxy"):
+            raise ValueError(f"head must be 'pixel' or 'proxy', got {self.head!r}")
+        if self.in_dim is not None and (not isinstance(self.in_dim, int) or self.in_dim < 1):
+            raise ValueError(f"in_dim must be a positive int, got {self.in_dim!r}")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side ``G``."""
+        return self.image_size // self.patch_size
+
+    @property
+    def out_dim(self) -> int | None:
+        """Width of the output tokens: ``proxy_codes`` for the proxy head, ``None`` for images."""
+        return self.proxy_codes if self.head == "proxy" else None
+
+    @classmethod
+    def tiny(cls, rng: random.Random | None = None) -> ViT1DDecoderConfig:
+        """A small valid config for tests (randomised by ``rng``)."""
+        rng = rng or random.Random(0)
+        patch = rng.choice([4, 8])
+        return cls(image_size=patch * rng.choice([1, 2, 3]), patch_size=patch, num_tokens=rng.randint(1, 6),
+                   in_dim=rng.randint(1, 6), head=rng.choice(["pixel", "proxy"]), proxy_codes=rng.randint(2, 16),
+                   backbone=Part("vit", width=16, depth=1, heads=2))
+
+
+@register("decoder", "vit1d")
+class ViT1DDecoder(nn.Module):
+    """TiTok decoder: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` or logits ``(B, G*G, K)``.
+
+    Args:
+        config: [`ViT1DDecoderConfig`][tokenkit.decoders.vit1d.ViT1DDecoderConfig]
+            with ``in_dim`` set.
+        backbone: The built backbone (kind ``backbone``, exposing ``width``).
+    """
+
+    Config = ViT1DDecoderConfig
+
+    def __init__(self, config: ViT1DDecoderConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        if config.in_dim is None:
+            raise ValueError("vit1d decoder needs in_dim (set it, or let the composition resolve it)")
+        self.config = config
+        self.output_kind = "images" if config.head == "pixel" else "logits"
+        width = backbone.width
+        self.width = width
+        grid = config.grid_size
+        scale = width**-0.5
+        self.decoder_embed = nn.Linear(config.in_dim, width)
+        self.class_embedding = nn.Parameter(scale * torch.randn(1, width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))
+        self.mask_token = nn.Parameter(scale * torch.randn(1, 1, width))
+        self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(config.num_tokens, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.backbone = backbone
+        self.ln_post = nn.LayerNorm(width)
+        patch = config.patch_size
+        if config.head == "pixel":
+            self.ffn = nn.Sequential(nn.Linear(width, patch * patch * config.out_channels))
+            self.conv_out = nn.Conv2d(config.out_channels, config.out_channels, 3, padding=1)
+        else:
+            self.ffn = nn.Sequential(nn.Linear(width, 2 * width), nn.Tanh(), nn.Linear(2 * width, config.proxy_codes))
+            self.conv_out = nn.Identity()
+        for module in (self.decoder_embed, self.ln_pre, self.ln_post, self.ffn, self.conv_out):
+            module.apply(init_titok_weights)  # the backbone initialises itself
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """Args: codes: ``(B, N, D')``.
+
+        Returns:
+            ``(B, C, H, W)`` images (``pixel`` head) or ``(B, G*G, K)`` logits (``proxy`` head).
+        """
+        batch = codes.shape[0]
+        grid = self.config.grid_size
+        x = self.decoder_embed(codes)
+        x = x + self.latent_token_positional_embedding.to(x.dtype)
+        queries = torch.cat(
+            [self.class_embedding.to(x.dtype).expand(batch, 1, -1),
+             self.mask_token.to(x.dtype).expand(batch, grid * grid, -1)], dim=1)
+        queries = queries + self.positional_embedding.to(x.dtype)
+        x = self.backbone(self.ln_pre(torch.cat([queries, x], dim=1)))
+        x = self.ffn(self.ln_post(x[:, 1 : 1 + grid * grid]))
+        if self.config.head == "proxy":
+            return x
+        p = self.config.patch_size
+        x = rearrange(x, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=grid, p1=p, p2=p)
+        return self.conv_out(x)

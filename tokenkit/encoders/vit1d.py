@@ -1,0 +1,115 @@
+"""TiTok's 1D latent-token ViT encoder.
+
+"An Image is Worth 32 Tokens for Reconstruction and Generation",
+https://arxiv.org/abs/2406.07550 (TITOK_SPEC §2.2).
+
+The sequence ``[class, G*G patches, N latent tokens]`` goes through
+``ln_pre -> backbone``; the last ``N`` positions, after ``ln_post``, are
+projected to the latent width by a linear map (the official 1x1 ``conv_out``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import torch
+from torch import nn
+
+from tokenkit.layers import init_titok_weights
+from tokenkit.registry import register
+from tokenkit.specs import Part
+
+
+@dataclasses.dataclass(frozen=True)
+class ViT1DEncoderConfig:
+    """Options of the ``vit1d`` encoder."""
+
+    image_size: int = 256
+    """Input height and width."""
+    patch_size: int = 16
+    """Patch side; ``image_size`` must be divisible by it."""
+    in_channels: int = 3
+    """Image channels."""
+    num_tokens: int = 32
+    """Number of latent tokens ``N``."""
+    out_dim: int | None = None
+    """Latent width ``D`` (resolved from the quantizer's ``in_dim`` when unset)."""
+    legacy_reshape: bool = False
+    """Reproduce the released L-32/B-64/S-128 quirk (TITOK_SPEC §7.1): the
+    ``(N, W)`` token matrix is reinterpreted as ``(W, N)`` by a reshape, not a
+    transpose, before the projection. Only for those checkpoints."""
+    backbone: Part = Part("vit")
+    """Transformer stack (kind ``backbone``); its width is the encoder width."""
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "patch_size", "in_channels", "num_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if self.out_dim is not None and (not isinstance(self.out_dim, int) or self.out_dim < 1):
+            raise ValueError(f"out_dim must be a positive int, got {self.out_dim!r}")
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side ``G``."""
+        return self.image_size // self.patch_size
+
+    @classmethod
+    def tiny(cls, rng: random.Random | None = None) -> ViT1DEncoderConfig:
+        """A small valid config for tests (randomised by ``rng``)."""
+        rng = rng or random.Random(0)
+        patch = rng.choice([4, 8])
+        return cls(image_size=patch * rng.choice([1, 2, 3]), patch_size=patch, num_tokens=rng.randint(1, 6),
+                   out_dim=rng.randint(1, 6), legacy_reshape=rng.random() < 0.5,
+                   backbone=Part("vit", width=16, depth=1, heads=2))
+
+
+@register("encoder", "vit1d")
+class ViT1DEncoder(nn.Module):
+    """TiTok encoder: images ``(B, C, H, W)`` -> latents ``(B, N, D)``.
+
+    Args:
+        config: [`ViT1DEncoderConfig`][tokenkit.encoders.vit1d.ViT1DEncoderConfig]
+            with ``out_dim`` set.
+        backbone: The built backbone (kind ``backbone``, exposing ``width``).
+    """
+
+    Config = ViT1DEncoderConfig
+
+    def __init__(self, config: ViT1DEncoderConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        if config.out_dim is None:
+            raise ValueError("vit1d encoder needs out_dim (set it, or let the composition resolve it)")
+        self.config = config
+        width = backbone.width
+        self.width = width
+        grid = config.grid_size
+        scale = width**-0.5
+        self.patch_embed = nn.Conv2d(config.in_channels, width, config.patch_size, stride=config.patch_size)
+        self.class_embedding = nn.Parameter(scale * torch.randn(1, width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))
+        self.latent_tokens = nn.Parameter(scale * torch.randn(config.num_tokens, width))
+        self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(config.num_tokens, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.backbone = backbone
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, config.out_dim)
+        for module in (self.patch_embed, self.ln_pre, self.ln_post, self.proj):
+            init_titok_weights(module)  # the backbone initialises itself
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Args: images: ``(B, C, H, W)`` in [0, 1]. Returns: latents ``(B, N, D)``."""
+        batch = images.shape[0]
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, G*G, W), row-major patches
+        cls = self.class_embedding.to(x.dtype).expand(batch, 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
+        latents = (self.latent_tokens + self.latent_token_positional_embedding).to(x.dtype)
+        x = torch.cat([x, latents.expand(batch, -1, -1)], dim=1)
+        x = self.backbone(self.ln_pre(x))
+        y = self.ln_post(x[:, -self.config.num_tokens :])
+        if self.config.legacy_reshape:
+            y = y.reshape(batch, self.width, self.config.num_tokens).transpose(1, 2)
+        return self.proj(y)

@@ -1,0 +1,184 @@
+"""Registries of parts (by kind) and of named reference compositions.
+
+A *part* is an ``nn.Module`` class with a ``Config`` attribute (a frozen
+dataclass). Parts are registered by kind and name::
+
+    @tk.register("quantizer", "my-vq")
+    class MyVQ(torch.nn.Module):
+        Config = MyVQConfig
+        def __init__(self, config: MyVQConfig): ...
+
+A *model* is a named composition: a builder function plus fixed knob values,
+expanded into a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec] by
+[`tokenkit.spec`][tokenkit.spec].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tokenkit.errors import RegistryError
+
+KINDS: tuple[str, ...] = ("backbone", "encoder", "quantizer", "decoder", "generator")
+"""The part kinds tokenkit knows. Each has its own registry."""
+
+_PARTS: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """A named reference composition: ``builder(**knobs)`` returns its spec."""
+
+    name: str
+    builder: Callable[..., Any]
+    knobs: Mapping[str, Any]
+    description: str = ""
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders ``titok-b64`` before ``titok-b128`` (natural sort)."""
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    if close:
+        return f"Did you mean {', '.join(repr(c) for c in close)}?"
+    return f"Known: {', '.join(sorted(choices, key=natural_key)) or '(none)'}."
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in _PARTS:
+        raise RegistryError(f"unknown part kind {kind!r}; kinds are {', '.join(KINDS)}")
+
+
+def register(kind: str, name: str) -> Callable[[type], type]:
+    """Class decorator registering a part under ``kind`` and ``name``.
+
+    The class must define ``Config``, a dataclass whose fields are the part's
+    options; it is constructed as ``cls(config, **built_sub_parts)``.
+
+    Args:
+        kind: One of [`KINDS`][tokenkit.registry.KINDS].
+        name: Short lowercase name, unique within the kind.
+
+    Raises:
+        RegistryError: If the kind is unknown, the name is taken or the class
+            has no dataclass ``Config``.
+
+    Example:
+        >>> import dataclasses, torch, tokenkit as tk
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class IdentityConfig:
+        ...     width: int = 8
+        >>> @tk.register("backbone", "doc-identity")
+        ... class Identity(torch.nn.Module):
+        ...     Config = IdentityConfig
+        ...     def __init__(self, config):
+        ...         super().__init__()
+        ...         self.width = config.width
+        ...     def forward(self, tokens):
+        ...         return tokens
+        >>> "doc-identity" in tk.list_parts("backbone")
+        True
+        >>> tk.unregister("backbone", "doc-identity")
+    """
+    _check_kind(kind)
+    if not isinstance(name, str) or not name:
+        raise RegistryError(f"part name must be a non-empty string, got {name!r}")
+
+    def decorator(cls: type) -> type:
+        config_cls = getattr(cls, "Config", None)
+        if config_cls is None or not dataclasses.is_dataclass(config_cls):
+            raise RegistryError(
+                f"cannot register {cls.__name__} as {kind} {name!r}: it needs a "
+                "`Config` class attribute that is a dataclass"
+            )
+        if name in _PARTS[kind]:
+            raise RegistryError(
+                f"{kind} {name!r} is already registered (by {_PARTS[kind][name].__qualname__}); "
+                "choose another name or unregister the old part first"
+            )
+        _PARTS[kind][name] = cls
+        cls.part_kind = kind
+        cls.part_name = name
+        return cls
+
+    return decorator
+
+
+def unregister(kind: str, name: str) -> None:
+    """Remove a registered part (mainly for tests and notebooks)."""
+    _check_kind(kind)
+    if name not in _PARTS[kind]:
+        raise RegistryError(f"no {kind} named {name!r}. {_suggest(name, list(_PARTS[kind]))}")
+    del _PARTS[kind][name]
+
+
+def get_part(kind: str, name: str) -> type:
+    """Return the class registered as ``kind``/``name``.
+
+    Raises:
+        RegistryError: With the closest registered names when unknown.
+    """
+    _check_kind(kind)
+    try:
+        return _PARTS[kind][name]
+    except KeyError:
+        raise RegistryError(f"no {kind} named {name!r}. {_suggest(name, list(_PARTS[kind]))}") from None
+
+
+def list_parts(kind: str, pattern: str = "*") -> list[str]:
+    """Names of registered parts of ``kind`` matching a glob ``pattern``, naturally sorted.
+
+    Example:
+        >>> import tokenkit as tk
+        >>> tk.list_parts("quantizer", "v*")
+        ['vq', 'vqgan']
+    """
+    _check_kind(kind)
+    names = [n for n in _PARTS[kind] if fnmatch.fnmatchcase(n, pattern)]
+    return sorted(names, key=natural_key)
+
+
+def register_model(
+    name: str, builder: Callable[..., Any], description: str = "", **knobs: Any
+) -> ModelEntry:
+    """Register a named composition: ``builder(**knobs)`` must return a spec.
+
+    Raises:
+        RegistryError: If the name is already taken.
+    """
+    if name in _MODELS:
+        raise RegistryError(f"model {name!r} is already registered")
+    entry = ModelEntry(name=name, builder=builder, knobs=dict(knobs), description=description)
+    _MODELS[name] = entry
+    return entry
+
+
+def get_model(name: str) -> ModelEntry:
+    """Return the [`ModelEntry`][tokenkit.registry.ModelEntry] registered as ``name``."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise RegistryError(f"no model named {name!r}. {_suggest(name, list(_MODELS))}") from None
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of registered reference compositions matching ``pattern``, naturally sorted.
+
+    Example:
+        >>> import tokenkit as tk
+        >>> tk.list_models("titok-s*")
+        ['titok-s128', 'titok-sl256-vq8k']
+    """
+    names = [n for n in _MODELS if fnmatch.fnmatchcase(n, pattern)]
+    return sorted(names, key=natural_key)

@@ -1,0 +1,278 @@
+"""Compositions as data: [`Part`][tokenkit.specs.Part] and
+[`TokenizerSpec`][tokenkit.specs.TokenizerSpec].
+
+A spec names its parts and their options; it holds no tensors. Cross-part
+dimensions (the encoder's output width, the decoder's input width) are left
+unset in reference specs and *resolved* from the bottleneck, so swapping the
+quantizer is one ``replace`` call::
+
+    spec = tk.spec("titok-bl64-vq8k").replace(quantizer=tk.Part("gaussian", channels=16))
+
+Every spec is validated when it is created: unknown parts, unknown options and
+incompatible dimensions raise [`ConfigError`][tokenkit.errors.ConfigError]
+before any module is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from tokenkit.errors import ConfigError, RegistryError
+from tokenkit.registry import KINDS, get_part
+
+SPEC_FORMAT = "tokenkit.TokenizerSpec"
+SPEC_VERSION = 1
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples and JSON-encoded parts become [`Part`][tokenkit.specs.Part]s."""
+    if isinstance(value, Mapping) and set(value) == {"part", "config"}:
+        return Part(value["part"], **value["config"])
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, Mapping):
+        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    return value
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Part):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _to_json(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ConfigError(f"option value {value!r} of type {type(value).__name__} is not JSON-serialisable")
+
+
+class Part:
+    """A registered part named by ``name`` with its options.
+
+    Args:
+        name: Registered part name (the kind comes from where the part is used).
+        **config: Options of the part's ``Config``; a value may itself be a
+            ``Part`` (a sub-part such as an encoder's backbone).
+
+    Example:
+        >>> import tokenkit as tk
+        >>> p = tk.Part("vq", codebook_size=1024, dim=16)
+        >>> p.config["codebook_size"]
+        1024
+        >>> p.with_options(dim=32)
+        Part('vq', codebook_size=1024, dim=32)
+    """
+
+    __slots__ = ("_name", "_config")
+
+    def __init__(self, name: str, **config: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"Part name must be a non-empty string, got {name!r}")
+        self._name = name
+        self._config = types.MappingProxyType({k: _freeze(v) for k, v in config.items()})
+
+    @property
+    def name(self) -> str:
+        """Registered name of the part."""
+        return self._name
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """Read-only mapping of the options given (defaults not included)."""
+        return self._config
+
+    def with_options(self, **changes: Any) -> Part:
+        """A copy with some options changed (``None`` removes an option)."""
+        merged = {**self._config, **changes}
+        return Part(self._name, **{k: v for k, v in merged.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"part": name, "config": {...}}``."""
+        return {"part": self._name, "config": {k: _to_json(v) for k, v in self._config.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Part:
+        """Inverse of [`to_dict`][tokenkit.specs.Part.to_dict]."""
+        if not isinstance(data, Mapping) or set(data) != {"part", "config"}:
+            raise ConfigError(f"a part must be a mapping with keys 'part' and 'config', got {data!r}")
+        return cls(data["part"], **data["config"])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Part) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def __repr__(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self._config.items())
+        return f"Part({self._name!r}{opts})"
+
+
+def sub_part_kind(field: dataclasses.Field) -> str | None:
+    """Kind of a config field holding a sub-part: ``metadata["kind"]`` or a field named after a kind."""
+    kind = field.metadata.get("kind")
+    if kind is None and field.name in KINDS:
+        kind = field.name
+    return kind
+
+
+def resolve_part(kind: str, part: Part, **derived: Any) -> Any:
+    """Return the typed ``Config`` of ``part`` as a part of ``kind``.
+
+    Args:
+        kind: Part kind to look the name up in.
+        part: The part.
+        **derived: Options filled in by the composition; they only apply
+            where the part left the option unset (``None``).
+
+    Raises:
+        ConfigError: Unknown part, unknown option or a value the config rejects.
+    """
+    if not isinstance(part, Part):
+        raise ConfigError(f"{kind} must be a tokenkit.Part, got {type(part).__name__}: {part!r}")
+    try:
+        cls = get_part(kind, part.name)
+    except RegistryError as err:
+        raise ConfigError(str(err)) from None
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = sorted(set(part.config) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{kind} {part.name!r} has no option(s) {', '.join(unknown)}; "
+            f"its options are {', '.join(fields)}"
+        )
+    options = dict(part.config)
+    for key, value in derived.items():
+        if key in fields and options.get(key) is None:
+            options[key] = value
+    for name, field in fields.items():
+        sub_kind = sub_part_kind(field)
+        if sub_kind is not None and isinstance(options.get(name), Part):
+            resolve_part(sub_kind, options[name])  # validate the sub-part early
+    try:
+        return cls.Config(**options)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"invalid options for {kind} {part.name!r}: {err}") from None
+
+
+def _check_equal(what: str, a_name: str, a: Any, b_name: str, b: Any) -> None:
+    if a is not None and b is not None and a != b:
+        raise ConfigError(f"{what} mismatch: {a_name} has {a}, {b_name} has {b}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenizerSpec:
+    """A tokenizer composition: ``encoder -> quantizer -> decoder [-> pixel_decoder]``.
+
+    Attributes:
+        encoder: Part of kind ``encoder`` (images -> latents ``(B, N, D)``).
+        quantizer: Part of kind ``quantizer`` (latents -> codes ``(B, N, D')``).
+        decoder: Part of kind ``decoder`` (codes -> images, or proxy-code logits).
+        pixel_decoder: Optional second decoder fed with the first decoder's
+            output (TiTok's two-stage models: proxy-code logits -> pixels).
+
+    Cross-part dimensions are resolved by [`resolve`][tokenkit.specs.TokenizerSpec.resolve]:
+    an encoder ``out_dim`` left unset takes the quantizer's ``in_dim``, a
+    decoder ``in_dim`` left unset takes the quantizer's ``out_dim``, and a
+    pixel decoder ``in_dim`` takes the decoder's ``out_dim``. Values that are
+    set must agree, as must ``num_tokens`` and ``image_size`` of encoder and
+    decoder.
+    """
+
+    encoder: Part
+    quantizer: Part
+    decoder: Part
+    pixel_decoder: Part | None = None
+
+    def __post_init__(self) -> None:
+        self.resolve()
+
+    def resolve(self) -> dict[str, Any]:
+        """Typed configs of every part, with cross-part dimensions filled in.
+
+        Returns:
+            ``{"encoder": EncoderConfig, "quantizer": ..., "decoder": ..., "pixel_decoder": ... | None}``
+
+        Raises:
+            ConfigError: If a part or option is unknown or dimensions disagree.
+        """
+        q = resolve_part("quantizer", self.quantizer)
+        q_in, q_out = getattr(q, "in_dim", None), getattr(q, "out_dim", None)
+        enc = resolve_part("encoder", self.encoder, out_dim=q_in)
+        _check_equal("latent width", f"encoder {self.encoder.name!r} (out_dim)", getattr(enc, "out_dim", None),
+                     f"quantizer {self.quantizer.name!r} (in_dim)", q_in)
+        dec = resolve_part("decoder", self.decoder, in_dim=q_out)
+        _check_equal("code width", f"quantizer {self.quantizer.name!r} (out_dim)", q_out,
+                     f"decoder {self.decoder.name!r} (in_dim)", getattr(dec, "in_dim", None))
+        for attr in ("num_tokens", "image_size"):
+            _check_equal(attr, f"encoder {self.encoder.name!r}", getattr(enc, attr, None),
+                         f"decoder {self.decoder.name!r}", getattr(dec, attr, None))
+        _check_equal("image channels", "encoder (in_channels)", getattr(enc, "in_channels", None),
+                     "decoder (out_channels)", getattr(dec, "out_channels", None))
+        pix = None
+        if self.pixel_decoder is not None:
+            d_out = getattr(dec, "out_dim", None)
+            pix = resolve_part("decoder", self.pixel_decoder, in_dim=d_out)
+            _check_equal("pixel-decoder input width", f"decoder {self.decoder.name!r} (out_dim)", d_out,
+                         f"pixel decoder {self.pixel_decoder.name!r} (in_dim)", getattr(pix, "in_dim", None))
+            _check_equal("upsampling factor", f"decoder {self.decoder.name!r} (patch_size)",
+                         getattr(dec, "patch_size", None),
+                         f"pixel decoder {self.pixel_decoder.name!r} (upsample_factor)",
+                         getattr(pix, "upsample_factor", None))
+        return {"encoder": enc, "quantizer": q, "decoder": dec, "pixel_decoder": pix}
+
+    def replace(self, **changes: Any) -> TokenizerSpec:
+        """A copy with some parts replaced (validated like a new spec).
+
+        Example:
+            >>> import tokenkit as tk
+            >>> spec = tk.spec("titok-tiny").replace(quantizer=tk.Part("gaussian", channels=4))
+            >>> spec.quantizer.name
+            'gaussian'
+        """
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"TokenizerSpec has no field(s) {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (what ``config.json`` of a saved tokenizer holds)."""
+        out: dict[str, Any] = {"format": SPEC_FORMAT, "version": SPEC_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = None if value is None else value.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TokenizerSpec:
+        """Inverse of [`to_dict`][tokenkit.specs.TokenizerSpec.to_dict]."""
+        if not isinstance(data, Mapping) or data.get("format") != SPEC_FORMAT:
+            raise ConfigError(f"not a tokenkit tokenizer spec (expected \"format\": {SPEC_FORMAT!r})")
+        if data.get("version") != SPEC_VERSION:
+            raise ConfigError(f"unsupported spec version {data.get('version')!r}; this tokenkit reads {SPEC_VERSION}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(data) - names - {"format", "version"}
+        if extra:
+            raise ConfigError(f"unknown spec field(s): {', '.join(sorted(extra))}")
+        parts = {k: (None if data.get(k) is None else Part.from_dict(data[k])) for k in names}
+        return cls(**parts)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Serialise to a JSON string."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> TokenizerSpec:
+        """Parse a JSON string written by [`to_json`][tokenkit.specs.TokenizerSpec.to_json]."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"spec is not valid JSON: {err}") from None
+        return cls.from_dict(data)
