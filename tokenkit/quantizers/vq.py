@@ -39,6 +39,8 @@ class VQConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.commitment_cost < 0:
             raise ValueError(f"commitment_cost must be >= 0, got {self.commitment_cost}")
+        if self.l2_norm and self.dim < 2:
+            raise ValueError("l2_norm needs dim >= 2 (unit vectors of width 1 are just signs, with no gradient)")
 
     @property
     def in_dim(self) -> int:
@@ -54,7 +56,8 @@ class VQConfig:
     def tiny(cls, rng: random.Random | None = None) -> VQConfig:
         """A small valid config for tests (randomised by ``rng``)."""
         rng = rng or random.Random(0)
-        return cls(codebook_size=rng.randint(2, 32), dim=rng.randint(1, 8), l2_norm=rng.random() < 0.5)
+        l2_norm = rng.random() < 0.5
+        return cls(codebook_size=rng.randint(2, 32), dim=rng.randint(2 if l2_norm else 1, 8), l2_norm=l2_norm)
 
 
 @register("quantizer", "vq")

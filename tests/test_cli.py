@@ -1,0 +1,39 @@
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from tokenkit.cli import main
+
+
+def test_list(capsys):
+    assert main(["list", "titok-*"]) == 0
+    names = capsys.readouterr().out.split()
+    assert "titok-l32" in names and "titok-bl128-vae" in names
+    assert main(["list", "--parts", "quantizer"]) == 0
+    assert "gaussian" in capsys.readouterr().out.split()
+
+
+def test_info_prints_the_official_parameter_count(capsys):
+    assert main(["info", "titok-l32"]) == 0
+    out = capsys.readouterr().out
+    assert "641,054,735" in out and "tokens per image  32" in out and "bits per image    384" in out
+
+
+def test_info_json(capsys):
+    assert main(["info", "titok-bl64-vae", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["parameters"] == 389_418_100 and info["codebook_size"] is None
+    assert sum(info["parameters_per_part"].values()) == info["parameters"]
+
+
+def test_unknown_model_is_a_clear_error(capsys):
+    assert main(["info", "titok-l23"]) == 2
+    assert "Did you mean 'titok-l32'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("tokenkit") is None, reason="console script not installed")
+def test_console_script():
+    out = subprocess.run(["tokenkit", "info", "titok-l32"], capture_output=True, text=True, check=True).stdout
+    assert "641,054,735" in out

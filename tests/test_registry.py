@@ -1,0 +1,63 @@
+import dataclasses
+
+import pytest
+import torch
+
+import tokenkit as tk
+from tokenkit.errors import RegistryError
+
+
+@dataclasses.dataclass(frozen=True)
+class _Cfg:
+    width: int = 4
+
+
+def test_list_parts_and_models_natural_sort():
+    assert tk.list_parts("quantizer")[:1] and "vq" in tk.list_parts("quantizer")
+    names = tk.list_models("titok-*")
+    assert names.index("titok-b64") < names.index("titok-bl64-vae") < names.index("titok-bl128-vae")
+    assert tk.list_models("titok-s*") == ["titok-s128", "titok-sl256-vq8k"]
+
+
+def test_duplicate_name_raises():
+    with pytest.raises(RegistryError, match="already registered"):
+        @tk.register("quantizer", "vq")
+        class Again(torch.nn.Module):
+            Config = _Cfg
+
+
+def test_unknown_names_suggest_closest():
+    with pytest.raises(RegistryError, match="Did you mean 'vq'"):
+        tk.registry.get_part("quantizer", "vqq")
+    with pytest.raises(RegistryError, match="titok-b64"):
+        tk.build("titok-b46")
+    with pytest.raises(RegistryError, match="unknown part kind"):
+        tk.list_parts("tokenizers")
+
+
+def test_register_requires_dataclass_config():
+    with pytest.raises(RegistryError, match="Config"):
+        @tk.register("backbone", "no-config")
+        class NoConfig(torch.nn.Module):
+            pass
+    assert "no-config" not in tk.list_parts("backbone")
+
+
+def test_register_and_unregister_roundtrip():
+    @tk.register("backbone", "test-identity")
+    class Identity(torch.nn.Module):
+        Config = _Cfg
+
+        def __init__(self, config):
+            super().__init__()
+            self.width = config.width
+
+        def forward(self, tokens):
+            return tokens
+
+    try:
+        assert "test-identity" in tk.list_parts("backbone", "test-*")
+        assert tk.build_part("backbone", "test-identity", width=6).width == 6
+    finally:
+        tk.unregister("backbone", "test-identity")
+    assert "test-identity" not in tk.list_parts("backbone")

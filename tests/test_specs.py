@@ -1,0 +1,99 @@
+import json
+
+import pytest
+import torch
+
+import tokenkit as tk
+from tokenkit.errors import ConfigError
+
+
+def test_part_is_immutable_data():
+    part = tk.Part("vq", codebook_size=16, dim=4)
+    assert part == tk.Part.from_dict(json.loads(json.dumps(part.to_dict())))
+    assert hash(part) == hash(tk.Part("vq", dim=4, codebook_size=16))
+    with pytest.raises(TypeError):
+        part.config["dim"] = 8
+    assert part.with_options(dim=8).config["dim"] == 8 and part.config["dim"] == 4
+
+
+@pytest.mark.parametrize("name", tk.list_models())
+def test_spec_json_round_trip(name):
+    spec = tk.spec(name)
+    again = tk.TokenizerSpec.from_json(spec.to_json())
+    assert again == spec
+    assert again.to_dict() == json.loads(spec.to_json())
+
+
+def test_round_trip_rebuilds_identical_outputs():
+    spec = tk.spec("titok-tiny")
+    tok = tk.build(spec)
+    clone = tk.build(tk.TokenizerSpec.from_json(spec.to_json()))
+    clone.load_state_dict(tok.state_dict(), strict=True)
+    images = torch.rand(2, 3, 32, 32)
+    a, b = tok(images), clone(images)
+    assert torch.equal(a.indices, b.indices)
+    assert torch.equal(a.images, b.images)
+
+
+def test_swapping_the_bottleneck_resolves_dimensions():
+    spec = tk.spec("titok-bl64-vq8k").replace(quantizer=tk.Part("gaussian", channels=16))
+    configs = spec.resolve()
+    assert configs["encoder"].out_dim == 32 and configs["decoder"].in_dim == 16
+    tok = tk.build(spec, device="meta")
+    assert sum(p.numel() for p in tok.parameters()) == 389_418_100  # == titok-bl64-vae
+
+
+def test_knobs_change_the_composition():
+    tok = tk.build("titok-b64", num_tokens=128, image_size=512, encoder_size="large", device="meta")
+    assert tok.num_tokens == 128 and tok.image_size == 512
+    assert tok.encoder.width == 1024 and tok.decoder.width == 768
+    assert tok.encoder.positional_embedding.shape == (32 * 32 + 1, 1024)
+
+
+@pytest.mark.parametrize(
+    ("knobs", "message"),
+    [
+        (dict(encoder_size="huge"), "unknown encoder_size 'huge'"),
+        (dict(image_size=250), "not divisible by patch_size"),
+        (dict(num_tokens=0), "num_tokens must be a positive int"),
+        (dict(codebook_size=1024), "does not apply to the continuous"),
+        (dict(tokens=3), "has no knob"),
+        (dict(pixel_decoder=True), "needs legacy=True"),
+    ],
+)
+def test_bad_knobs_raise_before_building(knobs, message):
+    name = "titok-bl64-vae"
+    with pytest.raises(ConfigError, match=message):
+        tk.spec(name, **knobs)
+
+
+def test_legacy_pixel_decoder_needs_patch_16():
+    with pytest.raises(ConfigError, match="upsampling factor"):
+        tk.spec("titok-s128", patch_size=8)
+
+
+def test_explicit_dimensions_must_agree():
+    spec = tk.spec("titok-tiny")
+    with pytest.raises(ConfigError, match="latent width mismatch"):
+        spec.replace(encoder=spec.encoder.with_options(out_dim=5))
+    with pytest.raises(ConfigError, match="num_tokens mismatch"):
+        spec.replace(decoder=spec.decoder.with_options(num_tokens=9))
+    with pytest.raises(ConfigError, match="has no option"):
+        spec.replace(quantizer=tk.Part("vq", size=3))
+    with pytest.raises(ConfigError, match="no quantizer named 'fsqq'"):
+        spec.replace(quantizer=tk.Part("fsqq"))
+    with pytest.raises(ConfigError, match="invalid options for quantizer 'vq'"):
+        spec.replace(quantizer=tk.Part("vq", codebook_size=0))
+
+
+def test_spec_json_errors_are_clear():
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        tk.TokenizerSpec.from_json("{")
+    with pytest.raises(ConfigError, match="not a tokenkit tokenizer spec"):
+        tk.TokenizerSpec.from_json("{}")
+    data = tk.spec("titok-tiny").to_dict()
+    data["version"] = 99
+    with pytest.raises(ConfigError, match="unsupported spec version"):
+        tk.TokenizerSpec.from_dict(data)
+    with pytest.raises(ConfigError, match="knobs"):
+        tk.build(tk.spec("titok-tiny"), num_tokens=4)

@@ -1,0 +1,167 @@
+"""MaskGIT-VQGAN parts: ``vqgan`` encoder, quantizer, decoder and the ``maskgit-vqgan`` model."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tokenkit as tk
+from tokenkit.decoders.vqgan import VQGANDecoderConfig
+from tokenkit.encoders.vqgan import VQGANEncoderConfig
+from tokenkit.layers import ResnetBlock
+from tokenkit.quantizers.vqgan import VQGANQuantizerConfig
+
+KEYS_DIR = Path(__file__).parents[1].parent / "shared" / "reference" / "official_keys"
+TINY = dict(hidden_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=8, norm_groups=8)
+
+
+def tiny_spec(codebook_size: int = 16) -> tk.TokenizerSpec:
+    return tk.TokenizerSpec(encoder=tk.Part("vqgan", image_size=16, **TINY),
+                            quantizer=tk.Part("vqgan", codebook_size=codebook_size, dim=8),
+                            decoder=tk.Part("vqgan", **TINY))
+
+
+def official_keys(name: str) -> dict[str, tuple[int, ...]]:
+    path = KEYS_DIR / f"{name}.txt"
+    if not path.exists():
+        pytest.skip(f"official key listing {path} not available")
+    rows = (line.split("\t") for line in path.read_text().splitlines() if line.strip())
+    return {key: tuple(int(s) for s in shape.strip("()").split(",") if s.strip()) for key, shape, *_ in rows}
+
+
+def shapes(module: torch.nn.Module, prefix: str = "", rename: dict[str, str] | None = None) -> dict[str, tuple]:
+    rename = rename or {}
+    return {prefix + rename.get(k, k): tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+# ---- shapes and contracts --------------------------------------------------------------------------------------
+def test_tiny_tokenizer_shapes():
+    torch.manual_seed(0)
+    tok = tk.build(tiny_spec())
+    images = torch.rand(2, 3, 16, 16)
+    latents = tok.encoder(images)
+    assert latents.shape == (2, 64, 8)
+    ids = tok.tokenize(images)
+    assert ids.shape == (2, 64) and ids.dtype == torch.int64 and 0 <= ids.min() and ids.max() < 16
+    out = tok(images)
+    assert out.images.shape == (2, 3, 16, 16) and out.codes.shape == (2, 64, 8)
+    rec = tok.detokenize(ids)
+    assert rec.shape == (2, 3, 16, 16) and 0.0 <= rec.min() and rec.max() <= 1.0
+    torch.testing.assert_close(tok.quantizer.lookup(ids), tok.quantizer(latents).codes)
+
+
+def test_decoder_accepts_any_square_grid_and_rejects_others():
+    dec = tk.build_part("decoder", tk.Part("vqgan", **TINY)).eval()
+    assert dec.output_kind == "images"
+    assert dec(torch.randn(1, 9, 8)).shape == (1, 3, 6, 6)
+    with pytest.raises(ValueError, match="square"):
+        dec(torch.randn(1, 10, 8))
+    with pytest.raises(ValueError):
+        dec(torch.randn(1, 9, 7))
+
+
+def test_encoder_rejects_wrong_size():
+    enc = tk.build_part("encoder", tk.Part("vqgan", image_size=16, **TINY))
+    with pytest.raises(ValueError, match="16x16"):
+        enc(torch.rand(1, 3, 8, 8))
+
+
+def test_config_validation():
+    with pytest.raises(tk.ConfigError, match="norm_groups"):
+        tk.build_part("decoder", tk.Part("vqgan", hidden_channels=12, norm_groups=8))
+    with pytest.raises(tk.ConfigError, match="divisible"):
+        tk.build_part("encoder", tk.Part("vqgan", image_size=20))
+    with pytest.raises(tk.ConfigError, match="l2_norm"):
+        tk.build_part("quantizer", tk.Part("vqgan", l2_norm=True))
+    assert VQGANDecoderConfig(channel_mult=[1, 2]).channel_mult == (1, 2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tiny_configs_run(seed):
+    rng = random.Random(seed)
+    enc_cfg, dec_cfg = VQGANEncoderConfig.tiny(rng), VQGANDecoderConfig.tiny(rng)
+    q_cfg = VQGANQuantizerConfig.tiny(rng)
+    enc, dec = tk.encoders.VQGANEncoder(enc_cfg), tk.decoders.VQGANDecoder(dec_cfg)
+    images = torch.rand(2, enc_cfg.in_channels, enc_cfg.image_size, enc_cfg.image_size)
+    assert enc(images).shape == (2, enc_cfg.num_tokens, enc_cfg.out_dim)
+    assert tk.quantizers.VQGANQuantizer(q_cfg)(torch.randn(2, 4, q_cfg.in_dim)).codes.shape == (2, 4, q_cfg.out_dim)
+    side = 2 * dec_cfg.upsample_factor
+    assert dec(torch.randn(2, 4, dec_cfg.in_dim)).shape == (2, dec_cfg.out_channels, side, side)
+
+
+# ---- MaskGIT specifics -----------------------------------------------------------------------------------------
+def test_resnet_block_shortcut_applies_to_output():
+    torch.manual_seed(0)
+    block = ResnetBlock(8, 16, norm_groups=4)
+    x = torch.randn(2, 8, 5, 5)
+    h = block.conv2(F.silu(block.norm2(block.conv1(F.silu(block.norm1(x))))))
+    torch.testing.assert_close(block(x), h + block.nin_shortcut(h))  # x only reaches the output through h
+    assert block.nin_shortcut.bias is None and block.nin_shortcut.weight.shape == (16, 16, 1, 1)
+    same = ResnetBlock(8, 8, norm_groups=4)
+    h = same.conv2(F.silu(same.norm2(same.conv1(F.silu(same.norm1(x))))))
+    torch.testing.assert_close(same(x), h + x)
+    assert same.nin_shortcut is None
+
+
+def test_soft_decoding_equals_decoding_expected_code():
+    torch.manual_seed(0)
+    soft = tk.build_part("decoder", tk.Part("vqgan", codebook_size=16, **TINY)).eval()
+    hard = tk.build_part("decoder", tk.Part("vqgan", **TINY)).eval()
+    state = soft.state_dict()
+    codebook = state.pop("codebook.weight")
+    hard.load_state_dict(state, strict=True)
+    logits = 3 * torch.randn(2, 4, 16)
+    torch.testing.assert_close(soft(logits), hard(logits.softmax(-1) @ codebook))
+    assert soft.config.in_dim == 16 and hard.config.in_dim == 8
+
+
+def test_quantizer_puts_beta_on_codebook_term():
+    torch.manual_seed(0)
+    vq = tk.build_part("quantizer", tk.Part("vq", codebook_size=16, dim=8))
+    vqgan = tk.build_part("quantizer", tk.Part("vqgan", codebook_size=16, dim=8, commitment_cost=0.25))
+    vqgan.load_state_dict(vq.state_dict())
+    grads = []
+    for q in (vq, vqgan):
+        latents = torch.randn(2, 5, 8, requires_grad=True)
+        with torch.no_grad():
+            latents.copy_(torch.arange(80.0).reshape(2, 5, 8).sin())
+        out = q(latents)
+        torch.testing.assert_close(out.codes, q.lookup(out.indices))
+        out.loss.backward()
+        grads.append((latents.grad, q.embedding.weight.grad))
+    (z_vq, e_vq), (z_gan, e_gan) = grads
+    torch.testing.assert_close(z_gan, 4 * z_vq)  # commitment: 0.25 in vq, 1 in vqgan
+    torch.testing.assert_close(e_gan, 0.25 * e_vq)  # codebook: 1 in vq, 0.25 in vqgan
+
+
+# ---- sizes and official layout ---------------------------------------------------------------------------------
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_default_parameter_counts():
+    assert count(tk.build_part("decoder", tk.Part("vqgan"), device="meta")) == 30_478_339
+    assert count(tk.build_part("decoder", tk.Part("vqgan", codebook_size=1024), device="meta")) == 30_740_483
+    assert count(tk.build_part("encoder", tk.Part("vqgan"), device="meta")) == 23_775_104
+    tok = tk.build("maskgit-vqgan", device="meta")
+    assert count(tok) == 54_515_587
+    assert (tok.num_tokens, tok.image_size, tok.codebook_size) == (256, 256, 1024)
+
+
+def test_state_dict_matches_official_maskgit_vqgan():
+    tok = tk.build("maskgit-vqgan", device="meta")
+    ours = {**shapes(tok.encoder, "encoder."), **shapes(tok.decoder, "decoder."),
+            **shapes(tok.quantizer, "quantize.")}
+    assert ours == official_keys("maskgit_vqgan")
+
+
+def test_pixel_decoder_matches_official_titok_s128():
+    dec = tk.build_part("decoder", tk.Part("vqgan", codebook_size=1024), device="meta")
+    ours = shapes(dec, "pixel_decoder.", rename={"codebook.weight": "embedding.weight"})
+    ours["pixel_quantize.embedding.weight"] = ours.pop("pixel_decoder.embedding.weight")
+    official = {k: v for k, v in official_keys("s128").items() if k.startswith("pixel_")}
+    assert ours == official

@@ -1,0 +1,162 @@
+"""Contract checks for registered parts, usable from any test suite.
+
+tokenkit's own tests run [`check_part`][tokenkit.testing.check_part] on every
+registered part; a user who registers a part can do the same::
+
+    from tokenkit.testing import check_part
+    check_part("quantizer", "my-vq")
+
+A part is exercised with ``Config.tiny(rng)`` when its config defines that
+classmethod (a small random valid config), else with ``Config()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+import torch
+from torch import nn
+
+from tokenkit.factory import instantiate
+from tokenkit.registry import get_part
+from tokenkit.specs import Part
+
+
+def tiny_config(kind: str, name: str, rng: random.Random | None = None) -> Any:
+    """A small valid config of part ``kind``/``name``: ``Config.tiny(rng)`` or ``Config()``."""
+    config_cls = get_part(kind, name).Config
+    tiny = getattr(config_cls, "tiny", None)
+    return tiny(rng or random.Random(0)) if callable(tiny) else config_cls()
+
+
+def tiny_part(kind: str, name: str, rng: random.Random | None = None) -> Part:
+    """[`tiny_config`][tokenkit.testing.tiny_config] as a [`Part`][tokenkit.specs.Part]."""
+    config = tiny_config(kind, name, rng)
+    return Part(name, **{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+
+
+def _assert(cond: bool, message: str) -> None:
+    if not cond:
+        raise AssertionError(message)
+
+
+def _assert_batch_independent(fn, inputs: torch.Tensor, full: torch.Tensor, what: str, atol: float = 1e-5) -> None:
+    """Each batch item alone gives the same result as inside the batch."""
+    for i in range(inputs.shape[0]):
+        single = fn(inputs[i : i + 1])
+        _assert(torch.allclose(single, full[i : i + 1], atol=atol, rtol=1e-4),
+                f"{what}: item {i} differs when run alone (batch items must be independent in eval mode)")
+
+
+def _assert_grad(t: torch.Tensor, what: str) -> None:
+    _assert(t.grad is not None and torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0,
+            f"{what}: no finite, non-zero gradient reached the input")
+
+
+def check_backbone(module: nn.Module, config: Any, batch: int = 3, length: int = 5) -> None:
+    """tokens ``(B, L, W)`` -> tokens ``(B, L, W)``; exposes ``width``; batch items independent."""
+    width = getattr(module, "width", None)
+    _assert(isinstance(width, int) and width > 0, "backbone must expose an int attribute `width`")
+    tokens = torch.randn(batch, length, width, requires_grad=True)
+    out = module(tokens)
+    _assert(out.shape == tokens.shape and out.dtype == tokens.dtype,
+            f"backbone output {tuple(out.shape)} {out.dtype} != input {tuple(tokens.shape)} {tokens.dtype}")
+    out.square().mean().backward()
+    _assert_grad(tokens, "backbone")
+    with torch.no_grad():
+        _assert_batch_independent(module, tokens.detach(), module(tokens.detach()), "backbone")
+
+
+def check_encoder(module: nn.Module, config: Any, batch: int = 3) -> None:
+    """images ``(B, C, H, W)`` in [0, 1] -> latents ``(B, N, D)`` with ``N = num_tokens``, ``D = out_dim``."""
+    size, channels = config.image_size, getattr(config, "in_channels", 3)
+    images = torch.rand(batch, channels, size, size)
+    with torch.no_grad():
+        latents = module(images)
+    expected = (batch, config.num_tokens, config.out_dim)
+    _assert(tuple(latents.shape) == expected, f"encoder latents {tuple(latents.shape)} != {expected}")
+    _assert(latents.is_floating_point() and torch.isfinite(latents).all(), "encoder latents must be finite floats")
+    with torch.no_grad():
+        _assert_batch_independent(module, images, latents, "encoder")
+
+
+def check_quantizer(module: nn.Module, config: Any, batch: int = 3, num_tokens: int = 4) -> None:
+    """latents ``(B, N, in_dim)`` -> codes ``(B, N, out_dim)``, indices in ``[0, K)`` or ``None``,
+    scalar loss, scalar stats; ``lookup(indices) == codes`` in eval mode; gradients reach the
+    latents (straight-through); batch items independent in eval mode."""
+    latents = torch.randn(batch, num_tokens, config.in_dim, requires_grad=True)
+    out = module.train()(latents)
+    _assert(tuple(out.codes.shape) == (batch, num_tokens, config.out_dim),
+            f"codes {tuple(out.codes.shape)} != {(batch, num_tokens, config.out_dim)}")
+    _assert(out.codes.dtype == latents.dtype, f"codes dtype {out.codes.dtype} != latents dtype {latents.dtype}")
+    _assert(out.loss.ndim == 0 and torch.isfinite(out.loss), "loss must be a finite scalar")
+    _assert(isinstance(out.stats, dict) and all(v.ndim == 0 for v in out.stats.values()),
+            "stats must be a dict of scalar tensors")
+    (out.codes.square().sum() + out.loss).backward()
+    _assert_grad(latents, "quantizer (straight-through)")
+    codebook_size = getattr(module, "codebook_size", None)
+    module.eval()
+    with torch.no_grad():
+        out = module(latents.detach())
+        if codebook_size is None:
+            _assert(out.indices is None, "a continuous quantizer (codebook_size None) must return indices=None")
+        else:
+            idx = out.indices
+            _assert(idx is not None and idx.dtype == torch.int64 and tuple(idx.shape) == (batch, num_tokens),
+                    f"indices must be int64 {(batch, num_tokens)}, got "
+                    f"{None if idx is None else (idx.dtype, tuple(idx.shape))}")
+            _assert(int(idx.min()) >= 0 and int(idx.max()) < codebook_size, f"indices outside [0, {codebook_size})")
+            _assert(torch.allclose(module.lookup(idx), out.codes, atol=1e-5), "lookup(indices) != codes in eval mode")
+        _assert_batch_independent(lambda x: module(x).codes, latents.detach(), out.codes, "quantizer codes")
+
+
+def check_decoder(module: nn.Module, config: Any, batch: int = 3) -> None:
+    """codes ``(B, N, in_dim)`` -> images ``(B, C, H, W)`` (``output_kind == "images"``) or
+    logits ``(B, L, out_dim)`` (``"logits"``); gradients reach the codes; batch items independent."""
+    num_tokens = getattr(config, "num_tokens", None) or 4
+    codes = torch.randn(batch, num_tokens, config.in_dim, requires_grad=True)
+    out = module(codes)
+    kind = getattr(module, "output_kind", "images")
+    if kind == "images":
+        _assert(out.ndim == 4 and out.shape[0] == batch, f"decoder images must be (B, C, H, W), got {tuple(out.shape)}")
+        if hasattr(config, "out_channels"):
+            _assert(out.shape[1] == config.out_channels, f"decoder channels {out.shape[1]} != {config.out_channels}")
+        if hasattr(config, "image_size"):
+            _assert(tuple(out.shape[-2:]) == (config.image_size,) * 2,
+                    f"decoder image {tuple(out.shape[-2:])} != {config.image_size}")
+    else:
+        _assert(out.ndim == 3 and out.shape[0] == batch and out.shape[-1] == config.out_dim,
+                f"decoder logits must be (B, L, {config.out_dim}), got {tuple(out.shape)}")
+    _assert(out.is_floating_point() and torch.isfinite(out).all(), "decoder output must be finite floats")
+    out.square().mean().backward()
+    _assert_grad(codes, "decoder")
+    with torch.no_grad():
+        _assert_batch_independent(module, codes.detach(), module(codes.detach()), "decoder")
+
+
+CHECKS = {"backbone": check_backbone, "encoder": check_encoder, "quantizer": check_quantizer,
+          "decoder": check_decoder}
+"""Contract check per kind. ``generator`` gets its check with the generator parts."""
+
+
+def check_part(kind: str, name: str, rng: random.Random | None = None, config: Any = None) -> None:
+    """Build part ``kind``/``name`` from a tiny config and check its kind's contract.
+
+    Args:
+        kind: Part kind.
+        name: Registered name.
+        rng: Randomises the tiny config (``Config.tiny(rng)``).
+        config: Use this config instead of a tiny one.
+
+    Raises:
+        AssertionError: Naming the broken contract.
+        KeyError: No contract check exists for ``kind``.
+    """
+    if kind not in CHECKS:
+        raise KeyError(f"no contract check for kind {kind!r}; checks exist for {', '.join(CHECKS)}")
+    torch.manual_seed(0)
+    config = config if config is not None else tiny_config(kind, name, rng)
+    module = instantiate(kind, name, config).eval()
+    CHECKS[kind](module, config)
