@@ -61,3 +61,33 @@ def test_register_and_unregister_roundtrip():
     finally:
         tk.unregister("backbone", "test-identity")
     assert "test-identity" not in tk.list_parts("backbone")
+
+
+def test_parts_from_entry_points_are_loaded(monkeypatch):
+    import importlib
+    import importlib.metadata
+    from tokenkit import registry
+
+    def _load_plugin():
+        @tk.register("backbone", "plugin-identity")
+        class PluginIdentity(torch.nn.Module):
+            Config = _Cfg
+
+    ep = importlib.metadata.EntryPoint(name="demo", value="tokenkit_test_plugin", group=registry.ENTRY_POINT_GROUP)
+    broken = importlib.metadata.EntryPoint(name="broken", value="no_such_module_xyz", group=registry.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group=None: [ep, broken] if group == registry.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    loaded = []
+
+    def load(self):
+        loaded.append(self.name)
+        return _load_plugin() if self.value == "tokenkit_test_plugin" else importlib.import_module(self.value)
+
+    monkeypatch.setattr(importlib.metadata.EntryPoint, "load", load)
+    try:
+        with pytest.warns(UserWarning, match="could not load tokenkit plug-in 'broken'"):
+            assert "plugin-identity" in tk.list_parts("backbone")
+        assert loaded == ["demo", "broken"]
+    finally:
+        tk.unregister("backbone", "plugin-identity")

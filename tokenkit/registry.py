@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import fnmatch
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -41,6 +42,28 @@ class ModelEntry:
 
 
 _MODELS: dict[str, ModelEntry] = {}
+
+ENTRY_POINT_GROUP = "tokenkit.parts"
+"""Packages can register parts on import by declaring an entry point in this group
+(e.g. ``[project.entry-points."tokenkit.parts"] mypkg = "mypkg.parts"``); the
+named modules are imported the first time a registry is read."""
+
+_entry_points_loaded = False
+
+
+def load_entry_points() -> None:
+    """Import every module declared in the ``tokenkit.parts`` entry-point group (once)."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as err:  # a broken plug-in must not break tokenkit
+            warnings.warn(f"could not load tokenkit plug-in {ep.name!r} ({ep.value}): {err}", stacklevel=2)
 
 
 def natural_key(text: str) -> list[Any]:
@@ -130,6 +153,7 @@ def get_part(kind: str, name: str) -> type:
         RegistryError: With the closest registered names when unknown.
     """
     _check_kind(kind)
+    load_entry_points()
     try:
         return _PARTS[kind][name]
     except KeyError:
@@ -145,6 +169,7 @@ def list_parts(kind: str, pattern: str = "*") -> list[str]:
         ['vq', 'vqgan']
     """
     _check_kind(kind)
+    load_entry_points()
     names = [n for n in _PARTS[kind] if fnmatch.fnmatchcase(n, pattern)]
     return sorted(names, key=natural_key)
 
@@ -166,6 +191,7 @@ def register_model(
 
 def get_model(name: str) -> ModelEntry:
     """Return the [`ModelEntry`][tokenkit.registry.ModelEntry] registered as ``name``."""
+    load_entry_points()
     try:
         return _MODELS[name]
     except KeyError:
@@ -180,5 +206,6 @@ def list_models(pattern: str = "*") -> list[str]:
         >>> tk.list_models("titok-s*")
         ['titok-s128', 'titok-sl256-vq8k']
     """
+    load_entry_points()
     names = [n for n in _MODELS if fnmatch.fnmatchcase(n, pattern)]
     return sorted(names, key=natural_key)
