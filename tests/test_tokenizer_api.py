@@ -106,3 +106,46 @@ def test_stage1_composition_cannot_detokenize_to_pixels(images):
     assert logits.shape == (3, 16, 32)
     with pytest.raises(ContractError, match="proxy-code logits"):
         tok.detokenize(tok.tokenize(images))
+
+
+def tiny_legacy_spec(pixel_decoder=True):
+    """The two-stage legacy TiTok structure at tiny size (patch 8 = vqgan upsampling 2**3)."""
+    if pixel_decoder:
+        pixel_decoder = tk.Part("vqgan", codebook_size=1024, hidden_channels=16, channel_mult=(1, 1, 2, 2),
+                                num_res_blocks=1, z_channels=8, norm_groups=8)
+    return tk.spec("titok-tiny", legacy=True, l2_norm=True, pixel_decoder=pixel_decoder)
+
+
+def test_tiny_legacy_two_stage_composition(images):
+    torch.manual_seed(0)
+    spec = tiny_legacy_spec()
+    assert spec.encoder.config["legacy_reshape"] and spec.decoder.config["head"] == "proxy"
+    tok = tk.build(spec)
+    assert tok.pixel_decoder.codebook.weight.shape == (1024, 8)
+    ids = tok.tokenize(images)
+    rec = tok.detokenize(ids)
+    assert rec.shape == images.shape and 0 <= rec.min() and rec.max() <= 1
+    # stage 2 = soft pixel decoding of the stage-1 proxy logits
+    logits = tok.decoder(tok.quantizer.lookup(ids))
+    assert logits.shape == (3, 16, 1024)
+    assert torch.allclose(tok.pixel_decoder(logits).clamp(0, 1), rec, atol=1e-6)
+    # the stage-1 model holds exactly the same weights minus the pixel decoder
+    stage1 = tk.build(tiny_legacy_spec(pixel_decoder=False))
+    state = {k: v for k, v in tok.state_dict().items() if not k.startswith("pixel_decoder.")}
+    stage1.load_state_dict(state, strict=True)
+    assert torch.equal(stage1.tokenize(images), ids)
+    assert tk.TokenizerSpec.from_json(spec.to_json()) == spec
+
+
+def test_legacy_reshape_mixes_tokens_and_channels(images):
+    """The legacy quirk: (N, W) token features are reinterpreted as (W, N) before the projection."""
+    torch.manual_seed(0)
+    enc = tk.build(tiny_legacy_spec(pixel_decoder=False)).encoder
+    with torch.no_grad():
+        legacy = enc(images)
+        object.__setattr__(enc.config, "legacy_reshape", False)
+        try:
+            plain = enc(images)
+        finally:
+            object.__setattr__(enc.config, "legacy_reshape", True)
+    assert not torch.allclose(legacy, plain)

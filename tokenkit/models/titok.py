@@ -47,7 +47,7 @@ def titok(
     l2_norm: bool = False,
     commitment_cost: float = 0.25,
     legacy: bool = False,
-    pixel_decoder: bool | None = None,
+    pixel_decoder: bool | Part | None = None,
     backbone: str = "vit",
 ) -> TokenizerSpec:
     """Expand TiTok knobs into a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec].
@@ -65,8 +65,9 @@ def titok(
         commitment_cost: VQ ``beta``.
         legacy: The released L-32/B-64/S-128 architecture: legacy encoder reshape
             and a ``proxy`` head predicting MaskGIT-VQGAN codes.
-        pixel_decoder: Append the MaskGIT-VQGAN pixel decoder (stage 2). Defaults
-            to ``legacy``; ``False`` with ``legacy`` is the stage-1 model.
+        pixel_decoder: Append the MaskGIT-VQGAN pixel decoder (stage 2), or the
+            decoder [`Part`][tokenkit.specs.Part] to append. Defaults to
+            ``legacy``; ``False`` with ``legacy`` is the stage-1 model.
         backbone: Backbone part used by encoder and decoder.
 
     Raises:
@@ -99,7 +100,10 @@ def titok(
     encoder = Part("vit1d", **geometry, legacy_reshape=legacy, backbone=_backbone(encoder_size, backbone, "encoder_size"))
     decoder = Part("vit1d", **geometry, head="proxy" if legacy else "pixel",
                    backbone=_backbone(decoder_size, backbone, "decoder_size"))
-    pixel = Part("vqgan", codebook_size=1024) if pixel_decoder else None
+    if isinstance(pixel_decoder, Part):
+        pixel = pixel_decoder
+    else:
+        pixel = Part("vqgan", codebook_size=1024) if pixel_decoder else None
     return TokenizerSpec(encoder=encoder, quantizer=q_part, decoder=decoder, pixel_decoder=pixel)
 
 
