@@ -97,3 +97,14 @@ def test_spec_json_errors_are_clear():
         tk.TokenizerSpec.from_dict(data)
     with pytest.raises(ConfigError, match="knobs"):
         tk.build(tk.spec("titok-tiny"), num_tokens=4)
+
+
+def test_specs_pickle_and_copy():
+    import copy
+    import pickle
+
+    spec = tk.spec("titok-s128")
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert copy.deepcopy(spec) == spec
+    tok = tk.build("titok-tiny")
+    assert copy.deepcopy(tok).spec == tok.spec

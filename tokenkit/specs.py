@@ -107,12 +107,25 @@ class Part:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Part) and self.to_dict() == other.to_dict()
 
+    def __reduce__(self) -> tuple:  # picklable (and deep-copyable) although immutable
+        return (_rebuild_part, (self._name, dict(self._config)))
+
+    def __copy__(self) -> Part:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Part:
+        return self
+
     def __hash__(self) -> int:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     def __repr__(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self._config.items())
         return f"Part({self._name!r}{opts})"
+
+
+def _rebuild_part(name: str, config: dict[str, Any]) -> Part:
+    return Part(name, **config)
 
 
 def sub_part_kind(field: dataclasses.Field) -> str | None:

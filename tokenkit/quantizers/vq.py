@@ -112,7 +112,7 @@ class VectorQuantizer(nn.Module):
         codebook_term = F.mse_loss(quantized, z.detach())
         w_commit, w_book = self.commitment_weight()
         loss = w_commit * commitment + w_book * codebook_term
-        codes = z + (quantized - z).detach()
+        codes = quantized + (z - z.detach())  # straight-through; value is exactly the code
         stats = {"commitment_loss": commitment.detach(), "codebook_loss": codebook_term.detach(),
                  **codebook_stats(indices, self.codebook_size)}
         return QuantizerOutput(codes.to(latents.dtype), indices, loss, stats)

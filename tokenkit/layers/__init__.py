@@ -1,0 +1,8 @@
+"""Reusable layers shared by every part."""
+
+from tokenkit.layers.attention import SelfAttention
+from tokenkit.layers.init import init_titok_weights
+from tokenkit.layers.mlp import Mlp
+from tokenkit.layers.vqgan_blocks import ResnetBlock
+
+__all__ = ["SelfAttention", "Mlp", "ResnetBlock", "init_titok_weights"]
