@@ -17,6 +17,7 @@ from torch import nn
 
 from tokenkit.layers import Mlp, SelfAttention, init_titok_weights
 from tokenkit.registry import register
+from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +38,7 @@ class ViTConfig:
     """LayerNorm epsilon."""
 
     def __post_init__(self) -> None:
-        for name in ("width", "depth", "heads"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        check_positive_ints(self, "width", "depth", "heads")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.mlp_ratio <= 0:

@@ -25,6 +25,7 @@ from torch import nn
 
 from tokenkit.layers import init_titok_weights
 from tokenkit.registry import register
+from tokenkit.validation import check_positive_ints
 from tokenkit.specs import Part
 
 
@@ -50,16 +51,12 @@ class ViT1DDecoderConfig:
     """Transformer stack (kind ``backbone``); its width is the decoder width."""
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "patch_size", "out_channels", "num_tokens", "proxy_codes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, "image_size", "patch_size", "out_channels", "num_tokens", "proxy_codes",
+                            optional=("in_dim",))
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
         if self.head not in ("pixel", "proxy"):
             raise ValueError(f"head must be 'pixel' or 'proxy', got {self.head!r}")
-        if self.in_dim is not None and (not isinstance(self.in_dim, int) or self.in_dim < 1):
-            raise ValueError(f"in_dim must be a positive int, got {self.in_dim!r}")
 
     @property
     def grid_size(self) -> int:

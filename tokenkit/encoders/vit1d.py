@@ -18,6 +18,7 @@ from torch import nn
 
 from tokenkit.layers import init_titok_weights
 from tokenkit.registry import register
+from tokenkit.validation import check_positive_ints
 from tokenkit.specs import Part
 
 
@@ -43,14 +44,9 @@ class ViT1DEncoderConfig:
     """Transformer stack (kind ``backbone``); its width is the encoder width."""
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "patch_size", "in_channels", "num_tokens"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, "image_size", "patch_size", "in_channels", "num_tokens", optional=("out_dim",))
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
-        if self.out_dim is not None and (not isinstance(self.out_dim, int) or self.out_dim < 1):
-            raise ValueError(f"out_dim must be a positive int, got {self.out_dim!r}")
 
     @property
     def grid_size(self) -> int:

@@ -16,9 +16,13 @@ pure prefix rename.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from tokenkit.validation import check_positive_ints
 
 
 def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
@@ -42,9 +46,8 @@ def check_conv_widths(hidden_channels: int, channel_mult: tuple[int, ...], norm_
         ValueError: A non-positive int, an empty ``channel_mult`` or a level
             width that ``norm_groups`` does not divide.
     """
-    for name, value in dict(hidden_channels=hidden_channels, norm_groups=norm_groups, **positive_ints).items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    values = dict(hidden_channels=hidden_channels, norm_groups=norm_groups, **positive_ints)
+    check_positive_ints(SimpleNamespace(**values), *values)
     mult = tuple(channel_mult) if isinstance(channel_mult, (tuple, list)) else ()
     if not mult or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in mult):
         raise ValueError(f"channel_mult must be a non-empty tuple of positive ints, got {channel_mult!r}")

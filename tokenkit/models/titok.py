@@ -8,11 +8,13 @@ fixed knobs; an ablation is a change of knobs::
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from tokenkit.errors import ConfigError
 from tokenkit.registry import register_model
 from tokenkit.specs import Part, TokenizerSpec
+from tokenkit.validation import check_positive_ints
 
 SIZES: dict[str, tuple[int, int, int]] = {
     "tiny": (64, 2, 4),
@@ -73,9 +75,11 @@ def titok(
     Raises:
         ConfigError: Incompatible knob values, before any module is built.
     """
-    for name, value in (("image_size", image_size), ("patch_size", patch_size), ("num_tokens", num_tokens)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a positive int, got {value!r}")
+    try:
+        check_positive_ints(SimpleNamespace(image_size=image_size, patch_size=patch_size, num_tokens=num_tokens),
+                            "image_size", "patch_size", "num_tokens")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if image_size % patch_size:
         raise ConfigError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
     if isinstance(quantizer, Part):

@@ -15,6 +15,7 @@ from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
 from tokenkit.registry import register
+from tokenkit.validation import check_positive_ints
 
 
 class DiagonalGaussian:
@@ -60,8 +61,7 @@ class GaussianConfig:
     """Sample in eval mode too (the official README does); default returns the mean."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.channels, int) or self.channels < 1:
-            raise ValueError(f"channels must be a positive int, got {self.channels!r}")
+        check_positive_ints(self, "channels")
         if self.logvar_min >= self.logvar_max:
             raise ValueError(f"logvar_min {self.logvar_min} must be below logvar_max {self.logvar_max}")
 

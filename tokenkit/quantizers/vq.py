@@ -17,6 +17,7 @@ from torch import nn
 from tokenkit.contracts import QuantizerOutput
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.registry import register
+from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +34,7 @@ class VQConfig:
     """Normalise latents and codebook rows before the search; codes are unit vectors."""
 
     def __post_init__(self) -> None:
-        for name in ("codebook_size", "dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, "codebook_size", "dim")
         if self.commitment_cost < 0:
             raise ValueError(f"commitment_cost must be >= 0, got {self.commitment_cost}")
         if self.l2_norm and self.dim < 2:

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import ClassVar
 
-from tokenkit.quantizers.vq import VectorQuantizer
+from tokenkit.quantizers.vq import VectorQuantizer, VQConfig
 from tokenkit.registry import register
 
 
 @dataclasses.dataclass(frozen=True)
-class VQGANQuantizerConfig:
-    """Options of the ``vqgan`` quantizer (defaults: the released MaskGIT-VQGAN codebook)."""
+class VQGANQuantizerConfig(VQConfig):
+    """Options of the ``vqgan`` quantizer (defaults: the released MaskGIT-VQGAN codebook).
+
+    Those of [`VQConfig`][tokenkit.quantizers.vq.VQConfig], except that
+    ``l2_norm`` must stay ``False`` (MaskGIT does not normalise).
+    """
 
     codebook_size: int = 1024
     """Number of codes ``K``."""
@@ -29,26 +32,11 @@ class VQGANQuantizerConfig:
     """Code width (``in_dim`` = ``out_dim``)."""
     commitment_cost: float = 0.25
     """Weight ``beta`` of the codebook term ``||z_q - sg(z)||^2`` (MaskGIT convention)."""
-    l2_norm: ClassVar[bool] = False
-    """Always ``False``: MaskGIT does not normalise (a constant, not an option)."""
 
     def __post_init__(self) -> None:
-        for name in ("codebook_size", "dim"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.commitment_cost < 0:
-            raise ValueError(f"commitment_cost must be >= 0, got {self.commitment_cost}")
-
-    @property
-    def in_dim(self) -> int:
-        """Latent width the quantizer reads."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Code width the quantizer writes."""
-        return self.dim
+        super().__post_init__()
+        if self.l2_norm:
+            raise ValueError("the vqgan quantizer does not normalise: l2_norm must be False (use 'vq' for that)")
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> VQGANQuantizerConfig:
