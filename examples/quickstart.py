@@ -1,7 +1,7 @@
-"""tokenkit quickstart: build, tokenize, detokenize, ablate, register a part.
+"""tokenkit quickstart: build, tokenize, detokenize, ablate, save/load, register a part.
 
-Runs on CPU in a few seconds (random weights; loading pretrained weights is
-not available yet):
+Runs on CPU in a few seconds with random weights (the official checkpoints
+load with ``tk.from_pretrained``; see the docs guide):
 
     pip install -e . && python examples/quickstart.py
 """
@@ -9,6 +9,8 @@ not available yet):
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 
 import torch
 
@@ -45,6 +47,13 @@ print(f"titok-bl64-vq8k + gaussian: {sum(p.numel() for p in vae.parameters()):,}
 text = spec.to_json()
 assert tk.TokenizerSpec.from_json(text) == spec
 print(f"spec JSON round trip ok ({len(text)} characters)")
+
+# 5b. Save and reload weights with their composition (model.safetensors + config.json).
+with tempfile.TemporaryDirectory() as folder:
+    tok.save_pretrained(folder)
+    again = tk.from_pretrained(folder)
+    assert torch.equal(again.tokenize(images), ids)
+    print(f"save_pretrained / from_pretrained round trip ok: {sorted(os.listdir(folder))}")
 
 
 # 6. Your own part: register it by kind and name, then use it in any composition.

@@ -15,7 +15,8 @@ from tokenkit.encoders.vqgan import VQGANEncoderConfig
 from tokenkit.layers import ResnetBlock
 from tokenkit.quantizers.vqgan import VQGANQuantizerConfig
 
-KEYS_DIR = Path(__file__).parents[1].parent / "shared" / "reference" / "official_keys"
+from _helpers import official_keys
+
 TINY = dict(hidden_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=8, norm_groups=8)
 
 
@@ -23,14 +24,6 @@ def tiny_spec(codebook_size: int = 16) -> tk.TokenizerSpec:
     return tk.TokenizerSpec(encoder=tk.Part("vqgan", image_size=16, **TINY),
                             quantizer=tk.Part("vqgan", codebook_size=codebook_size, dim=8),
                             decoder=tk.Part("vqgan", **TINY))
-
-
-def official_keys(name: str) -> dict[str, tuple[int, ...]]:
-    path = KEYS_DIR / f"{name}.txt"
-    if not path.exists():
-        pytest.skip(f"official key listing {path} not available")
-    rows = (line.split("\t") for line in path.read_text().splitlines() if line.strip())
-    return {key: tuple(int(s) for s in shape.strip("()").split(",") if s.strip()) for key, shape, *_ in rows}
 
 
 def shapes(module: torch.nn.Module, prefix: str = "") -> dict[str, tuple[int, ...]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
 import torch
@@ -41,11 +42,15 @@ def spec(name: str, **knobs: Any) -> TokenizerSpec:
     return entry.builder(**{**entry.knobs, **knobs})
 
 
-def build(name_or_spec: str | TokenizerSpec, *, device: torch.device | str | None = None, **knobs: Any) -> Tokenizer:
-    """Build a tokenizer by name or from a spec, with random weights, in eval mode.
+def build(name_or_spec: str | TokenizerSpec, *, pretrained: str | os.PathLike | None = None,
+          device: torch.device | str | None = None, **knobs: Any) -> Tokenizer:
+    """Build a tokenizer by name or from a spec, in eval mode.
 
     Args:
         name_or_spec: A model name or a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec].
+        pretrained: Weights to load: a file (``.bin``/``.pt``/``.pth``/``.safetensors``,
+            official or tokenkit layout), a folder or a Hub repo id (see
+            [`from_pretrained`][tokenkit.weights.pretrained.from_pretrained]). Default: random weights.
         device: Device to build on; ``"meta"`` allocates nothing (to count parameters).
         **knobs: Knob overrides for a named model (see [`spec`][tokenkit.spec]).
 
@@ -66,4 +71,8 @@ def build(name_or_spec: str | TokenizerSpec, *, device: torch.device | str | Non
         composition = name_or_spec
     else:
         raise ConfigError(f"build() takes a model name or a TokenizerSpec, got {type(name_or_spec).__name__}")
+    if pretrained is not None:
+        from tokenkit.weights.pretrained import load_pretrained
+
+        return load_pretrained(composition, pretrained, device=device)
     return Tokenizer.from_spec(composition, device=device).eval()

@@ -21,3 +21,7 @@ class ConfigError(TokenkitError):
 
 class ContractError(TokenkitError):
     """A tensor given to a public method breaks its documented contract."""
+
+
+class WeightsError(TokenkitError):
+    """A weight file or source cannot be read safely, or does not fit the model."""

@@ -189,6 +189,13 @@ def register_model(
     return entry
 
 
+def unregister_model(name: str) -> None:
+    """Remove a registered model (mainly for tests and notebooks)."""
+    if name not in _MODELS:
+        raise RegistryError(f"no model named {name!r}. {_suggest(name, list(_MODELS))}")
+    del _MODELS[name]
+
+
 def get_model(name: str) -> ModelEntry:
     """Return the [`ModelEntry`][tokenkit.registry.ModelEntry] registered as ``name``."""
     load_entry_points()

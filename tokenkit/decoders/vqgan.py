@@ -122,9 +122,27 @@ class VQGANDecoder(nn.Module):
         Raises:
             ContractError: If this decoder has no codebook (``codebook_size`` unset).
         """
+        side = self._grid_side(logits)
+        return rearrange(self._soft_grid(logits, side), "b c h w -> b (h w) c")
+
+    def _soft_grid(self, logits: torch.Tensor, side: int) -> torch.Tensor:
+        """Soft codes laid out as the ``(B, z, s, s)`` grid.
+
+        Computed as the official ``einsum('nchw,cd->ndhw', softmax over codes, codebook)``
+        in the same layout, so the result is bit-identical to the official stage-2 decoder.
+        """
         if self.config.codebook_size is None:
             raise ContractError("soft_codes needs a decoder built with codebook_size")
-        return logits.softmax(dim=-1) @ self.codebook.weight.to(logits.dtype)
+        probs = rearrange(logits, "b (h w) k -> b k h w", h=side).softmax(dim=1)
+        return torch.einsum("bkhw,kd->bdhw", probs, self.codebook.weight.to(probs.dtype))
+
+    def _grid_side(self, codes: torch.Tensor) -> int:
+        codes = check_tokens(codes, "codes", dim=self.config.in_dim)
+        side = math.isqrt(codes.shape[1])
+        if side * side != codes.shape[1] or side == 0:
+            raise ContractError(f"codes must form a square grid (B, s*s, {self.config.in_dim}); "
+                                f"got L = {codes.shape[1]} tokens, not a positive perfect square")
+        return side
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Decode a row-major square grid of codes.
@@ -139,14 +157,12 @@ class VQGANDecoder(nn.Module):
         Raises:
             ContractError: Wrong rank or width, or ``L`` not a perfect square.
         """
-        codes = check_tokens(codes, "codes", dim=self.config.in_dim)
-        side = math.isqrt(codes.shape[1])
-        if side * side != codes.shape[1] or side == 0:
-            raise ContractError(f"codes must form a square grid (B, s*s, {self.config.in_dim}); "
-                                f"got L = {codes.shape[1]} tokens, not a positive perfect square")
+        side = self._grid_side(codes)
         if self.config.codebook_size is not None:
-            codes = self.soft_codes(codes)
-        x = self.conv_in(rearrange(codes, "b (h w) c -> b c h w", h=side))
+            x = self._soft_grid(codes, side)
+        else:
+            x = rearrange(codes, "b (h w) c -> b c h w", h=side)
+        x = self.conv_in(x)
         for block in self.mid:
             x = block(x)
         for level in reversed(self.up):

@@ -1,0 +1,35 @@
+"""Shared test helpers: the official key listings and tiny versions of the reference compositions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import tokenkit as tk
+
+KEYS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_keys"
+
+TINY_VQGAN = dict(hidden_channels=16, channel_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=8, norm_groups=8)
+"""A MaskGIT-VQGAN pixel decoder upsampling by 8 (= the tiny patch size)."""
+
+
+def official_keys(name: str) -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` of an official checkpoint listing (skips the test where shared/ is absent)."""
+    path = KEYS_DIR / f"{name}.txt"
+    if not path.exists():
+        pytest.skip(f"official key listing {path} not available")
+    rows = (line.split("\t") for line in path.read_text().splitlines() if line.strip())
+    return {key: tuple(int(s) for s in shape.strip("()").split(",") if s.strip()) for key, shape, *_ in rows}
+
+
+def tiny_spec(name: str) -> tk.TokenizerSpec:
+    """The reference composition ``name`` at tiny size (same parts, small numbers)."""
+    if name == "maskgit-vqgan":
+        vqgan = dict(TINY_VQGAN, channel_mult=(1, 2))
+        return tk.TokenizerSpec(encoder=tk.Part("vqgan", image_size=16, **vqgan),
+                                quantizer=tk.Part("vqgan", codebook_size=16, dim=8), decoder=tk.Part("vqgan", **vqgan))
+    knobs = dict(image_size=32, patch_size=8, num_tokens=4, encoder_size="tiny", decoder_size="tiny")
+    if tk.spec(name).pixel_decoder is not None:
+        knobs["pixel_decoder"] = tk.Part("vqgan", codebook_size=1024, **TINY_VQGAN)
+    return tk.spec(name, **knobs)

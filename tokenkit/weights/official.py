@@ -1,0 +1,70 @@
+"""Converters between the official bytedance/1d-tokenizer checkpoint layouts and tokenkit's.
+
+Layouts: TITOK_SPEC §3 and ``shared/reference/official_keys``. The official
+TiTok keeps ``latent_tokens`` at the top level, packs attention as
+``nn.MultiheadAttention`` (``in_proj_*``, ``out_proj``), names blocks
+``transformer.{i}`` with ``ln_1``/``ln_2``/``mlp.c_fc``/``mlp.c_proj`` and
+stores its token projections as 1x1 convs; MaskGIT-VQGAN keys are tokenkit's
+with ``quantize`` for ``quantizer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from tokenkit.weights.keymap import KeyMap, Rule
+
+_BLOCK = "{part}.transformer.{i}."
+_OURS = "{part}.backbone.blocks.{i}."
+
+TITOK = KeyMap((
+    Rule("latent_tokens", "encoder.latent_tokens"),
+    Rule(_BLOCK + "ln_1.{p}", _OURS + "norm1.{p}"),
+    Rule(_BLOCK + "attn.in_proj_weight", _OURS + "attn.qkv.weight"),
+    Rule(_BLOCK + "attn.in_proj_bias", _OURS + "attn.qkv.bias"),
+    Rule(_BLOCK + "attn.out_proj.{p}", _OURS + "attn.proj.{p}"),
+    Rule(_BLOCK + "ln_2.{p}", _OURS + "norm2.{p}"),
+    Rule(_BLOCK + "mlp.c_fc.{p}", _OURS + "mlp.fc1.{p}"),
+    Rule(_BLOCK + "mlp.c_proj.{p}", _OURS + "mlp.fc2.{p}"),
+    Rule("encoder.conv_out.{p}", "encoder.proj.{p}", conv1x1=True),
+    Rule("decoder.ffn.{i}.{p}", "decoder.ffn.{i}.{p}", conv1x1=True),
+    Rule("quantize.embedding.weight", "quantizer.embedding.weight"),
+    Rule("pixel_quantize.embedding.weight", "pixel_decoder.codebook.weight"),
+    Rule("pixel_decoder.{rest}", "pixel_decoder.{rest}"),
+    Rule("{part}.{rest}", "{part}.{rest}"),
+))
+"""Official ``TiTok`` (all nine released tokenizers, stage 1 and 2) <-> tokenkit ``Tokenizer``."""
+
+MASKGIT_VQGAN = KeyMap((
+    Rule("quantize.embedding.weight", "quantizer.embedding.weight"),
+    Rule("{part}.{rest}", "{part}.{rest}"),
+))
+"""Official ``PretrainedTokenizer`` (``maskgit-vqgan-imagenet-f16-256.bin``) <-> tokenkit ``maskgit-vqgan``."""
+
+IGNORED_KEYS = frozenset({"model.embeddings.position_ids", "quantize.embed_prob"})
+"""Harmless extras of some official checkpoints (old transformers buffers, clustering-VQ statistics)."""
+
+
+def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """Name the layout of a state dict: ``"titok"``, ``"maskgit-vqgan"`` (official) or ``"tokenkit"``."""
+    keys = set(state_dict)
+    if "latent_tokens" in keys or any(k.startswith(("encoder.transformer.", "decoder.transformer.")) for k in keys):
+        return "titok"
+    if "quantize.embedding.weight" in keys and any(k.startswith("decoder.up.") for k in keys):
+        return "maskgit-vqgan"
+    return "tokenkit"
+
+
+OFFICIAL_LAYOUTS: dict[str, KeyMap] = {"titok": TITOK, "maskgit-vqgan": MASKGIT_VQGAN}
+
+
+def to_tokenkit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Convert an official state dict (any layout above) to tokenkit's; tokenkit dicts pass through.
+
+    Known harmless extras ([`IGNORED_KEYS`][tokenkit.weights.official.IGNORED_KEYS]) are dropped.
+    """
+    state_dict = {k: v for k, v in state_dict.items() if k not in IGNORED_KEYS}
+    layout = detect_layout(state_dict)
+    return dict(state_dict) if layout == "tokenkit" else OFFICIAL_LAYOUTS[layout].to_tokenkit(state_dict)

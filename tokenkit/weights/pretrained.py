@@ -1,0 +1,224 @@
+"""``from_pretrained``, ``save_pretrained``, ``push_to_hub`` and strict weight loading."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tokenkit.errors import ConfigError, WeightsError
+from tokenkit.models.tokenizer import Tokenizer
+from tokenkit.registry import list_models
+from tokenkit.specs import SPEC_FORMAT, TokenizerSpec
+from tokenkit.weights import official
+from tokenkit.weights.hub import CONFIG_NAME, ResolvedSource, resolve_source
+from tokenkit.weights.io import load_state_dict, read_safetensors_metadata, save_json, save_safetensors
+from tokenkit.weights.official_config import official_tree, spec_from_official_config
+
+SPEC_METADATA_KEY = "tokenkit_spec"
+"""safetensors header entry holding the spec JSON, so a saved file alone can be rebuilt."""
+
+_LIST_LIMIT = 12
+
+
+def _names(keys: list[str]) -> str:
+    more = f" ... and {len(keys) - _LIST_LIMIT} more" if len(keys) > _LIST_LIMIT else ""
+    return ", ".join(keys[:_LIST_LIMIT]) + more
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, assign: bool = False) -> None:
+    """Load ``state_dict`` into ``model`` strictly: every key must exist with the same shape.
+
+    Args:
+        model: The module.
+        state_dict: tokenkit-layout state dict.
+        assign: Replace the parameters by the given tensors (for models built on ``meta``).
+
+    Raises:
+        WeightsError: Listing missing, unexpected and mis-shaped keys by name.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    misshaped = sorted(f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
+                       for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k].shape)
+    if missing or unexpected or misshaped:
+        lines = [f"the weights do not fit this {type(model).__name__}:"]
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if keys:
+                lines.append(f"  {len(keys)} {title}: {_names(keys)}")
+        raise WeightsError("\n".join(lines))
+    model.load_state_dict(state_dict, strict=True, assign=assign)
+
+
+@functools.lru_cache(maxsize=None)
+def _signature(name: str, knobs: tuple) -> tuple[TokenizerSpec, frozenset]:
+    from tokenkit.api import build, spec
+
+    tok = build(name, device="meta", **dict(knobs))
+    return spec(name, **dict(knobs)), frozenset((k, tuple(v.shape)) for k, v in tok.state_dict().items())
+
+
+def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> TokenizerSpec:
+    """The reference composition whose parameter names and shapes equal ``state_dict``'s.
+
+    Candidates are every [`list_models`][tokenkit.list_models] name, and the
+    stage-1 form (no pixel decoder) of the two-stage models.
+
+    Raises:
+        WeightsError: No candidate (or more than one) fits; names the closest.
+    """
+    target = frozenset((k, tuple(v.shape)) for k, v in state_dict.items())
+    candidates = [(n, ()) for n in list_models()]
+    candidates += [(n, (("pixel_decoder", False),)) for n in list_models()  # stage-1 forms
+                   if _signature(n, ())[0].pixel_decoder is not None]
+    fits, best = [], None
+    for name, knobs in candidates:
+        spec, signature = _signature(name, knobs)
+        if signature == target:
+            fits.append(spec)
+        distance = len(signature ^ target)
+        if best is None or distance < best[0]:
+            best = (distance, name + ("" if not knobs else f" ({dict(knobs)})"))
+    unique = {s.to_json() for s in fits}
+    if len(unique) == 1:
+        return fits[0]
+    if fits:
+        raise WeightsError("the weights fit several compositions; name one: tk.build(NAME, pretrained=...)")
+    raise WeightsError("cannot tell which composition these weights belong to (no config.json and no spec in the "
+                       f"file; closest: {best[1]}, {best[0]} keys differ). Use tk.build(NAME, pretrained=SOURCE)")
+
+
+def spec_from_config(config: Mapping) -> TokenizerSpec:
+    """The spec in a ``config.json``: tokenkit's own or the official TiTok one."""
+    if config.get("format") == SPEC_FORMAT:
+        try:
+            return TokenizerSpec.from_dict(config)
+        except ConfigError as err:
+            raise WeightsError(f"config.json holds a spec that cannot be built here: {err} (a part registered by "
+                               "another package must be imported or installed before loading)") from None
+    if official_tree(config) is not None:
+        return spec_from_official_config(config)
+    raise WeightsError("config.json is neither a tokenkit spec nor an official TiTok config")
+
+
+def _file_spec(source: ResolvedSource) -> TokenizerSpec | None:
+    if source.weights.suffix.lower() != ".safetensors":
+        return None
+    text = read_safetensors_metadata(source.weights).get(SPEC_METADATA_KEY)
+    return None if text is None else TokenizerSpec.from_json(text)
+
+
+def _load_into(model: Tokenizer, state_dict: Mapping[str, torch.Tensor], device: torch.device | str | None,
+               description: str) -> Tokenizer:
+    try:
+        state_dict = official.to_tokenkit(state_dict)
+    except KeyError as err:
+        raise WeightsError(f"{description}: {err.args[0]}") from None
+    try:
+        load_weights(model, state_dict, assign=True)
+    except WeightsError as err:
+        raise WeightsError(f"{description}: {err}") from None
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:  # non-persistent buffers of a meta-built part: rebuild for real
+        real = Tokenizer.from_spec(model.spec)
+        load_weights(real, state_dict)
+        model = real
+    return model.to(device) if device is not None else model
+
+
+def load_pretrained(spec: TokenizerSpec, source: str | os.PathLike, *, device: torch.device | str | None = None,
+                    revision: str | None = None) -> Tokenizer:
+    """Build ``spec`` with the weights of ``source`` (official or tokenkit layout), in eval mode."""
+    resolved = resolve_source(source, revision)
+    state_dict = load_state_dict(resolved.weights)
+    model = Tokenizer.from_spec(spec, device="meta")
+    return _load_into(model, state_dict, device, resolved.description).eval()
+
+
+def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | None = None,
+                    revision: str | None = None) -> Tokenizer:
+    """Load a tokenizer, composition and weights, from a file, a folder or a Hub repo.
+
+    The composition comes from ``config.json`` (tokenkit's spec, or the official
+    TiTok config: legacy or not, VQ or VAE, sizes and token count are read from
+    it), else from the spec stored in a tokenkit safetensors file, else from
+    matching the parameter names and shapes against the reference models.
+
+    Args:
+        source: File, folder, ``owner/name`` Hub repo or ``owner/name/file``.
+        device: Where to put the model (default CPU).
+        revision: Hub revision (branch, tag or commit).
+
+    Returns:
+        The [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer], in eval mode.
+
+    Raises:
+        WeightsError: Unreadable or unsafe file, unknown composition, weights that
+            do not fit (missing / unexpected / mis-shaped keys by name), or a failed download.
+    """
+    resolved = resolve_source(source, revision)
+    state_dict = load_state_dict(resolved.weights)
+    spec = spec_from_config(resolved.config) if resolved.config is not None else _file_spec(resolved)
+    if resolved.config is not None and resolved.config.get("format") == SPEC_FORMAT:
+        in_file = _file_spec(resolved)
+        if in_file is not None and in_file != spec:
+            raise WeightsError(f"{resolved.description}: config.json and {resolved.weights.name} hold different "
+                               "specs (an interrupted save?)")
+    if spec is None:
+        spec = infer_spec(official.to_tokenkit(state_dict))
+    model = Tokenizer.from_spec(spec, device="meta")
+    return _load_into(model, state_dict, device, resolved.description).eval()
+
+
+def save_pretrained(model: Tokenizer, directory: str | os.PathLike) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (the spec) into ``directory``.
+
+    Each file is written atomically, weights first, so an interrupted save never
+    leaves a partial file; the spec is also stored in the safetensors header.
+
+    Returns:
+        The folder, loadable with [`from_pretrained`][tokenkit.weights.pretrained.from_pretrained].
+    """
+    directory = Path(directory)
+    spec = model.spec.to_dict()
+    save_safetensors(model.state_dict(), directory / "model.safetensors",
+                     metadata={"format": "pt", SPEC_METADATA_KEY: json.dumps(spec)})
+    save_json(spec, directory / CONFIG_NAME)
+    return directory
+
+
+def push_to_hub(model: Tokenizer, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                commit_message: str = "Upload tokenkit tokenizer", revision: str | None = None,
+                api: Any = None) -> str:
+    """Save ``model`` and upload it to the Hub repo ``repo_id`` (created if needed).
+
+    Args:
+        model: The tokenizer.
+        repo_id: ``owner/name``.
+        private: Visibility of a newly created repo.
+        token: Hub token (default: the logged-in user's).
+        commit_message: Commit message.
+        revision: Branch to push to.
+        api: A ``huggingface_hub.HfApi`` (for tests or custom endpoints).
+
+    Returns:
+        The URL of the commit.
+    """
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(model, tmp)
+        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
+                                 revision=revision, token=token)
+    return str(getattr(info, "commit_url", info))
