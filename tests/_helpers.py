@@ -23,8 +23,10 @@ def official_keys(name: str) -> dict[str, tuple[int, ...]]:
     return {key: tuple(int(s) for s in shape.strip("()").split(",") if s.strip()) for key, shape, *_ in rows}
 
 
-def tiny_spec(name: str) -> tk.TokenizerSpec:
+def tiny_spec(name: str) -> tk.TokenizerSpec | tk.GeneratorSpec:
     """The reference composition ``name`` at tiny size (same parts, small numbers)."""
+    if name.startswith("maskgit-titok") or name == "maskgit-tiny":
+        return tk.spec(name, width=16, depth=2, heads=2, mlp_dim=32, codebook_size=64, num_tokens=4, num_classes=5)
     if name == "maskgit-vqgan":
         vqgan = dict(TINY_VQGAN, channel_mult=(1, 2))
         return tk.TokenizerSpec(encoder=tk.Part("vqgan", image_size=16, **vqgan),

@@ -16,6 +16,9 @@ OFFICIAL_COUNTS = {
     "titok-bl64-vae": 389_418_100,
     "titok-bl128-vae": 389_581_940,
     "maskgit-vqgan": 54_515_587,
+    "maskgit-titok-l32": 177_202_432,
+    "maskgit-titok-b64": 177_227_008,
+    "maskgit-titok-s128": 294_990_848,
 }
 
 # per-part counts of TITOK_SPEC §1.3 (latent_tokens live in tokenkit's encoder)

@@ -19,7 +19,7 @@ def test_part_is_immutable_data():
 @pytest.mark.parametrize("name", tk.list_models())
 def test_spec_json_round_trip(name):
     spec = tk.spec(name)
-    again = tk.TokenizerSpec.from_json(spec.to_json())
+    again = type(spec).from_json(spec.to_json())
     assert again == spec
     assert again.to_dict() == json.loads(spec.to_json())
 
@@ -89,7 +89,7 @@ def test_explicit_dimensions_must_agree():
 def test_spec_json_errors_are_clear():
     with pytest.raises(ConfigError, match="not valid JSON"):
         tk.TokenizerSpec.from_json("{")
-    with pytest.raises(ConfigError, match="not a tokenkit tokenizer spec"):
+    with pytest.raises(ConfigError, match="not a tokenkit TokenizerSpec"):
         tk.TokenizerSpec.from_json("{}")
     data = tk.spec("titok-tiny").to_dict()
     data["version"] = 99

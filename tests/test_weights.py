@@ -48,26 +48,51 @@ def test_official_key_coverage_stage1_and_vqgan():
     assert _shapes(official.MASKGIT_VQGAN.to_foreign(vqgan.state_dict())) == official_keys("maskgit_vqgan")
 
 
+def _keymap(name):
+    if name == "maskgit-vqgan":
+        return official.MASKGIT_VQGAN
+    if name.startswith("maskgit-"):
+        return official.UVITBERT if tk.spec(name).generator.config["backbone"].name == "uvit" else official.IMAGEBERT
+    return official.TITOK
+
+
+def _outputs(model, spec):
+    """Deterministic outputs to compare two models: reconstructions or generator logits."""
+    if isinstance(spec, tk.GeneratorSpec):
+        gen = torch.Generator().manual_seed(0)
+        indices = torch.randint(0, model.mask_id + 1, (2, model.num_tokens), generator=gen)
+        labels = torch.randint(0, model.num_classes, (2,), generator=gen)
+        return model(indices, labels)
+    return model(_images(spec)).images
+
+
+@pytest.mark.parametrize(("name", "listing"), [("maskgit-titok-l32", "generator_l32_ImageBert"),
+                                               ("maskgit-titok-b64", "generator_b64_ImageBert"),
+                                               ("maskgit-titok-s128", "generator_s128_UViTBert")])
+def test_official_generator_key_coverage(name, listing):
+    gen = tk.build(name, device="meta")
+    assert _shapes(_keymap(name).to_foreign(gen.state_dict())) == official_keys(listing)
+
+
 @pytest.mark.parametrize("name", tk.list_models())
 def test_converter_round_trip(name, tmp_path):
     """tokenkit -> official layout -> tokenkit is exact, and a model loaded from the official layout
     gives the same outputs."""
     torch.manual_seed(0)
     spec = tiny_spec(name)
-    tok = tk.build(spec)
-    keymap = official.MASKGIT_VQGAN if name == "maskgit-vqgan" else official.TITOK
-    foreign = keymap.to_foreign(tok.state_dict())
-    assert official.detect_layout(foreign) == ("maskgit-vqgan" if name == "maskgit-vqgan" else "titok")
+    model = tk.build(spec)
+    foreign = _keymap(name).to_foreign(model.state_dict())
+    layout = {official.TITOK: "titok", official.MASKGIT_VQGAN: "maskgit-vqgan", official.IMAGEBERT: "imagebert",
+              official.UVITBERT: "uvitbert"}[_keymap(name)]
+    assert official.detect_layout(foreign) == layout
     back = official.to_tokenkit(foreign)
-    assert back.keys() == tok.state_dict().keys()
-    assert all(torch.equal(back[k], v) for k, v in tok.state_dict().items())
+    assert back.keys() == model.state_dict().keys()
+    assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
     path = tmp_path / "official.bin"
-    torch.save({**foreign, "quantize.embed_prob": torch.ones(3)}, path)  # plus a known harmless extra
+    extra = "model.embeddings.position_ids" if layout == "imagebert" else "quantize.embed_prob"
+    torch.save({**foreign, extra: torch.ones(3)}, path)  # plus a known harmless extra
     loaded = tk.build(spec, pretrained=path)
-    images = _images(spec)
-    a, b = tok(images), loaded(images)
-    assert torch.equal(a.images, b.images)
-    assert (a.indices is None and b.indices is None) or torch.equal(a.indices, b.indices)
+    assert torch.equal(_outputs(model, spec), _outputs(loaded, spec))
 
 
 # ---- official config.json --------------------------------------------------------------------------------------
@@ -117,6 +142,49 @@ def test_bad_official_configs(vq, message):
         spec_from_official_config(_official_config(**vq))
 
 
+GENERATOR_SECTION = dict(model_type="ViT", hidden_size=768, num_hidden_layers=24, num_attention_heads=16,
+                         intermediate_size=3072, dropout=0.1, attn_drop=0.1, num_steps=8, class_label_dropout=0.1,
+                         image_seq_len="${model.vq_model.num_latent_tokens}", condition_num_classes=1000,
+                         randomize_temperature=9.5, guidance_scale=4.5, guidance_decay="linear")
+
+
+def test_official_generator_config_picks_the_composition():
+    from tokenkit.weights.official_config import generator_spec_from_official_config
+
+    config = _official_config(**LEGACY, vit_enc_model_size="large", vit_dec_model_size="large", num_latent_tokens=32)
+    config["model"]["generator"] = GENERATOR_SECTION
+    assert generator_spec_from_official_config(config) == tk.spec("maskgit-titok-l32")
+    uvit = dict(GENERATOR_SECTION, model_type="UViT", hidden_size=1024, num_hidden_layers=20, intermediate_size=4096,
+                num_steps=64, randomize_temperature=2.8, guidance_scale=6.9, guidance_decay="power-cosine")
+    config["model"]["vq_model"]["num_latent_tokens"] = 128
+    config["model"]["generator"] = uvit
+    assert generator_spec_from_official_config(config) == tk.spec("maskgit-titok-s128")
+    config["model"]["generator"] = dict(uvit, model_type="GPT")
+    with pytest.raises(WeightsError, match="unsupported generator model_type 'GPT'"):
+        generator_spec_from_official_config(config)
+
+
+def test_from_pretrained_reads_an_official_generator_folder(tmp_path):
+    """config.json holds both sections; the ImageBert weights select the generator."""
+    import json
+
+    from safetensors.torch import save_file
+
+    knobs = dict(width=16, depth=2, heads=2, mlp_dim=32, codebook_size=64, num_tokens=4, num_classes=5)
+    gen = tk.build("maskgit-titok-l32", **knobs)
+    config = _official_config(**dict(LEGACY, codebook_size=64), vit_enc_model_size="large",
+                              vit_dec_model_size="large", num_latent_tokens=4)
+    config["model"]["generator"] = dict(GENERATOR_SECTION, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=32, condition_num_classes=5)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file(official.IMAGEBERT.to_foreign(gen.state_dict()), tmp_path / "model.safetensors")
+    loaded = tk.from_pretrained(tmp_path)
+    assert loaded.spec == gen.spec
+    assert torch.equal(_outputs(loaded, gen.spec), _outputs(gen, gen.spec))
+    with pytest.raises(WeightsError, match="holds a MaskGIT, not a Tokenizer"):
+        tk.Tokenizer.from_pretrained(tmp_path)
+
+
 def test_from_pretrained_reads_an_official_hub_folder(tmp_path):
     """An official folder: config.json (OmegaConf tree) + model.safetensors in the official layout."""
     import json
@@ -141,14 +209,13 @@ def test_from_pretrained_reads_an_official_hub_folder(tmp_path):
 @pytest.mark.parametrize("name", tk.list_models())
 def test_save_pretrained_round_trip(name, tmp_path):
     torch.manual_seed(0)
-    tok = tk.build(tiny_spec(name))
-    folder = tok.save_pretrained(tmp_path / "saved")
+    model = tk.build(tiny_spec(name))
+    folder = model.save_pretrained(tmp_path / "saved")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     for source in (folder, folder / "model.safetensors"):  # the folder, or the file alone (spec in its header)
         again = tk.from_pretrained(source)
-        assert again.spec == tok.spec and not again.training
-        images = _images(tok.spec)
-        assert torch.equal(again(images).images, tok(images).images)
+        assert again.spec == model.spec and not again.training and type(again) is type(model)
+        assert torch.equal(_outputs(again, model.spec), _outputs(model, model.spec))
 
 
 def test_save_pretrained_with_a_runtime_registered_part(tmp_path):

@@ -6,20 +6,20 @@ Example:
     ['titok-b64', 'titok-bl64-vae', 'titok-bl64-vq8k', 'titok-bl128-vae', 'titok-bl128-vq8k']
 """
 
-from tokenkit import backbones, decoders, encoders, quantizers  # noqa: F401  (registers the parts)
+from tokenkit import backbones, decoders, encoders, generators, quantizers  # noqa: F401  (registers the parts)
 from tokenkit.api import build, spec
 from tokenkit.contracts import QuantizerOutput, TokenizerOutput
 from tokenkit.errors import ConfigError, ContractError, RegistryError, TokenkitError, WeightsError
 from tokenkit.factory import build_part
 from tokenkit.models import Tokenizer, titok  # noqa: F401  (registers the models)
 from tokenkit.registry import KINDS, list_models, list_parts, register, register_model, unregister, unregister_model
-from tokenkit.specs import Part, TokenizerSpec
+from tokenkit.specs import GeneratorSpec, Part, TokenizerSpec
 from tokenkit.weights import from_pretrained, load_weights, save_pretrained
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "KINDS", "ConfigError", "ContractError", "Part", "QuantizerOutput", "RegistryError", "Tokenizer",
+    "KINDS", "ConfigError", "GeneratorSpec", "ContractError", "Part", "QuantizerOutput", "RegistryError", "Tokenizer",
     "TokenizerOutput", "TokenizerSpec", "TokenkitError", "build", "build_part", "list_models", "list_parts",
     "register", "register_model", "spec", "unregister", "__version__", "WeightsError", "from_pretrained",
     "load_weights", "save_pretrained", "unregister_model",

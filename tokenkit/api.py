@@ -11,10 +11,11 @@ import torch
 from tokenkit.errors import ConfigError
 from tokenkit.models.tokenizer import Tokenizer
 from tokenkit.registry import get_model
-from tokenkit.specs import TokenizerSpec
+from tokenkit.factory import instantiate, on_device
+from tokenkit.specs import GeneratorSpec, Spec, TokenizerSpec
 
 
-def spec(name: str, **knobs: Any) -> TokenizerSpec:
+def spec(name: str, **knobs: Any) -> Spec:
     """The composition of a named model, with knobs overridden.
 
     Args:
@@ -42,12 +43,13 @@ def spec(name: str, **knobs: Any) -> TokenizerSpec:
     return entry.builder(**{**entry.knobs, **knobs})
 
 
-def build(name_or_spec: str | TokenizerSpec, *, pretrained: str | os.PathLike | None = None,
-          device: torch.device | str | None = None, **knobs: Any) -> Tokenizer:
-    """Build a tokenizer by name or from a spec, in eval mode.
+def build(name_or_spec: str | Spec, *, pretrained: str | os.PathLike | None = None,
+          device: torch.device | str | None = None, **knobs: Any) -> Any:
+    """Build a tokenizer or a generator by name or from a spec, in eval mode.
 
     Args:
-        name_or_spec: A model name or a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec].
+        name_or_spec: A model name, a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec]
+            or a [`GeneratorSpec`][tokenkit.specs.GeneratorSpec].
         pretrained: Weights to load: a file (``.bin``/``.pt``/``.pth``/``.safetensors``,
             official or tokenkit layout), a folder or a Hub repo id (see
             [`from_pretrained`][tokenkit.weights.pretrained.from_pretrained]). Default: random weights.
@@ -55,7 +57,9 @@ def build(name_or_spec: str | TokenizerSpec, *, pretrained: str | os.PathLike | 
         **knobs: Knob overrides for a named model (see [`spec`][tokenkit.spec]).
 
     Returns:
-        The [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer], in eval mode.
+        A [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer] (tokenizer specs) or the
+        generator part, e.g. [`MaskGIT`][tokenkit.generators.maskgit.MaskGIT], with ``.spec`` set;
+        in eval mode.
 
     Example:
         >>> import tokenkit as tk
@@ -65,14 +69,25 @@ def build(name_or_spec: str | TokenizerSpec, *, pretrained: str | os.PathLike | 
     """
     if isinstance(name_or_spec, str):
         composition = spec(name_or_spec, **knobs)
-    elif isinstance(name_or_spec, TokenizerSpec):
+    elif isinstance(name_or_spec, (TokenizerSpec, GeneratorSpec)):
         if knobs:
             raise ConfigError(f"knobs ({', '.join(knobs)}) apply to named models; edit a spec with spec.replace(...)")
         composition = name_or_spec
     else:
-        raise ConfigError(f"build() takes a model name or a TokenizerSpec, got {type(name_or_spec).__name__}")
+        raise ConfigError(f"build() takes a model name or a spec, got {type(name_or_spec).__name__}")
     if pretrained is not None:
         from tokenkit.weights.pretrained import load_pretrained
 
         return load_pretrained(composition, pretrained, device=device)
-    return Tokenizer.from_spec(composition, device=device).eval()
+    return build_from_spec(composition, device=device).eval()
+
+
+def build_from_spec(composition: Spec, *, device: torch.device | str | None = None) -> Any:
+    """Build the modules of a spec (random init, training mode as PyTorch builds them)."""
+    if isinstance(composition, TokenizerSpec):
+        return Tokenizer.from_spec(composition, device=device)
+    config = composition.resolve()["generator"]
+    with on_device(device):
+        model = instantiate("generator", composition.generator.name, config)
+    model.spec = composition
+    return model

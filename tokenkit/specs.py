@@ -19,12 +19,11 @@ import dataclasses
 import json
 import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from tokenkit.errors import ConfigError, RegistryError
 from tokenkit.registry import KINDS, get_part
 
-SPEC_FORMAT = "tokenkit.TokenizerSpec"
 SPEC_VERSION = 1
 
 
@@ -180,8 +179,63 @@ def _check_equal(what: str, a_name: str, a: Any, b_name: str, b: Any) -> None:
         raise ConfigError(f"{what} mismatch: {a_name} has {a}, {b_name} has {b}")
 
 
+class _SpecIO:
+    """JSON round trip and ``replace`` shared by the spec types (``FORMAT`` names the type)."""
+
+    FORMAT: ClassVar[str]
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some parts replaced (validated like a new spec).
+
+        Example:
+            >>> import tokenkit as tk
+            >>> spec = tk.spec("titok-tiny").replace(quantizer=tk.Part("gaussian", channels=4))
+            >>> spec.quantizer.name
+            'gaussian'
+        """
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no field(s) {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (what ``config.json`` of a saved model holds)."""
+        out: dict[str, Any] = {"format": self.FORMAT, "version": SPEC_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = None if value is None else value.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """Inverse of ``to_dict``."""
+        if not isinstance(data, Mapping) or data.get("format") != cls.FORMAT:
+            raise ConfigError(f"not a tokenkit {cls.__name__} (expected \"format\": {cls.FORMAT!r})")
+        if data.get("version") != SPEC_VERSION:
+            raise ConfigError(f"unsupported spec version {data.get('version')!r}; this tokenkit reads {SPEC_VERSION}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = set(data) - names - {"format", "version"}
+        if extra:
+            raise ConfigError(f"unknown spec field(s): {', '.join(sorted(extra))}")
+        parts = {k: (None if data.get(k) is None else Part.from_dict(data[k])) for k in names}
+        return cls(**parts)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Serialise to a JSON string."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        """Parse a JSON string written by ``to_json``."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"spec is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+
 @dataclasses.dataclass(frozen=True)
-class TokenizerSpec:
+class TokenizerSpec(_SpecIO):
     """A tokenizer composition: ``encoder -> quantizer -> decoder [-> pixel_decoder]``.
 
     Attributes:
@@ -203,6 +257,8 @@ class TokenizerSpec:
     quantizer: Part
     decoder: Part
     pixel_decoder: Part | None = None
+
+    FORMAT: ClassVar[str] = "tokenkit.TokenizerSpec"
 
     def __post_init__(self) -> None:
         self.resolve()
@@ -241,51 +297,36 @@ class TokenizerSpec:
                          getattr(pix, "upsample_factor", None))
         return {"encoder": enc, "quantizer": q, "decoder": dec, "pixel_decoder": pix}
 
-    def replace(self, **changes: Any) -> TokenizerSpec:
-        """A copy with some parts replaced (validated like a new spec).
 
-        Example:
-            >>> import tokenkit as tk
-            >>> spec = tk.spec("titok-tiny").replace(quantizer=tk.Part("gaussian", channels=4))
-            >>> spec.quantizer.name
-            'gaussian'
-        """
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ConfigError(f"TokenizerSpec has no field(s) {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (what ``config.json`` of a saved tokenizer holds)."""
-        out: dict[str, Any] = {"format": SPEC_FORMAT, "version": SPEC_VERSION}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = None if value is None else value.to_dict()
-        return out
+@dataclasses.dataclass(frozen=True)
+class GeneratorSpec(_SpecIO):
+    """A generator composition: one part of kind ``generator`` (with its sub-parts).
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TokenizerSpec:
-        """Inverse of [`to_dict`][tokenkit.specs.TokenizerSpec.to_dict]."""
-        if not isinstance(data, Mapping) or data.get("format") != SPEC_FORMAT:
-            raise ConfigError(f"not a tokenkit tokenizer spec (expected \"format\": {SPEC_FORMAT!r})")
-        if data.get("version") != SPEC_VERSION:
-            raise ConfigError(f"unsupported spec version {data.get('version')!r}; this tokenkit reads {SPEC_VERSION}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        extra = set(data) - names - {"format", "version"}
-        if extra:
-            raise ConfigError(f"unknown spec field(s): {', '.join(sorted(extra))}")
-        parts = {k: (None if data.get(k) is None else Part.from_dict(data[k])) for k in names}
-        return cls(**parts)
+    Attributes:
+        generator: Part of kind ``generator`` (e.g. ``Part("maskgit", ...)``).
+    """
 
-    def to_json(self, indent: int | None = 2) -> str:
-        """Serialise to a JSON string."""
-        return json.dumps(self.to_dict(), indent=indent)
+    generator: Part
 
-    @classmethod
-    def from_json(cls, text: str) -> TokenizerSpec:
-        """Parse a JSON string written by [`to_json`][tokenkit.specs.TokenizerSpec.to_json]."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"spec is not valid JSON: {err}") from None
-        return cls.from_dict(data)
+    FORMAT: ClassVar[str] = "tokenkit.GeneratorSpec"
+
+    def __post_init__(self) -> None:
+        self.resolve()
+
+    def resolve(self) -> dict[str, Any]:
+        """``{"generator": GeneratorConfig}``; raises ConfigError on unknown parts or options."""
+        return {"generator": resolve_part("generator", self.generator)}
+
+
+Spec = TokenizerSpec | GeneratorSpec
+"""Any composition."""
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> Spec:
+    """A [`TokenizerSpec`][tokenkit.specs.TokenizerSpec] or [`GeneratorSpec`][tokenkit.specs.GeneratorSpec]
+    from its ``to_dict`` form (dispatching on ``"format"``)."""
+    for cls in (TokenizerSpec, GeneratorSpec):
+        if isinstance(data, Mapping) and data.get("format") == cls.FORMAT:
+            return cls.from_dict(data)
+    raise ConfigError(f"not a tokenkit spec (expected \"format\" {TokenizerSpec.FORMAT!r} or {GeneratorSpec.FORMAT!r})")

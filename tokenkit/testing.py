@@ -142,9 +142,37 @@ def check_decoder(module: nn.Module, config: Any, batch: int = 3) -> None:
     _assert_batch_independent(module, codes, "decoder")
 
 
+def check_generator(module: nn.Module, config: Any, batch: int = 3) -> None:
+    """``indices (B, N)`` in ``[0, K]`` (``K`` = mask id) + ``labels (B,)`` -> ``logits (B, N, K)``;
+    gradients reach the parameters; batch items independent; ``generate(labels)`` returns ``(B, N)``
+    ids in ``[0, K)`` (no mask left), identical under the same ``torch.Generator``."""
+    k, n, classes = module.codebook_size, module.num_tokens, module.num_classes
+    _assert(module.mask_id == k, f"mask_id must be the codebook size {k}, got {module.mask_id}")
+    gen = torch.Generator().manual_seed(0)
+    indices = torch.randint(0, k + 1, (batch, n), generator=gen)
+    labels = torch.randint(0, classes, (batch,), generator=gen)
+    logits = module(indices, labels)
+    _assert(tuple(logits.shape) == (batch, n, k), f"generator logits {tuple(logits.shape)} != {(batch, n, k)}")
+    _assert(logits.is_floating_point() and torch.isfinite(logits).all(), "generator logits must be finite floats")
+    logits.square().mean().backward()
+    _assert(any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()),
+            "generator: no gradient reached the parameters")
+    wrapped = copy.deepcopy(module).double().eval()
+    with torch.no_grad():
+        full = wrapped(indices, labels)
+        for i in range(batch):
+            _assert(torch.allclose(wrapped(indices[i : i + 1], labels[i : i + 1]), full[i : i + 1], atol=1e-9),
+                    f"generator: item {i} differs when run alone (batch items must be independent in eval mode)")
+    ids = module.generate(labels, generator=torch.Generator().manual_seed(1))
+    again = module.generate(labels, generator=torch.Generator().manual_seed(1))
+    _assert(tuple(ids.shape) == (batch, n) and ids.dtype == torch.int64, f"generate gave {ids.dtype} {tuple(ids.shape)}")
+    _assert(int(ids.min()) >= 0 and int(ids.max()) < k, f"generated ids outside [0, {k}) (a mask id left?)")
+    _assert(torch.equal(ids, again), "generate is not reproducible under the same torch.Generator")
+
+
 CHECKS = {"backbone": check_backbone, "encoder": check_encoder, "quantizer": check_quantizer,
-          "decoder": check_decoder}
-"""Contract check per kind. ``generator`` gets its check with the generator parts."""
+          "decoder": check_decoder, "generator": check_generator}
+"""Contract check per kind."""
 
 
 def check_part(kind: str, name: str, rng: random.Random | None = None, config: Any = None) -> None:

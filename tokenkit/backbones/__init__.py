@@ -1,5 +1,7 @@
 """Transformer stacks (kind ``backbone``): tokens ``(B, L, W)`` -> tokens ``(B, L, W)``."""
 
+from tokenkit.backbones.bert import BertBackbone, BertConfig
+from tokenkit.backbones.uvit import UViTBackbone, UViTConfig
 from tokenkit.backbones.vit import ViTBackbone, ViTConfig
 
-__all__ = ["ViTBackbone", "ViTConfig"]
+__all__ = ["BertBackbone", "BertConfig", "UViTBackbone", "UViTConfig", "ViTBackbone", "ViTConfig"]

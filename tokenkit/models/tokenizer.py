@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -12,10 +11,11 @@ from torch import nn
 from tokenkit.contracts import QuantizerOutput, TokenizerOutput, check_images, check_indices, check_tokens
 from tokenkit.errors import ContractError
 from tokenkit.factory import instantiate, on_device
+from tokenkit.mixins import PretrainedMixin
 from tokenkit.specs import TokenizerSpec
 
 
-class Tokenizer(nn.Module):
+class Tokenizer(PretrainedMixin, nn.Module):
     """An image tokenizer assembled from registered parts.
 
     Build it with [`tokenkit.build`][tokenkit.build] or
@@ -153,27 +153,6 @@ class Tokenizer(nn.Module):
                                 "add a pixel_decoder to get images")
         indices = check_indices(indices, num_tokens=self.num_tokens, codebook_size=self.codebook_size)
         return self.decode(self.quantizer.lookup(indices)).clamp(0.0, 1.0)
-
-    # ---- weights ----------------------------------------------------------------------------------------------
-    @classmethod
-    def from_pretrained(cls, source, *, device: torch.device | str | None = None,
-                        revision: str | None = None) -> Tokenizer:
-        """Load composition and weights; see [`tokenkit.from_pretrained`][tokenkit.weights.pretrained.from_pretrained]."""
-        from tokenkit.weights.pretrained import from_pretrained
-
-        return from_pretrained(source, device=device, revision=revision)
-
-    def save_pretrained(self, directory) -> Path:
-        """Write ``model.safetensors`` + ``config.json``; see [`save_pretrained`][tokenkit.weights.pretrained.save_pretrained]."""
-        from tokenkit.weights.pretrained import save_pretrained
-
-        return save_pretrained(self, directory)
-
-    def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        """Upload to the Hub; see [`push_to_hub`][tokenkit.weights.pretrained.push_to_hub]."""
-        from tokenkit.weights.pretrained import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
 
     def forward(self, images: torch.Tensor) -> TokenizerOutput:
         """Encode, quantize and decode; see [`TokenizerOutput`][tokenkit.contracts.TokenizerOutput]."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-PLACEHOLDERS = {"i": r"\d+", "p": r"weight|bias", "part": r"encoder|decoder", "rest": r".+"}
+PLACEHOLDERS = {"i": r"\d+", "p": r"weight|bias", "part": r"encoder|decoder", "rest": r".+", "_name": r"\w+"}
 
 
 def _compile(template: str) -> re.Pattern:
@@ -35,13 +35,14 @@ class Rule:
     Attributes:
         foreign: Template of the key in the foreign (official) layout.
         tokenkit: Template of the key in tokenkit's layout.
-        conv1x1: The foreign tensor is a 1x1 conv weight ``(O, I, 1, 1)`` stored
-            by tokenkit as a linear weight ``(O, I)`` (biases are unchanged).
+        reshape: ``"conv1x1"``: the foreign tensor is a 1x1 conv weight ``(O, I, 1, 1)``
+            stored by tokenkit as a linear weight ``(O, I)`` (biases are unchanged);
+            ``"leading_one"``: the foreign tensor has an extra leading axis of size 1.
     """
 
     foreign: str
     tokenkit: str
-    conv1x1: bool = False
+    reshape: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_patterns", {"foreign": _compile(self.foreign), "tokenkit": _compile(self.tokenkit)})
@@ -53,14 +54,65 @@ class Rule:
         return None if match is None else getattr(self, target).format(**match.groupdict())
 
     def convert_tensor(self, tensor: torch.Tensor, source: str) -> torch.Tensor:
-        """Reshape 1x1 conv weights between the layouts."""
-        if not self.conv1x1:
-            return tensor
-        if source == "foreign" and tensor.ndim == 4:
-            return tensor.reshape(tensor.shape[0], tensor.shape[1])
-        if source == "tokenkit" and tensor.ndim == 2:
-            return tensor.reshape(*tensor.shape, 1, 1)
+        """Apply ``reshape`` in the direction away from ``source``."""
+        if self.reshape == "conv1x1":
+            if source == "foreign" and tensor.ndim == 4:
+                return tensor.reshape(tensor.shape[0], tensor.shape[1])
+            if source == "tokenkit" and tensor.ndim == 2:
+                return tensor.reshape(*tensor.shape, 1, 1)
+        elif self.reshape == "leading_one":
+            if source == "foreign" and tensor.ndim >= 1 and tensor.shape[0] == 1:
+                return tensor.reshape(tensor.shape[1:])
+            if source == "tokenkit":
+                return tensor.reshape(1, *tensor.shape)
         return tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Fusion:
+    """Foreign tensors concatenated (dim 0) into one tokenkit tensor, e.g. separate
+    ``query``/``key``/``value`` into a packed ``qkv``.
+
+    Attributes:
+        template: Foreign key template with a ``{name}`` slot (and other placeholders).
+        names: The foreign names, in concatenation order.
+        fused: The name put in the ``{name}`` slot for the fused tensor (before the rules apply).
+    """
+
+    template: str
+    names: tuple[str, ...]
+    fused: str
+
+    def fuse(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Concatenate complete groups; other keys pass through."""
+        pattern = _compile(self.template.replace("{name}", "{_name}"))
+        groups: dict[tuple, dict[str, str]] = {}
+        for key in state_dict:
+            match = pattern.match(key)
+            if match and match["_name"] in self.names:
+                slots = tuple(sorted((k, v) for k, v in match.groupdict().items() if k != "_name"))
+                groups.setdefault(slots, {})[match["_name"]] = key
+        out = dict(state_dict)
+        for slots, members in groups.items():
+            if set(members) != set(self.names):
+                continue  # incomplete group: left for strict loading to report
+            out[self.template.format(name=self.fused, **dict(slots))] = torch.cat(
+                [out.pop(members[n]) for n in self.names], dim=0)
+        return out
+
+    def split(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Inverse of [`fuse`][tokenkit.weights.keymap.Fusion.fuse]."""
+        pattern = _compile(self.template.replace("{name}", "{_name}"))
+        out: dict[str, torch.Tensor] = {}
+        for key, tensor in state_dict.items():
+            match = pattern.match(key)
+            if match and match["_name"] == self.fused:
+                slots = {k: v for k, v in match.groupdict().items() if k != "_name"}
+                for name, chunk in zip(self.names, tensor.chunk(len(self.names), dim=0)):
+                    out[self.template.format(name=name, **slots)] = chunk.clone()
+            else:
+                out[key] = tensor
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +120,7 @@ class KeyMap:
     """Ordered rules; keys matching no rule are an error (nothing passes silently)."""
 
     rules: tuple[Rule, ...]
+    fusions: tuple[Fusion, ...] = ()
 
     def _convert(self, state_dict: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
@@ -87,8 +140,14 @@ class KeyMap:
 
     def to_tokenkit(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Foreign layout -> tokenkit layout."""
+        state_dict = dict(state_dict)
+        for fusion in self.fusions:
+            state_dict = fusion.fuse(state_dict)
         return self._convert(state_dict, "foreign")
 
     def to_foreign(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """tokenkit layout -> foreign layout."""
-        return self._convert(state_dict, "tokenkit")
+        out = self._convert(state_dict, "tokenkit")
+        for fusion in self.fusions:
+            out = fusion.split(out)
+        return out

@@ -1,4 +1,5 @@
-"""Converters between the official bytedance/1d-tokenizer checkpoint layouts and tokenkit's.
+"""Converters between the official bytedance/1d-tokenizer checkpoint layouts and tokenkit's
+(tokenizers, the MaskGIT-VQGAN teacher and the ImageBert / UViTBert generators).
 
 Layouts: TITOK_SPEC §3 and ``shared/reference/official_keys``. The official
 TiTok keeps ``latent_tokens`` at the top level, packs attention as
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 
 import torch
 
-from tokenkit.weights.keymap import KeyMap, Rule
+from tokenkit.weights.keymap import Fusion, KeyMap, Rule
 
 _BLOCK = "{part}.transformer.{i}."
 _OURS = "{part}.backbone.blocks.{i}."
@@ -28,8 +29,8 @@ TITOK = KeyMap((
     Rule(_BLOCK + "ln_2.{p}", _OURS + "norm2.{p}"),
     Rule(_BLOCK + "mlp.c_fc.{p}", _OURS + "mlp.fc1.{p}"),
     Rule(_BLOCK + "mlp.c_proj.{p}", _OURS + "mlp.fc2.{p}"),
-    Rule("encoder.conv_out.{p}", "encoder.proj.{p}", conv1x1=True),
-    Rule("decoder.ffn.{i}.{p}", "decoder.ffn.{i}.{p}", conv1x1=True),
+    Rule("encoder.conv_out.{p}", "encoder.proj.{p}", reshape="conv1x1"),
+    Rule("decoder.ffn.{i}.{p}", "decoder.ffn.{i}.{p}", reshape="conv1x1"),
     Rule("quantize.embedding.weight", "quantizer.embedding.weight"),
     Rule("pixel_quantize.embedding.weight", "pixel_decoder.codebook.weight"),
     Rule("pixel_decoder.{rest}", "pixel_decoder.{rest}"),
@@ -43,13 +44,50 @@ MASKGIT_VQGAN = KeyMap((
 ))
 """Official ``PretrainedTokenizer`` (``maskgit-vqgan-imagenet-f16-256.bin``) <-> tokenkit ``maskgit-vqgan``."""
 
+_LAYER = "model.encoder.layer.{i}."
+_OURS_LAYER = "backbone.blocks.{i}."
+
+IMAGEBERT = KeyMap(
+    rules=(
+        Rule("model.embeddings.word_embeddings.weight", "token_embedding.weight"),
+        Rule("model.embeddings.position_embeddings.weight", "position_embedding"),
+        Rule("model.embeddings.token_type_embeddings.weight", "backbone.token_type"),
+        Rule("model.embeddings.LayerNorm.{p}", "backbone.embed_norm.{p}"),
+        Rule(_LAYER + "attention.self.qkv.{p}", _OURS_LAYER + "qkv.{p}"),
+        Rule(_LAYER + "attention.output.dense.{p}", _OURS_LAYER + "proj.{p}"),
+        Rule(_LAYER + "attention.output.LayerNorm.{p}", _OURS_LAYER + "norm1.{p}"),
+        Rule(_LAYER + "intermediate.dense.{p}", _OURS_LAYER + "fc1.{p}"),
+        Rule(_LAYER + "output.dense.{p}", _OURS_LAYER + "fc2.{p}"),
+        Rule(_LAYER + "output.LayerNorm.{p}", _OURS_LAYER + "norm2.{p}"),
+        Rule("model.lm_head.{p}", "lm_head.{p}"),
+    ),
+    fusions=(Fusion(_LAYER + "attention.self.{name}.{p}", ("query", "key", "value"), "qkv"),),
+)
+"""Official ``ImageBert`` (Hugging Face ``BertModel`` under ``model.``) <-> ``maskgit`` with a ``bert`` backbone."""
+
+UVITBERT = KeyMap((
+    Rule("embeddings.weight", "token_embedding.weight"),
+    Rule("pos_embed", "position_embedding", reshape="leading_one"),
+    Rule("in_blocks.{rest}", "backbone.in_blocks.{rest}"),
+    Rule("mid_block.{rest}", "backbone.mid_block.{rest}"),
+    Rule("out_blocks.{rest}", "backbone.out_blocks.{rest}"),
+    Rule("norm.{p}", "backbone.norm.{p}"),
+    Rule("lm_head.{p}", "lm_head.{p}"),
+))
+"""Official ``UViTBert`` <-> ``maskgit`` with a ``uvit`` backbone."""
+
 IGNORED_KEYS = frozenset({"model.embeddings.position_ids", "quantize.embed_prob"})
 """Harmless extras of some official checkpoints (old transformers buffers, clustering-VQ statistics)."""
 
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """Name the layout of a state dict: ``"titok"``, ``"maskgit-vqgan"`` (official) or ``"tokenkit"``."""
+    """Name the layout of a state dict: ``"titok"``, ``"maskgit-vqgan"``, ``"imagebert"``,
+    ``"uvitbert"`` (official) or ``"tokenkit"``."""
     keys = set(state_dict)
+    if any(k.startswith("model.embeddings.") for k in keys):
+        return "imagebert"
+    if "embeddings.weight" in keys and any(k.startswith("in_blocks.") for k in keys):
+        return "uvitbert"
     if "latent_tokens" in keys or any(k.startswith(("encoder.transformer.", "decoder.transformer.")) for k in keys):
         return "titok"
     if "quantize.embedding.weight" in keys and any(k.startswith("decoder.up.") for k in keys):
@@ -57,7 +95,9 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     return "tokenkit"
 
 
-OFFICIAL_LAYOUTS: dict[str, KeyMap] = {"titok": TITOK, "maskgit-vqgan": MASKGIT_VQGAN}
+OFFICIAL_LAYOUTS: dict[str, KeyMap] = {"titok": TITOK, "maskgit-vqgan": MASKGIT_VQGAN, "imagebert": IMAGEBERT,
+                                       "uvitbert": UVITBERT}
+GENERATOR_LAYOUTS = frozenset({"imagebert", "uvitbert"})
 
 
 def to_tokenkit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

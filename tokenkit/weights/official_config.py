@@ -1,5 +1,5 @@
 """Reading the official TiTok ``config.json`` (the OmegaConf tree the official
-``TiTok`` saves to the Hub) into a tokenkit composition."""
+``TiTok`` / ``ImageBert`` save to the Hub) into a tokenkit composition."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from tokenkit.errors import WeightsError
+from tokenkit.models.generators import maskgit
 from tokenkit.models.titok import titok
-from tokenkit.specs import TokenizerSpec
+from tokenkit.specs import GeneratorSpec, TokenizerSpec
 
 
 def official_tree(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -73,3 +74,63 @@ def spec_from_official_config(data: Mapping[str, Any]) -> TokenizerSpec:
     if tree is None:
         raise WeightsError("not an official TiTok config (expected a 'model.vq_model' section)")
     return titok(**titok_knobs_from_official(tree))
+
+
+def _resolve(tree: Mapping[str, Any], value: Any) -> Any:
+    """Resolve an unresolved OmegaConf interpolation such as ``"${model.vq_model.num_latent_tokens}"``."""
+    if isinstance(value, str) and value.startswith("${") and value.endswith("}"):
+        node: Any = tree
+        for key in value[2:-1].split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                raise WeightsError(f"official config: cannot resolve {value}")
+            node = node[key]
+        return node
+    return value
+
+
+def generator_knobs_from_official(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """Knobs of [`maskgit`][tokenkit.models.generators.maskgit] equivalent to an official config tree.
+
+    ``model_type`` "ViT" is ImageBert (``bert`` backbone), "UViT" is UViTBert (``uvit``).
+    The sampling defaults are the config's, with softmax annealing on as in the
+    official ImageNet sampling script.
+
+    Raises:
+        WeightsError: No ``model.generator`` section, an unknown model type or a missing key.
+    """
+    gen = tree["model"].get("generator")
+    if not isinstance(gen, Mapping):
+        raise WeightsError("official config has no model.generator section")
+    model_type = gen.get("model_type", "ViT")
+    backbones = {"ViT": "bert", "UViT": "uvit"}
+    if model_type not in backbones:
+        raise WeightsError(f"official config: unsupported generator model_type {model_type!r} (ViT or UViT)")
+    try:
+        return dict(
+            codebook_size=int(tree["model"]["vq_model"]["codebook_size"]),
+            num_tokens=int(_resolve(tree, gen["image_seq_len"])),
+            num_classes=int(gen["condition_num_classes"]),
+            backbone=backbones[model_type],
+            width=int(gen["hidden_size"]),
+            depth=int(gen["num_hidden_layers"]),
+            heads=int(gen["num_attention_heads"]),
+            mlp_dim=int(gen["intermediate_size"]),
+            dropout=float(gen.get("dropout", 0.1)),
+            label_dropout=float(gen.get("class_label_dropout", 0.1)),
+            steps=int(gen.get("num_steps", 8)),
+            guidance=float(gen.get("guidance_scale", 3.0)),
+            guidance_decay=gen.get("guidance_decay", "constant"),
+            guidance_pow=float(gen.get("guidance_scale_pow", 3.0)),
+            temperature=float(gen.get("randomize_temperature", 4.5)),
+            softmax_annealing=True,
+        )
+    except KeyError as err:
+        raise WeightsError(f"official config: model.generator has no {err.args[0]!r}") from None
+
+
+def generator_spec_from_official_config(data: Mapping[str, Any]) -> GeneratorSpec:
+    """The tokenkit composition of an official ImageBert / UViTBert config."""
+    tree = official_tree(data)
+    if tree is None:
+        raise WeightsError("not an official TiTok config (expected a 'model' section)")
+    return maskgit(**generator_knobs_from_official(tree))

@@ -1,4 +1,9 @@
-"""``from_pretrained``, ``save_pretrained``, ``push_to_hub`` and strict weight loading."""
+"""``from_pretrained``, ``save_pretrained``, ``push_to_hub`` and strict weight loading.
+
+These work for every composition: tokenizers ([`TokenizerSpec`][tokenkit.specs.TokenizerSpec])
+and generators ([`GeneratorSpec`][tokenkit.specs.GeneratorSpec]); a model's
+composition is its ``.spec``.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +19,16 @@ import torch
 from torch import nn
 
 from tokenkit.errors import ConfigError, WeightsError
-from tokenkit.models.tokenizer import Tokenizer
 from tokenkit.registry import list_models
-from tokenkit.specs import SPEC_FORMAT, TokenizerSpec
+from tokenkit.specs import GeneratorSpec, Spec, TokenizerSpec, spec_from_dict
 from tokenkit.weights import official
 from tokenkit.weights.hub import CONFIG_NAME, ResolvedSource, resolve_source
 from tokenkit.weights.io import load_state_dict, read_safetensors_metadata, save_json, save_safetensors
-from tokenkit.weights.official_config import official_tree, spec_from_official_config
+from tokenkit.weights.official_config import (
+    generator_spec_from_official_config,
+    official_tree,
+    spec_from_official_config,
+)
 
 SPEC_METADATA_KEY = "tokenkit_spec"
 """safetensors header entry holding the spec JSON, so a saved file alone can be rebuilt."""
@@ -58,19 +66,26 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, as
     model.load_state_dict(state_dict, strict=True, assign=assign)
 
 
+def _build(spec: Spec, device: torch.device | str | None = None) -> nn.Module:
+    from tokenkit.api import build_from_spec
+
+    return build_from_spec(spec, device=device)
+
+
 @functools.lru_cache(maxsize=None)
-def _signature(name: str, knobs: tuple) -> tuple[TokenizerSpec, frozenset]:
-    from tokenkit.api import build, spec
+def _signature(name: str, knobs: tuple) -> tuple[Spec, frozenset]:
+    from tokenkit.api import spec
 
-    tok = build(name, device="meta", **dict(knobs))
-    return spec(name, **dict(knobs)), frozenset((k, tuple(v.shape)) for k, v in tok.state_dict().items())
+    composition = spec(name, **dict(knobs))
+    model = _build(composition, device="meta")
+    return composition, frozenset((k, tuple(v.shape)) for k, v in model.state_dict().items())
 
 
-def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> TokenizerSpec:
+def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> Spec:
     """The reference composition whose parameter names and shapes equal ``state_dict``'s.
 
     Candidates are every [`list_models`][tokenkit.list_models] name, and the
-    stage-1 form (no pixel decoder) of the two-stage models.
+    stage-1 form (no pixel decoder) of the two-stage tokenizers.
 
     Raises:
         WeightsError: No candidate (or more than one) fits; names the closest.
@@ -78,17 +93,16 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> TokenizerSpec:
     target = frozenset((k, tuple(v.shape)) for k, v in state_dict.items())
     candidates = [(n, ()) for n in list_models()]
     candidates += [(n, (("pixel_decoder", False),)) for n in list_models()  # stage-1 forms
-                   if _signature(n, ())[0].pixel_decoder is not None]
+                   if getattr(_signature(n, ())[0], "pixel_decoder", None) is not None]
     fits, best = [], None
     for name, knobs in candidates:
-        spec, signature = _signature(name, knobs)
+        composition, signature = _signature(name, knobs)
         if signature == target:
-            fits.append(spec)
+            fits.append(composition)
         distance = len(signature ^ target)
         if best is None or distance < best[0]:
             best = (distance, name + ("" if not knobs else f" ({dict(knobs)})"))
-    unique = {s.to_json() for s in fits}
-    if len(unique) == 1:
+    if len({s.to_json() for s in fits}) == 1:
         return fits[0]
     if fits:
         raise WeightsError("the weights fit several compositions; name one: tk.build(NAME, pretrained=...)")
@@ -96,61 +110,73 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> TokenizerSpec:
                        f"file; closest: {best[1]}, {best[0]} keys differ). Use tk.build(NAME, pretrained=SOURCE)")
 
 
-def spec_from_config(config: Mapping) -> TokenizerSpec:
-    """The spec in a ``config.json``: tokenkit's own or the official TiTok one."""
-    if config.get("format") == SPEC_FORMAT:
-        try:
-            return TokenizerSpec.from_dict(config)
-        except ConfigError as err:
-            raise WeightsError(f"config.json holds a spec that cannot be built here: {err} (a part registered by "
-                               "another package must be imported or installed before loading)") from None
+def spec_from_config(config: Mapping, layout: str = "tokenkit") -> Spec:
+    """The spec in a ``config.json``: tokenkit's own, or an official TiTok one.
+
+    An official config holds both the tokenizer and the generator settings; the
+    weights' ``layout`` ([`detect_layout`][tokenkit.weights.official.detect_layout])
+    decides which composition it describes.
+    """
+    if str(config.get("format", "")).startswith("tokenkit."):
+        return _tokenkit_spec(config, "config.json")
     if official_tree(config) is not None:
+        if layout in official.GENERATOR_LAYOUTS:
+            return generator_spec_from_official_config(config)
         return spec_from_official_config(config)
     raise WeightsError("config.json is neither a tokenkit spec nor an official TiTok config")
 
 
-def _file_spec(source: ResolvedSource) -> TokenizerSpec | None:
+def _tokenkit_spec(data: Mapping, where: str) -> Spec:
+    try:
+        return spec_from_dict(data)
+    except ConfigError as err:
+        raise WeightsError(f"{where} holds a spec that cannot be built here: {err} (a part registered by "
+                           "another package must be imported or installed before loading)") from None
+
+
+def _file_spec(source: ResolvedSource) -> Spec | None:
     if source.weights.suffix.lower() != ".safetensors":
         return None
     text = read_safetensors_metadata(source.weights).get(SPEC_METADATA_KEY)
-    return None if text is None else TokenizerSpec.from_json(text)
+    return None if text is None else _tokenkit_spec(json.loads(text), source.weights.name)
 
 
-def _load_into(model: Tokenizer, state_dict: Mapping[str, torch.Tensor], device: torch.device | str | None,
-               description: str) -> Tokenizer:
+def _load_into(spec: Spec, state_dict: Mapping[str, torch.Tensor], device: torch.device | str | None,
+               description: str) -> nn.Module:
+    """Build ``spec`` on ``meta`` and take the checkpoint tensors as its parameters."""
     try:
         state_dict = official.to_tokenkit(state_dict)
     except KeyError as err:
         raise WeightsError(f"{description}: {err.args[0]}") from None
+    model = _build(spec, device="meta")
     try:
         load_weights(model, state_dict, assign=True)
     except WeightsError as err:
         raise WeightsError(f"{description}: {err}") from None
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if leftover:  # non-persistent buffers of a meta-built part: rebuild for real
-        real = Tokenizer.from_spec(model.spec)
-        load_weights(real, state_dict)
-        model = real
-    return model.to(device) if device is not None else model
+        model = _build(spec)
+        load_weights(model, state_dict)
+    model = model.to(device) if device is not None else model
+    return model.eval()
 
 
-def load_pretrained(spec: TokenizerSpec, source: str | os.PathLike, *, device: torch.device | str | None = None,
-                    revision: str | None = None) -> Tokenizer:
+def load_pretrained(spec: Spec, source: str | os.PathLike, *, device: torch.device | str | None = None,
+                    revision: str | None = None) -> nn.Module:
     """Build ``spec`` with the weights of ``source`` (official or tokenkit layout), in eval mode."""
     resolved = resolve_source(source, revision)
-    state_dict = load_state_dict(resolved.weights)
-    model = Tokenizer.from_spec(spec, device="meta")
-    return _load_into(model, state_dict, device, resolved.description).eval()
+    return _load_into(spec, load_state_dict(resolved.weights), device, resolved.description)
 
 
 def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | None = None,
-                    revision: str | None = None) -> Tokenizer:
-    """Load a tokenizer, composition and weights, from a file, a folder or a Hub repo.
+                    revision: str | None = None) -> nn.Module:
+    """Load a tokenizer or generator, composition and weights, from a file, a folder or a Hub repo.
 
     The composition comes from ``config.json`` (tokenkit's spec, or the official
-    TiTok config: legacy or not, VQ or VAE, sizes and token count are read from
-    it), else from the spec stored in a tokenkit safetensors file, else from
-    matching the parameter names and shapes against the reference models.
+    TiTok config: legacy or not, VQ or VAE, sizes and token count, or the
+    generator section for ImageBert / UViTBert weights), else from the spec stored
+    in a tokenkit safetensors file, else from matching the parameter names and
+    shapes against the reference models.
 
     Args:
         source: File, folder, ``owner/name`` Hub repo or ``owner/name/file``.
@@ -158,7 +184,7 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
         revision: Hub revision (branch, tag or commit).
 
     Returns:
-        The [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer], in eval mode.
+        A [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer] or a generator, in eval mode.
 
     Raises:
         WeightsError: Unreadable or unsafe file, unknown composition, weights that
@@ -166,19 +192,34 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
     """
     resolved = resolve_source(source, revision)
     state_dict = load_state_dict(resolved.weights)
-    spec = spec_from_config(resolved.config) if resolved.config is not None else _file_spec(resolved)
-    if resolved.config is not None and resolved.config.get("format") == SPEC_FORMAT:
-        in_file = _file_spec(resolved)
-        if in_file is not None and in_file != spec:
-            raise WeightsError(f"{resolved.description}: config.json and {resolved.weights.name} hold different "
-                               "specs (an interrupted save?)")
+    layout = official.detect_layout(state_dict)
+    in_file = _file_spec(resolved)
+    spec = spec_from_config(resolved.config, layout) if resolved.config is not None else in_file
+    if resolved.config is not None and in_file is not None and in_file != spec:
+        raise WeightsError(f"{resolved.description}: config.json and {resolved.weights.name} hold different "
+                           "specs (an interrupted save?)")
     if spec is None:
         spec = infer_spec(official.to_tokenkit(state_dict))
-    model = Tokenizer.from_spec(spec, device="meta")
-    return _load_into(model, state_dict, device, resolved.description).eval()
+    return _load_into(spec, state_dict, device, resolved.description)
 
 
-def save_pretrained(model: Tokenizer, directory: str | os.PathLike) -> Path:
+def spec_of(model: nn.Module) -> Spec:
+    """The composition of a built model: its ``.spec``, or (for a bare part) a spec made from its config."""
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, (TokenizerSpec, GeneratorSpec)):
+        return spec
+    if getattr(model, "part_kind", None) == "generator":
+        import dataclasses
+
+        from tokenkit.specs import Part
+
+        config = model.config
+        return GeneratorSpec(Part(model.part_name, **{f.name: getattr(config, f.name)
+                                                     for f in dataclasses.fields(config)}))
+    raise WeightsError(f"{type(model).__name__} has no tokenkit spec; build it with tk.build")
+
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (the spec) into ``directory``.
 
     Each file is written atomically, weights first, so an interrupted save never
@@ -188,20 +229,20 @@ def save_pretrained(model: Tokenizer, directory: str | os.PathLike) -> Path:
         The folder, loadable with [`from_pretrained`][tokenkit.weights.pretrained.from_pretrained].
     """
     directory = Path(directory)
-    spec = model.spec.to_dict()
+    spec = spec_of(model).to_dict()
     save_safetensors(model.state_dict(), directory / "model.safetensors",
                      metadata={"format": "pt", SPEC_METADATA_KEY: json.dumps(spec)})
     save_json(spec, directory / CONFIG_NAME)
     return directory
 
 
-def push_to_hub(model: Tokenizer, repo_id: str, *, private: bool | None = None, token: str | None = None,
-                commit_message: str = "Upload tokenkit tokenizer", revision: str | None = None,
+def push_to_hub(model: nn.Module, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                commit_message: str = "Upload tokenkit model", revision: str | None = None,
                 api: Any = None) -> str:
     """Save ``model`` and upload it to the Hub repo ``repo_id`` (created if needed).
 
     Args:
-        model: The tokenizer.
+        model: A tokenizer or generator built by tokenkit.
         repo_id: ``owner/name``.
         private: Visibility of a newly created repo.
         token: Hub token (default: the logged-in user's).
