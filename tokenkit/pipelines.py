@@ -1,0 +1,68 @@
+"""End-to-end pipelines: class labels -> tokens -> images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tokenkit.errors import ContractError
+from tokenkit.models.tokenizer import Tokenizer
+
+
+def check_pair(generator: nn.Module, tokenizer: Tokenizer) -> None:
+    """Raise unless ``generator`` models ``tokenizer``'s tokens (same codebook size and token count)."""
+    if tokenizer.codebook_size is None:
+        raise ContractError("the tokenizer has a continuous bottleneck; a masked-token generator needs token ids")
+    if (generator.codebook_size, generator.num_tokens) != (tokenizer.codebook_size, tokenizer.num_tokens):
+        raise ContractError(
+            f"generator and tokenizer do not match: the generator models {generator.num_tokens} tokens over "
+            f"{generator.codebook_size} codes, the tokenizer makes {tokenizer.num_tokens} tokens over "
+            f"{tokenizer.codebook_size} codes")
+
+
+@torch.no_grad()
+def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Tensor | list[int], *,
+                    seed: int | None = None, rng: torch.Generator | None = None, progress: bool = False,
+                    **sampling: Any) -> torch.Tensor:
+    """Generate images of classes ``labels``: sample tokens with ``generator``, decode with ``tokenizer``.
+
+    Args:
+        generator: A masked-token generator (e.g. ``tk.build("maskgit-titok-l32")``).
+        tokenizer: The tokenizer whose tokens the generator models (e.g. ``titok-l32``).
+        labels: ``(B,)`` class ids.
+        seed: Seed of a fresh ``torch.Generator`` (ignored when ``rng`` is given).
+        rng: Random generator for sampling.
+        progress: Show a tqdm progress bar over the sampling steps.
+        **sampling: Sampling overrides (``steps``, ``guidance``, ``temperature``, ...).
+
+    Returns:
+        ``(B, C, H, W)`` images in [0, 1].
+
+    Raises:
+        ContractError: The generator does not match the tokenizer, or bad labels.
+
+    Example:
+        >>> import torch, tokenkit as tk
+        >>> images = tk.generate_images(tk.build("maskgit-tiny"), tk.build("titok-tiny"), [1, 2], seed=0)
+        >>> images.shape
+        torch.Size([2, 3, 32, 32])
+    """
+    check_pair(generator, tokenizer)
+    device = next(generator.parameters()).device
+    if rng is None and seed is not None:
+        rng = torch.Generator(device=device).manual_seed(seed)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = sampling.get("steps", generator.config.sampling.steps)
+        bar = tqdm(total=steps, desc="sampling", unit="step")
+    try:
+        ids = generator.generate(labels, generator=rng, callback=(lambda step, ids: bar.update(1)) if bar else None,
+                                 **sampling)
+    finally:
+        if bar is not None:
+            bar.close()
+    return tokenizer.detokenize(ids.to(next(tokenizer.parameters()).device))
