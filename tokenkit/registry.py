@@ -31,7 +31,7 @@ KINDS: tuple[str, ...] = ("backbone", "encoder", "quantizer", "decoder", "genera
 _PARTS: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ModelEntry:
     """A named reference composition: ``builder(**knobs)`` returns its spec."""
 

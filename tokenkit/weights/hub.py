@@ -124,4 +124,7 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None) -> Re
     if not hub_like:
         raise WeightsError(f"weights source {text!r} is neither an existing file or folder nor a Hub repo id "
                            "('owner/name' or 'owner/name/file.bin')")
-    return _from_hub(text, revision)
+    try:
+        return _from_hub(text, revision)
+    except WeightsError as err:
+        raise WeightsError(f"no local file or folder {text!r}; as a Hub id: {err}") from None

@@ -72,8 +72,15 @@ def _build(spec: Spec, device: torch.device | str | None = None) -> nn.Module:
     return build_from_spec(spec, device=device)
 
 
-@functools.lru_cache(maxsize=None)
 def _signature(name: str, knobs: tuple) -> tuple[Spec, frozenset]:
+    from tokenkit.registry import get_model
+
+    return _cached_signature(name, knobs, get_model(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_signature(name: str, knobs: tuple, entry: object) -> tuple[Spec, frozenset]:
+    """Keyed by the registry entry too, so a re-registered name is not served stale."""
     from tokenkit.api import spec
 
     composition = spec(name, **dict(knobs))
