@@ -1,7 +1,6 @@
 """Named compositions: exact official parameter counts (built on the meta device) and tiny forwards."""
 
 import pytest
-import torch
 
 import tokenkit as tk
 

@@ -66,6 +66,7 @@ def test_register_and_unregister_roundtrip():
 def test_parts_from_entry_points_are_loaded(monkeypatch):
     import importlib
     import importlib.metadata
+
     from tokenkit import registry
 
     def _load_plugin():

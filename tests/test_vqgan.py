@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import official_keys
 
 import tokenkit as tk
 from tokenkit.decoders.vqgan import VQGANDecoderConfig
 from tokenkit.encoders.vqgan import VQGANEncoderConfig
 from tokenkit.layers import ResnetBlock
 from tokenkit.quantizers.vqgan import VQGANQuantizerConfig
-
-from _helpers import official_keys
 
 TINY = dict(hidden_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=8, norm_groups=8)
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _helpers import official_keys, tiny_spec
 
 import tokenkit as tk
 from tokenkit.errors import WeightsError
 from tokenkit.weights import official
 from tokenkit.weights.official_config import spec_from_official_config
 from tokenkit.weights.pretrained import SPEC_METADATA_KEY
-
-from _helpers import official_keys, tiny_spec
 
 KEY_LISTINGS = {
     "titok-l32": "l32", "titok-b64": "b64", "titok-s128": "s128", "titok-bl64-vq8k": "bl64_vq8k",
@@ -360,10 +359,10 @@ def test_other_bad_sources(tmp_path):
 @pytest.fixture()
 def fake_hub(tmp_path, monkeypatch):
     """``hf_hub_download`` served from ``tmp_path/hub/<owner>/<name>/``."""
+    import types
+
     import huggingface_hub
     from huggingface_hub import errors
-
-    import types
 
     root = tmp_path / "hub"
     not_found = types.SimpleNamespace(status_code=404, headers={}, request=None)  # stands in for an HTTP response

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from tokenkit.errors import ConfigError
+from tokenkit.factory import instantiate, on_device
 from tokenkit.models.tokenizer import Tokenizer
 from tokenkit.registry import get_model
-from tokenkit.factory import instantiate, on_device
 from tokenkit.specs import GeneratorSpec, Spec, TokenizerSpec
 
 

@@ -17,12 +17,12 @@ from torch import nn
 
 from tokenkit.backbones.vit import ViTBlock, ViTConfig
 from tokenkit.registry import register
-from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class UViTConfig:
-    """Options of the ``uvit`` backbone."""
+class UViTConfig(ViTConfig):
+    """Options of the ``uvit`` backbone: those of [`ViTConfig`][tokenkit.backbones.vit.ViTConfig]
+    with UViTBert's defaults; ``depth`` must be even."""
 
     width: int = 1024
     """Token width ``W``."""
@@ -30,19 +30,13 @@ class UViTConfig:
     """Blocks on each side times two (``depth // 2`` in, 1 mid, ``depth // 2`` out); must be even."""
     heads: int = 16
     """Attention heads; must divide ``width``."""
-    mlp_ratio: float = 4.0
-    """MLP hidden width as a multiple of ``width``."""
     qkv_bias: bool = False
     """Bias on the ``qkv`` projection (UViTBert has none)."""
-    norm_eps: float = 1e-5
-    """LayerNorm epsilon."""
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "width", "depth", "heads")
+        super().__post_init__()
         if self.depth % 2:
             raise ValueError(f"depth must be even (depth // 2 blocks on each side), got {self.depth}")
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> UViTConfig:

@@ -25,8 +25,8 @@ from torch import nn
 
 from tokenkit.layers import init_titok_weights
 from tokenkit.registry import register
-from tokenkit.validation import check_positive_ints
 from tokenkit.specs import Part
+from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)

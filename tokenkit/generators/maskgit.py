@@ -21,8 +21,8 @@ from torch import nn
 
 from tokenkit.contracts import check_tensor
 from tokenkit.errors import ContractError
-from tokenkit.mixins import PretrainedMixin
 from tokenkit.generators.sampling import SamplingConfig, generate, sampling_config
+from tokenkit.mixins import PretrainedMixin
 from tokenkit.registry import register
 from tokenkit.specs import Part
 from tokenkit.validation import check_positive_ints
