@@ -6,7 +6,8 @@ Example:
     ['titok-b64', 'titok-bl64-vae', 'titok-bl64-vq8k', 'titok-bl128-vae', 'titok-bl128-vq8k']
 """
 
-from tokenkit import backbones, decoders, encoders, generators, quantizers  # noqa: F401  (registers the parts)
+from tokenkit import backbones, data, decoders, encoders, generators, quantizers  # noqa: F401  (registers the parts)
+from tokenkit.ablation import ablate
 from tokenkit.api import build, spec
 from tokenkit.contracts import QuantizerOutput, TokenizerOutput
 from tokenkit.errors import ConfigError, ContractError, RegistryError, TokenkitError, WeightsError
@@ -23,5 +24,5 @@ __all__ = [
     "KINDS", "ConfigError", "GeneratorSpec", "ContractError", "Part", "QuantizerOutput", "RegistryError", "Tokenizer",
     "TokenizerOutput", "TokenizerSpec", "TokenkitError", "build", "build_part", "list_models", "list_parts",
     "register", "register_model", "spec", "unregister", "__version__", "WeightsError", "from_pretrained",
-    "load_weights", "save_pretrained", "unregister_model", "generate_images",
+    "load_weights", "save_pretrained", "unregister_model", "generate_images", "ablate",
 ]

@@ -1,4 +1,4 @@
-"""The ``tokenkit`` command line: ``list``, ``info`` and ``generate``."""
+"""The ``tokenkit`` command line: ``list``, ``info``, ``generate`` and ``ablate``."""
 
 from __future__ import annotations
 
@@ -94,6 +94,41 @@ def generate_command(args: argparse.Namespace) -> None:
         print(f"wrote {len(labels)} PNGs to {folder}")
 
 
+def _parse_value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_axes(extra: Sequence[str]) -> dict[str, list]:
+    """``["--num-tokens", "8,16,32", "--quantizer", "vq,fsq"]`` -> ``{"num_tokens": [8, 16, 32], "quantizer": [...]}``."""
+    axes: dict[str, list] = {}
+    items = list(extra)
+    while items:
+        flag = items.pop(0)
+        if not flag.startswith("--") or not items or items[0].startswith("--"):
+            raise tk.ConfigError(f"ablation axes are given as --KNOB v1,v2,...; could not read {flag!r}")
+        axes[flag[2:].replace("-", "_")] = [_parse_value(v) for v in items.pop(0).split(",") if v != ""]
+    return axes
+
+
+def ablate_command(args: argparse.Namespace, extra: Sequence[str]) -> None:
+    """``tokenkit ablate``: grid of knob values -> table (stdout, CSV, markdown) and a PNG plot."""
+    axes = parse_axes(extra)
+    result = tk.ablate(args.base, throughput=not args.no_throughput, batch=args.batch, repeats=args.repeats,
+                       device=args.device, progress=True, **axes)
+    print(result.to_markdown())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out / "ablation.csv")
+    (out / "ablation.md").write_text(result.to_markdown() + "\n")
+    result.plot(out / "ablation.png")
+    print(f"wrote {out / 'ablation.csv'}, {out / 'ablation.md'} and {out / 'ablation.png'}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokenkit`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="tokenkit", description="Pluggable image-tokenizer building blocks.")
@@ -123,13 +158,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_gen.add_argument("--out", default="samples.png", help="PNG grid to write (default: samples.png)")
     p_gen.add_argument("--nrow", type=int, help="images per grid row")
     p_gen.add_argument("--separate", metavar="DIR", help="also write one PNG per sample into DIR")
-    args = parser.parse_args(argv)
+    p_abl = sub.add_parser("ablate", help="cost of a grid of compositions: --KNOB v1,v2 ... -> table and plot",
+                           epilog="Every other option --KNOB v1,v2,... is an axis over a knob of BASE, e.g. "
+                                  "--num-tokens 8,16,32 --quantizer vq,fsq --encoder-size small,base")
+    p_abl.add_argument("base", help="tokenizer model name, e.g. titok-tiny")
+    p_abl.add_argument("--out", default="ablation", help="folder for ablation.csv/.md/.png (default: ablation)")
+    p_abl.add_argument("--batch", type=int, default=4, help="images per timed call")
+    p_abl.add_argument("--repeats", type=int, default=2, help="timed calls per measurement")
+    p_abl.add_argument("--device", default="cpu")
+    p_abl.add_argument("--no-throughput", action="store_true", help="skip the timings (FLOPs only)")
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "ablate":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "list":
             names = tk.list_parts(args.parts, args.pattern) if args.parts else tk.list_models(args.pattern)
             print("\n".join(names))
         elif args.command == "generate":
             generate_command(args)
+        elif args.command == "ablate":
+            ablate_command(args, extra)
         else:
             info = model_info(args.name)
             print(json.dumps(info, indent=2)) if args.json else _print_info(info)

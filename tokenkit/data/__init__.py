@@ -1,0 +1,80 @@
+"""Small bundled data: real CC0 / public-domain photographs for demos and tests.
+
+Example:
+    >>> import tokenkit as tk
+    >>> tk.data.image_names()[:2]
+    ['astronaut', 'chelsea']
+    >>> tk.data.sample_images(32, per_image=2, seed=0).shape
+    torch.Size([12, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import torch
+
+from tokenkit.errors import ConfigError
+
+_IMAGES = resources.files(__package__) / "images"
+
+
+def image_names() -> list[str]:
+    """Names of the bundled images (see ``tokenkit/data/images/README.md`` for sources and terms)."""
+    return sorted(p.name.rsplit(".", 1)[0] for p in _IMAGES.iterdir() if p.name.endswith(".jpg"))
+
+
+def load_image(name: str) -> torch.Tensor:
+    """One bundled image as ``(3, H, W)`` float in [0, 1] (shorter side 256).
+
+    Raises:
+        ConfigError: Unknown name (the known names are listed).
+    """
+    import numpy as np
+    from PIL import Image
+
+    if name not in image_names():
+        raise ConfigError(f"no bundled image {name!r}; available: {', '.join(image_names())}")
+    with (_IMAGES / f"{name}.jpg").open("rb") as f:
+        array = np.asarray(Image.open(f).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+
+def sample_images(size: int = 256, *, per_image: int = 1, resize: int | None = None, names: list[str] | None = None,
+                  seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random square crops of the bundled images, as a batch.
+
+    Args:
+        size: Crop side.
+        per_image: Crops taken from each image.
+        resize: Resize the shorter side to this first (default: ``size``, so a crop
+            covers most of the picture; use 256 for detail crops).
+        names: Which images (default: all).
+        seed: Seed of a fresh generator (ignored when ``generator`` is given).
+        generator: Random generator of the crop positions.
+
+    Returns:
+        ``(len(names) * per_image, 3, size, size)`` float in [0, 1].
+    """
+    import torch.nn.functional as F
+
+    if size < 1 or per_image < 1:
+        raise ConfigError(f"size and per_image must be positive, got {size} and {per_image}")
+    resize = resize or size
+    if resize < size:
+        raise ConfigError(f"resize ({resize}) must be at least the crop size ({size})")
+    if generator is None:
+        generator = torch.Generator().manual_seed(0 if seed is None else seed)
+    crops = []
+    for name in names or image_names():
+        image = load_image(name)
+        h, w = image.shape[-2:]
+        scale = resize / min(h, w)
+        image = F.interpolate(image[None], size=(max(resize, round(h * scale)), max(resize, round(w * scale))),
+                              mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
+        h, w = image.shape[-2:]
+        for _ in range(per_image):
+            top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
+            left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+            crops.append(image[:, top : top + size, left : left + size])
+    return torch.stack(crops)
