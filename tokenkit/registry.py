@@ -165,8 +165,8 @@ def list_parts(kind: str, pattern: str = "*") -> list[str]:
 
     Example:
         >>> import tokenkit as tk
-        >>> tk.list_parts("quantizer", "v*")
-        ['vq', 'vqgan']
+        >>> tk.list_parts("decoder", "v*")
+        ['vit1d', 'vqgan']
     """
     _check_kind(kind)
     load_entry_points()
