@@ -2,7 +2,7 @@
 
 Tensor names are fixed across tokenkit: ``images`` ``(B, C, H, W)`` float in
 [0, 1], ``latents`` ``(B, N, D)``, ``codes`` ``(B, N, D')``, ``indices``
-``(B, N)`` int64.
+``(B, N)`` int64 (``(B, N, Q)`` for a quantizer with ``num_codebooks = Q > 1``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ class QuantizerOutput(NamedTuple):
     Attributes:
         codes: ``(B, N, D')`` quantized (or sampled) latents, differentiable
             with respect to the latents.
-        indices: ``(B, N)`` int64 codebook ids, or ``None`` for a continuous bottleneck.
+        indices: ``(B, N)`` int64 codebook ids (``(B, N, Q)`` for a quantizer with
+            ``num_codebooks = Q > 1``, level on the last axis), or ``None`` for a continuous bottleneck.
         loss: Scalar bottleneck loss (VQ commitment + codebook, or KL).
         stats: Detached scalar diagnostics (e.g. ``usage``, ``perplexity``).
     """
@@ -37,7 +38,8 @@ class TokenizerOutput(NamedTuple):
     Attributes:
         images: ``(B, C, H, W)`` reconstruction (not clamped), or proxy-code
             logits ``(B, L, K)`` for a stage-1 composition without pixel decoder.
-        indices: ``(B, N)`` int64 token ids, or ``None`` for a continuous bottleneck.
+        indices: ``(B, N)`` int64 token ids (``(B, N, Q)`` with ``Q > 1`` codebooks per token),
+            or ``None`` for a continuous bottleneck.
         codes: ``(B, N, D')`` codes fed to the decoder.
         loss: Scalar bottleneck loss.
         stats: Detached scalar diagnostics from the quantizer.
@@ -91,17 +93,29 @@ def check_images(
     return images
 
 
-def check_indices(indices: object, *, num_tokens: int, codebook_size: int, allow_official: bool = True) -> torch.Tensor:
-    """Validate token ids ``(B, N)`` (or the official ``(B, 1, N)``); returns ``(B, N)``.
+def check_indices(indices: object, *, num_tokens: int, codebook_size: int, allow_official: bool = True,
+                  num_codebooks: int = 1) -> torch.Tensor:
+    """Validate token ids and return them as int64.
+
+    With one codebook (``num_codebooks=1``) ids are ``(B, N)`` (or the official
+    ``(B, 1, N)``, returned as ``(B, N)``). A quantizer with ``Q > 1`` codebooks
+    per token (e.g. residual VQ) has one id per token and level: ``(B, N, Q)``,
+    level on the last axis.
 
     Raises:
-        ContractError: Wrong rank, length, dtype or ids outside ``[0, codebook_size)``.
+        ContractError: Wrong rank, length, number of levels, dtype or ids outside ``[0, codebook_size)``.
     """
     indices = check_tensor(indices, "indices")
-    if allow_official and indices.ndim == 3 and indices.shape[1] == 1:
-        indices = indices[:, 0]
-    if indices.ndim != 2 or indices.shape[1] != num_tokens:
-        raise ContractError(f"indices must have shape (B, {num_tokens}) or (B, 1, {num_tokens}), got {_shape(indices)}")
+    if num_codebooks == 1:
+        if allow_official and indices.ndim == 3 and indices.shape[1] == 1:
+            indices = indices[:, 0]
+        if indices.ndim != 2 or indices.shape[1] != num_tokens:
+            raise ContractError(
+                f"indices must have shape (B, {num_tokens}) or (B, 1, {num_tokens}), got {_shape(indices)}")
+    elif indices.ndim != 3 or tuple(indices.shape[1:]) != (num_tokens, num_codebooks):
+        raise ContractError(
+            f"indices must have shape (B, {num_tokens}, {num_codebooks}): one id per token and codebook level "
+            f"(this quantizer has {num_codebooks} codebooks per token), got {_shape(indices)}")
     if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
         raise ContractError(f"indices must be an integer tensor, got dtype {indices.dtype}")
     if indices.numel() and indices.device.type != "meta":

@@ -12,9 +12,18 @@ from tokenkit.models.tokenizer import Tokenizer
 
 
 def check_pair(generator: nn.Module, tokenizer: Tokenizer) -> None:
-    """Raise unless ``generator`` models ``tokenizer``'s tokens (same codebook size and token count)."""
+    """Raise unless ``generator`` models ``tokenizer``'s tokens (same codebook size and token count).
+
+    The generator's token space has one id per position, so a tokenizer with
+    several codebooks per token (``num_codebooks > 1``, ids ``(B, N, Q)``) is refused.
+    """
     if tokenizer.codebook_size is None:
         raise ContractError("the tokenizer has a continuous bottleneck; a masked-token generator needs token ids")
+    q = getattr(tokenizer, "num_codebooks", 1)
+    if q > 1:
+        raise ContractError(
+            f"the tokenizer has {q} codebooks per token (quantizer {tokenizer.spec.quantizer.name!r}, ids of shape "
+            f"(B, {tokenizer.num_tokens}, {q})); a masked-token generator models one id per token position")
     if (generator.codebook_size, generator.num_tokens) != (tokenizer.codebook_size, tokenizer.num_tokens):
         raise ContractError(
             f"generator and tokenizer do not match: the generator models {generator.num_tokens} tokens over "

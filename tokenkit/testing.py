@@ -92,7 +92,9 @@ def check_encoder(module: nn.Module, config: Any, batch: int = 3) -> None:
 def check_quantizer(module: nn.Module, config: Any, batch: int = 3, num_tokens: int = 4) -> None:
     """latents ``(B, N, in_dim)`` -> codes ``(B, N, out_dim)``, indices in ``[0, K)`` or ``None``,
     scalar loss, scalar stats; ``lookup(indices) == codes`` in eval mode; gradients reach the
-    latents (straight-through); batch items independent in eval mode."""
+    latents (straight-through); batch items independent in eval mode.
+
+    Indices are ``(B, N)``, or ``(B, N, Q)`` for a module whose ``num_codebooks`` is ``Q > 1``."""
     latents = torch.randn(batch, num_tokens, config.in_dim, requires_grad=True)
     out = module.train()(latents)
     _assert(tuple(out.codes.shape) == (batch, num_tokens, config.out_dim),
@@ -104,6 +106,10 @@ def check_quantizer(module: nn.Module, config: Any, batch: int = 3, num_tokens: 
     (out.codes.square().sum() + out.loss).backward()
     _assert_grad(latents, "quantizer (straight-through)")
     codebook_size = getattr(module, "codebook_size", None)
+    num_codebooks = getattr(module, "num_codebooks", 1)
+    _assert(isinstance(num_codebooks, int) and num_codebooks >= 1,
+            f"num_codebooks must be a positive int, got {num_codebooks!r}")
+    id_shape = (batch, num_tokens) if num_codebooks == 1 else (batch, num_tokens, num_codebooks)
     module.eval()
     with torch.no_grad():
         out = module(latents.detach())
@@ -111,8 +117,8 @@ def check_quantizer(module: nn.Module, config: Any, batch: int = 3, num_tokens: 
             _assert(out.indices is None, "a continuous quantizer (codebook_size None) must return indices=None")
         else:
             idx = out.indices
-            _assert(idx is not None and idx.dtype == torch.int64 and tuple(idx.shape) == (batch, num_tokens),
-                    f"indices must be int64 {(batch, num_tokens)}, got "
+            _assert(idx is not None and idx.dtype == torch.int64 and tuple(idx.shape) == id_shape,
+                    f"indices must be int64 {id_shape}, got "
                     f"{None if idx is None else (idx.dtype, tuple(idx.shape))}")
             _assert(int(idx.min()) >= 0 and int(idx.max()) < codebook_size, f"indices outside [0, {codebook_size})")
             _assert(torch.allclose(module.lookup(idx), out.codes, atol=1e-6), "lookup(indices) != codes in eval mode")

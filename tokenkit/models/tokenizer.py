@@ -22,6 +22,11 @@ class Tokenizer(PretrainedMixin, nn.Module):
     [`Tokenizer.from_spec`][tokenkit.models.tokenizer.Tokenizer.from_spec].
     Images are ``(B, C, H, W)`` floats in [0, 1]; token ids are ``(B, N)`` int64.
 
+    Index layout: a quantizer with several codebooks per token (``num_codebooks
+    = Q > 1``, e.g. ``rvq``) gives one id per token and codebook level, so its
+    ids are ``(B, N, Q)`` int64, level on the last axis (coarse to fine), each
+    in ``[0, K)``; ``tokenize`` returns and ``detokenize`` takes that layout.
+
     Attributes:
         spec: The composition this tokenizer was built from.
         encoder: images -> latents ``(B, N, D)``.
@@ -87,10 +92,15 @@ class Tokenizer(PretrainedMixin, nn.Module):
         return getattr(self.quantizer, "codebook_size", None)
 
     @property
+    def num_codebooks(self) -> int:
+        """Ids per token ``Q`` (the quantizer's ``num_codebooks``; 1 when it has none)."""
+        return getattr(self.quantizer, "num_codebooks", 1)
+
+    @property
     def bits_per_image(self) -> float | None:
-        """``N * log2(K)`` for a discrete bottleneck, ``None`` for a continuous one."""
+        """``N * Q * log2(K)`` for a discrete bottleneck, ``None`` for a continuous one."""
         k = self.codebook_size
-        return None if k is None else self.num_tokens * math.log2(k)
+        return None if k is None else self.num_tokens * self.num_codebooks * math.log2(k)
 
     # ---- API --------------------------------------------------------------------------------------------------
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -105,7 +115,7 @@ class Tokenizer(PretrainedMixin, nn.Module):
 
         Returns:
             [`QuantizerOutput`][tokenkit.contracts.QuantizerOutput]: codes ``(B, N, D')``,
-            indices ``(B, N)`` (or ``None``), loss, stats.
+            indices ``(B, N)`` (``(B, N, Q)`` with ``Q > 1`` codebooks; ``None`` if continuous), loss, stats.
 
         Raises:
             ContractError: Wrong rank, channels, size, dtype or value range.
@@ -113,13 +123,28 @@ class Tokenizer(PretrainedMixin, nn.Module):
         latents = self.encoder(self._check_images(images))
         return self.quantizer(latents)
 
+    @property
+    def supports_prefix(self) -> bool:
+        """Whether a prefix of the tokens can be decoded (a ``tail-drop`` bottleneck)."""
+        return bool(getattr(self.quantizer, "supports_prefix", False))
+
+    def _length(self, tokens: torch.Tensor, rank: int) -> int:
+        """Token count to expect: ``N``, or the given prefix length when the bottleneck supports prefixes."""
+        if self.supports_prefix and tokens.ndim == rank and 1 <= tokens.shape[1] <= self.num_tokens:
+            return tokens.shape[1]
+        return self.num_tokens
+
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Decode codes ``(B, N, D')`` to images ``(B, C, H, W)`` (not clamped).
 
-        For a two-stage composition without pixel decoder (stage 1) the result
-        is the decoder's proxy-code logits ``(B, L, K)``.
+        With a prefix-capable bottleneck (``tail-drop``) ``codes`` may hold the
+        first ``k <= N`` tokens; the tail is filled with its mask code. For a
+        two-stage composition without pixel decoder (stage 1) the result is the
+        decoder's proxy-code logits ``(B, L, K)``.
         """
-        codes = check_tokens(codes, "codes", dim=self.code_dim, num_tokens=self.num_tokens)
+        codes = check_tokens(codes, "codes", dim=self.code_dim, num_tokens=self._length(codes, 3))
+        if codes.shape[1] < self.num_tokens:
+            codes = self.quantizer.pad_codes(codes, self.num_tokens)
         out = self.decoder(codes)
         if self.pixel_decoder is not None:
             out = self.pixel_decoder(out)
@@ -127,7 +152,7 @@ class Tokenizer(PretrainedMixin, nn.Module):
 
     @torch.no_grad()
     def tokenize(self, images: torch.Tensor) -> torch.Tensor:
-        """Images ``(B, C, H, W)`` in [0, 1] -> token ids ``(B, N)`` int64.
+        """Images ``(B, C, H, W)`` in [0, 1] -> token ids ``(B, N)`` int64 (``(B, N, Q)`` with ``Q > 1`` codebooks).
 
         Raises:
             ContractError: Bad images, or a continuous bottleneck (use ``encode``).
@@ -139,11 +164,14 @@ class Tokenizer(PretrainedMixin, nn.Module):
 
     @torch.no_grad()
     def detokenize(self, indices: torch.Tensor) -> torch.Tensor:
-        """Token ids ``(B, N)`` (or the official ``(B, 1, N)``) -> images ``(B, C, H, W)`` clamped to [0, 1].
+        """Token ids ``(B, N)`` (or the official ``(B, 1, N)``; ``(B, N, Q)`` with ``Q > 1`` codebooks)
+        -> images ``(B, C, H, W)`` clamped to [0, 1].
+
+        With a prefix-capable bottleneck (``tail-drop``) the first ``k <= N`` ids decode too.
 
         Raises:
-            ContractError: Wrong shape or dtype, ids outside the codebook, a continuous
-                bottleneck, or a stage-1 composition that cannot produce pixels.
+            ContractError: Wrong shape (e.g. ``(B, N)`` for a ``Q > 1`` quantizer) or dtype, ids outside
+                the codebook, a continuous bottleneck, or a stage-1 composition that cannot produce pixels.
         """
         if self.codebook_size is None:
             raise ContractError(f"quantizer {self.spec.quantizer.name!r} is continuous and has no token ids; "
@@ -151,7 +179,8 @@ class Tokenizer(PretrainedMixin, nn.Module):
         if self.pixel_decoder is None and getattr(self.decoder, "output_kind", "images") != "images":
             raise ContractError("this composition decodes to proxy-code logits (stage 1); "
                                 "add a pixel_decoder to get images")
-        indices = check_indices(indices, num_tokens=self.num_tokens, codebook_size=self.codebook_size)
+        indices = check_indices(indices, num_tokens=self._length(indices, 2 + (self.num_codebooks > 1)),
+                                codebook_size=self.codebook_size, num_codebooks=self.num_codebooks)
         return self.decode(self.quantizer.lookup(indices)).clamp(0.0, 1.0)
 
     def forward(self, images: torch.Tensor) -> TokenizerOutput:
