@@ -1,6 +1,7 @@
 """Named compositions: exact official parameter counts (built on the meta device) and tiny forwards."""
 
 import pytest
+import torch
 
 import tokenkit as tk
 
@@ -60,11 +61,18 @@ def test_stage1_legacy_model_drops_the_pixel_decoder():
 
 @pytest.mark.parametrize("name", tk.list_models("titok-*"))
 def test_every_quantizer_swaps_into_every_composition(name):
-    """Each registered quantizer (tiny config) drops into each TiTok composition."""
+    """Each registered quantizer (tiny config) drops into each TiTok composition: at full size on the
+    meta device, and at tiny size with a real forward pass (driven by the registry)."""
+    from _helpers import tiny_spec
+
     from tokenkit.testing import tiny_part
 
-    base = tk.spec(name)
+    base, tiny = tk.spec(name), tiny_spec(name)
+    images = torch.rand(2, 3, 32, 32)
     for qname in tk.list_parts("quantizer"):
-        spec = base.replace(quantizer=tiny_part("quantizer", qname))
-        tok = tk.build(spec, device="meta")
-        assert tok.quantizer.part_name == qname
+        part = tiny_part("quantizer", qname)
+        assert tk.build(base.replace(quantizer=part), device="meta").quantizer.part_name == qname
+        tok = tk.build(tiny.replace(quantizer=part)).train()
+        out = tok(images)
+        assert out.images.shape == images.shape and torch.isfinite(out.images).all(), qname
+        assert out.loss.ndim == 0 and torch.isfinite(out.loss), qname

@@ -220,7 +220,7 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
     Example:
         >>> import tokenkit as tk
         >>> result = tk.ablate("titok-tiny", num_tokens=[4, 8], throughput=False)
-        >>> [row.bits_per_image for row in result.rows]
+        >>> print([row.bits_per_image for row in result.rows])
         [32.0, 64.0]
     """
     from tokenkit.api import spec as named_spec

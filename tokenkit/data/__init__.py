@@ -2,7 +2,7 @@
 
 Example:
     >>> import tokenkit as tk
-    >>> tk.data.image_names()[:2]
+    >>> print(tk.data.image_names()[:2])
     ['astronaut', 'chelsea']
     >>> tk.data.sample_images(32, per_image=2, seed=0).shape
     torch.Size([12, 3, 32, 32])
