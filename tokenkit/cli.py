@@ -1,4 +1,4 @@
-"""The ``tokenkit`` command line: ``list``, ``info``, ``generate`` and ``ablate``."""
+"""The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -129,6 +129,18 @@ def ablate_command(args: argparse.Namespace, extra: Sequence[str]) -> None:
     print(f"wrote {out / 'ablation.csv'}, {out / 'ablation.md'} and {out / 'ablation.png'}")
 
 
+def demo_command(args: argparse.Namespace) -> None:
+    """``tokenkit demo``: train a small tokenizer on the bundled images, write a grid, print metrics."""
+    from tokenkit.train.demo import run_demo
+
+    print(f"training a small 1D tokenizer on the bundled images for {args.steps} steps (CPU) ...")
+    metrics = run_demo(args.out, steps=args.steps, seed=args.seed)
+    print(f"PSNR {metrics['psnr']:.2f} dB | SSIM {metrics['ssim']:.3f} | codebook usage {metrics['usage'] * 100:.1f}% "
+          f"(perplexity {metrics['perplexity']:.0f}) | {metrics['seconds']:.0f} s")
+    print(f"wrote {Path(args.out) / 'reconstructions.png'} (originals above, reconstructions below), "
+          f"{Path(args.out) / 'metrics.json'} and the model in {Path(args.out) / 'model'}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokenkit`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="tokenkit", description="Pluggable image-tokenizer building blocks.")
@@ -167,6 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_abl.add_argument("--repeats", type=int, default=2, help="timed calls per measurement")
     p_abl.add_argument("--device", default="cpu")
     p_abl.add_argument("--no-throughput", action="store_true", help="skip the timings (FLOPs only)")
+    p_demo = sub.add_parser("demo", help="train a small tokenizer on the bundled images (CPU, offline), "
+                                         "write a reconstruction grid and print PSNR/SSIM/codebook usage")
+    p_demo.add_argument("--steps", type=int, default=1200)
+    p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--out", default="tokenkit-demo", help="output folder (default: tokenkit-demo)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ablate":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -178,6 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             generate_command(args)
         elif args.command == "ablate":
             ablate_command(args, extra)
+        elif args.command == "demo":
+            demo_command(args)
         else:
             info = model_info(args.name)
             print(json.dumps(info, indent=2)) if args.json else _print_info(info)

@@ -1,0 +1,67 @@
+"""Optimizer groups, learning-rate schedule and EMA weights for training."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay only on the weights of linear and convolution layers.
+
+    Biases, normalisation parameters, embeddings, learned tokens and codebooks
+    get no decay. This is what the official name-substring rule meant to do
+    (TITOK_SPEC §7.2 item 13), without exempting ``patch_embed`` or
+    ``decoder_embed`` weights by accident.
+    """
+    decay, no_decay, seen = [], [], set()
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            is_weight = name == "weight" and isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d))
+            (decay if is_weight else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int,
+                    base_lr: float, end_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to ``base_lr``, then cosine decay to ``end_lr`` at ``total_steps`` (TITOK_SPEC §6.3)."""
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return (end_lr + (base_lr - end_lr) * 0.5 * (1 + math.cos(math.pi * progress))) / base_lr
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class EMA(nn.Module):
+    """Exponential moving average of a model's parameters (buffers are copied).
+
+    The decay warms up as ``min(decay, (1 + k) / (10 + k))`` over updates ``k``
+    (the official open-muse rule), so early averages follow the model closely.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+        super().__init__()
+        self.decay = decay
+        self.shadow = copy.deepcopy(model).eval().requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the average towards ``model``'s current weights."""
+        k = int(self.updates)
+        decay = min(self.decay, (1 + k) / (10 + k))
+        for avg, param in zip(self.shadow.parameters(), model.parameters()):
+            avg.lerp_(param.detach().to(avg.dtype), 1 - decay)
+        for avg, buf in zip(self.shadow.buffers(), model.buffers()):
+            avg.copy_(buf)
+        self.updates += 1

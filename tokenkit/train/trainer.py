@@ -1,0 +1,224 @@
+"""A tokenizer trainer on Hugging Face ``accelerate``: one CPU, one GPU or many, with the same code.
+
+It owns the loop: AdamW (decay on linear/conv weights only), warm-up + cosine
+schedule, gradient accumulation and clipping, bf16 autocast, EMA weights,
+JSONL + console logging with a tqdm bar, atomic periodic checkpoints and exact
+resume (model, EMA, optimizer, scheduler, RNG states and data position).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from tokenkit.contracts import TokenizerOutput
+from tokenkit.errors import ConfigError
+from tokenkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tokenkit.train.optim import EMA, cosine_schedule, parameter_groups
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Options of a training run (every field is a JSON value)."""
+
+    model: str = "titok-tiny"
+    """Tokenizer model name."""
+    knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Knob overrides of the model."""
+    steps: int = 1000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Images per micro-batch (per process)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    lr: float = 1e-4
+    """Peak learning rate."""
+    end_lr: float = 1e-5
+    """Learning rate at the end of the cosine decay."""
+    warmup_steps: int = 0
+    """Linear warm-up steps."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """AdamW betas."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay (linear and conv weights only)."""
+    clip: float = 1.0
+    """Gradient-norm clipping (0 disables)."""
+    mixed_precision: Literal["no", "bf16"] = "no"
+    """``bf16`` autocast through accelerate."""
+    ema_decay: float = 0.999
+    """EMA decay (0 disables the EMA)."""
+    seed: int = 0
+    """Seed of the weights, the data order and the training randomness."""
+    output_dir: str = "runs/tokenkit"
+    """Where checkpoints, metrics.jsonl and the final model go."""
+    log_every: int = 50
+    """Steps between log lines."""
+    checkpoint_every: int = 0
+    """Steps between checkpoints (0: only at the end)."""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum", "log_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+def reconstruction_loss(output: TokenizerOutput, images: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
+    """Default objective: mean squared error plus the bottleneck loss (VQ terms or KL)."""
+    mse = (output.images.float() - images).square().mean()
+    return mse + output.loss, {"mse": mse.detach(), "bottleneck": output.loss.detach()}
+
+
+LossFn = Callable[[TokenizerOutput, torch.Tensor, int], tuple[torch.Tensor, dict]]
+
+
+class Trainer:
+    """Train a tokenizer on a tensor of images (e.g. ``tk.data.sample_images``) or any dataset of them.
+
+    Args:
+        config: [`TrainConfig`][tokenkit.train.trainer.TrainConfig].
+        images: ``(M, C, H, W)`` training images in [0, 1] (each epoch is a seeded permutation).
+        loss_fn: ``loss_fn(output, images, step) -> (loss, terms)``; default
+            [`reconstruction_loss`][tokenkit.train.trainer.reconstruction_loss].
+        model: A built tokenizer (default: ``tk.build(config.model, **config.knobs)`` under the seed).
+    """
+
+    def __init__(self, config: TrainConfig, images: torch.Tensor, *, loss_fn: LossFn | None = None,
+                 model: nn.Module | None = None) -> None:
+        from accelerate import Accelerator
+
+        import tokenkit as tk
+
+        self.config = config
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                                       gradient_accumulation_steps=config.grad_accum)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.model = (model if model is not None else tk.build(config.model, **dict(config.knobs))).train()
+        self.images = images
+        self.loss_fn = loss_fn or reconstruction_loss
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config.weight_decay), lr=config.lr,
+                                           betas=tuple(config.betas))
+        self.scheduler = cosine_schedule(self.optimizer, warmup_steps=config.warmup_steps,
+                                         total_steps=config.steps, base_lr=config.lr, end_lr=config.end_lr)
+        self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
+        self.step, self.epoch, self.offset = 0, 0, 0
+        self.output = Path(config.output_dir)
+        # the scheduler is stepped by hand once per optimizer step (a prepared one would step once per process)
+        self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+
+    # ---- data ----------------------------------------------------------------------------------------------
+    def _order(self, epoch: int) -> torch.Tensor:
+        """This process's share of epoch ``epoch``'s permutation (seeded: identical after a resume)."""
+        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
+        order = torch.randperm(self.images.shape[0], generator=g)
+        return order[self.accelerator.process_index :: self.accelerator.num_processes]
+
+    def _next_batch(self) -> torch.Tensor:
+        order = self._order(self.epoch)
+        if self.offset + self.config.batch_size > len(order):
+            self.epoch, self.offset = self.epoch + 1, 0
+            order = self._order(self.epoch)
+        picked = order[self.offset : self.offset + self.config.batch_size]
+        self.offset += self.config.batch_size
+        return self.images[picked].to(self.accelerator.device)
+
+    # ---- state ----------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly."""
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        return {
+            "step": self.step, "epoch": self.epoch, "offset": self.offset,
+            "model": unwrapped.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(), "python_rng": list(random.getstate()[1]),
+            "python_gauss": random.getstate()[2],
+            "config": json.loads(json.dumps(dataclasses.asdict(self.config))),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a [`state_dict`][tokenkit.train.trainer.Trainer.state_dict]."""
+        self.accelerator.unwrap_model(self.model).load_state_dict(state["model"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate((3, tuple(state["python_rng"]), state.get("python_gauss")))
+        self.step, self.epoch, self.offset = state["step"], state["epoch"], state["offset"]
+
+    def resume(self) -> bool:
+        """Continue from ``output_dir/checkpoints/latest`` if it exists; returns whether it did."""
+        path = latest_checkpoint(self.output / "checkpoints")
+        if path is None:
+            return False
+        self.load_state_dict(load_checkpoint(path))
+        return True
+
+    def save(self) -> Path | None:
+        """Write a checkpoint (main process only)."""
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return None
+        return save_checkpoint(self.state_dict(), self.output / "checkpoints", self.step)
+
+    # ---- loop -----------------------------------------------------------------------------------------------
+    def train(self, *, stop_after: int | None = None, progress: bool = True) -> dict[str, float]:
+        """Run until ``config.steps`` (or ``stop_after`` more steps); returns the last logged metrics."""
+        from tqdm.auto import tqdm
+
+        config, acc = self.config, self.accelerator
+        end = config.steps if stop_after is None else min(config.steps, self.step + stop_after)
+        bar = tqdm(total=config.steps, initial=self.step, desc="training", unit="step",
+                   disable=not (progress and acc.is_main_process))
+        log_path = self.output / "metrics.jsonl"
+        if acc.is_main_process:
+            self.output.mkdir(parents=True, exist_ok=True)
+        last: dict[str, float] = {}
+        start_time = time.perf_counter()
+        while self.step < end:
+            for _ in range(config.grad_accum):
+                images = self._next_batch()
+                with acc.accumulate(self.model), acc.autocast():
+                    output = self.model(images)
+                    loss, terms = self.loss_fn(output, images, self.step)
+                    acc.backward(loss)
+                    if acc.sync_gradients and config.clip > 0:
+                        acc.clip_grad_norm_(self.model.parameters(), config.clip)
+                    self.optimizer.step()
+                    if acc.sync_gradients:
+                        self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            if self.ema is not None:
+                self.ema.update(acc.unwrap_model(self.model))
+            bar.update(1)
+            if self.step % config.log_every == 0 or self.step == end:
+                last = {"step": self.step, "loss": loss.item(), "lr": self.scheduler.get_last_lr()[0],
+                        **{k: float(v) for k, v in terms.items()},
+                        **{k: float(v) for k, v in output.stats.items()},
+                        "seconds": time.perf_counter() - start_time}
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+                if acc.is_main_process:
+                    with open(log_path, "a") as f:
+                        f.write(json.dumps(last) + "\n")
+            if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                self.save()
+        bar.close()
+        return last
+
+    def trained_model(self, ema: bool = True) -> nn.Module:
+        """The trained tokenizer (its EMA weights by default), in eval mode."""
+        model = self.ema.shadow if (ema and self.ema is not None) else self.accelerator.unwrap_model(self.model)
+        return model.eval()
