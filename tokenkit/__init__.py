@@ -6,7 +6,19 @@ Example:
     ['titok-b64', 'titok-bl64-vae', 'titok-bl64-vq8k', 'titok-bl128-vae', 'titok-bl128-vq8k']
 """
 
-from tokenkit import backbones, data, decoders, encoders, generators, quantizers, testing  # noqa: F401  (registers the parts)
+from tokenkit import (  # noqa: F401  (registers the parts)
+    backbones,
+    data,
+    datasets,
+    decoders,
+    discriminators,
+    encoders,
+    generators,
+    losses,
+    metrics,
+    quantizers,
+    testing,
+)
 from tokenkit.ablation import ablate
 from tokenkit.api import build, spec
 from tokenkit.contracts import QuantizerOutput, TokenizerOutput

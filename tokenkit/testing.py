@@ -176,8 +176,133 @@ def check_generator(module: nn.Module, config: Any, batch: int = 3) -> None:
     _assert(torch.equal(ids, again), "generate is not reproducible under the same torch.Generator")
 
 
+def _dataset_items(dataset: Any, count: int) -> list:
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        import itertools
+
+        return list(itertools.islice(iter(dataset), count))
+    return [dataset[i] for i in range(min(count, len(dataset)))]
+
+
+def check_dataset(module: Any, config: Any, batch: int = 2) -> None:
+    """Items ``{"image": (3, size, size) float in [0, 1], "label": int, "key": str}``; the same items
+    again under the same epoch (for a part with ``set_epoch``); batches ``(B, 3, size, size)`` in a
+    ``DataLoader`` with ``num_workers=0``.
+
+    A part that reads files defines ``Config.example(directory)``, which writes a few tiny files
+    into ``directory`` and returns a config reading them; the check then builds the part from
+    that config in a temporary directory instead of using ``module``."""
+    import tempfile
+
+    example = getattr(type(config), "example", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        if callable(example):
+            config = example(tmp)
+            module = instantiate(module.part_kind, module.part_name, config)
+        if hasattr(module, "train"):
+            module.train()
+        size = config.size
+        items = _dataset_items(module, 4)
+        _assert(len(items) > 0, "dataset yielded no items")
+        for item in items:
+            _assert(isinstance(item, dict) and {"image", "label", "key"} <= set(item),
+                    f"items must be dicts with keys image, label, key; got {type(item).__name__} "
+                    f"{sorted(item) if isinstance(item, dict) else ''}")
+            image = item["image"]
+            _assert(isinstance(image, torch.Tensor) and image.is_floating_point()
+                    and tuple(image.shape) == (3, size, size),
+                    f"image must be a float (3, {size}, {size}) tensor, got "
+                    f"{getattr(image, 'dtype', type(image))} {tuple(getattr(image, 'shape', ()))}")
+            _assert(bool(torch.isfinite(image).all()) and float(image.min()) >= 0 and float(image.max()) <= 1,
+                    "image values must be finite and in [0, 1]")
+            _assert(isinstance(item["label"], int) and item["label"] >= -1, f"label must be an int >= -1, got "
+                    f"{item['label']!r}")
+            _assert(isinstance(item["key"], str), f"key must be a str, got {item['key']!r}")
+        if hasattr(module, "set_epoch"):
+            module.set_epoch(1)
+            first = _dataset_items(module, 4)
+            module.set_epoch(1)
+            again = _dataset_items(module, 4)
+            _assert(len(first) == len(again) and all(a["key"] == b["key"] and torch.equal(a["image"], b["image"])
+                                                     for a, b in zip(first, again)),
+                    "dataset is not reproducible under the same seed and epoch")
+            module.set_epoch(0)
+        loader = torch.utils.data.DataLoader(module, batch_size=batch, num_workers=0)
+        got = next(iter(loader))
+        n = min(batch, len(items))
+        _assert(tuple(got["image"].shape) == (n, 3, size, size),
+                f"DataLoader batch images {tuple(got['image'].shape)} != {(n, 3, size, size)}")
+        _assert(got["label"].dtype == torch.int64 and tuple(got["label"].shape) == (n,),
+                f"DataLoader batch labels must be int64 ({n},)")
+
+
+def check_loss(module: nn.Module, config: Any, batch: int = 3, size: int = 16) -> None:
+    """[`LossInputs`][tokenkit.losses.LossInputs] -> finite scalar; gradients reach the reconstructions
+    (or, for a part with ``uses_reconstructions = False``, the quantizer loss) but none of the part's own
+    parameters (a generator-side loss never trains its discriminator); ``B`` identical items give the
+    value of one item (float64 copy in eval mode).
+
+    Inputs: images ``(B, 3, size, size)`` in [0, 1], or, for a part with ``needs_targets = True``,
+    proxy logits ``(B, L, K)`` and targets ``(B, L)``; ``step`` is large so that scheduled terms are on."""
+    from tokenkit.losses import LossInputs
+
+    gen = torch.Generator().manual_seed(0)
+    if getattr(module, "needs_targets", False):
+        images = None
+        recon = torch.randn(batch, 4, 5, generator=gen)
+        targets = torch.randint(0, 5, (batch, 4), generator=gen)
+    else:
+        images = torch.rand(batch, 3, size, size, generator=gen)
+        recon = torch.rand(batch, 3, size, size, generator=gen)
+        targets = None
+    recon.requires_grad_(True)
+    qloss = torch.rand((), generator=gen).requires_grad_(True)
+    step = 10**9
+    value = module.train()(LossInputs(images, recon, qloss, targets, step))
+    _assert(isinstance(value, torch.Tensor) and value.ndim == 0 and value.is_floating_point(),
+            f"loss must return a float scalar tensor, got {getattr(value, 'shape', type(value).__name__)}")
+    _assert(bool(torch.isfinite(value)), f"loss is not finite: {value}")
+    _assert(value.requires_grad, "loss is not differentiable (no graph)")
+    value.backward()
+    if getattr(module, "uses_reconstructions", True):
+        _assert_grad(recon, "loss (reconstructions)")
+    else:
+        _assert_grad(qloss, "loss (quantizer_loss)")
+    trained = [n for n, p in module.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    _assert(not trained, f"loss forward gave gradients to its own parameters {trained[:3]}")
+    wrapped = copy.deepcopy(module).double().eval()
+
+    def one(n: int) -> torch.Tensor:
+        pick = (lambda t: None if t is None else t.detach()[:1].repeat(n, *([1] * (t.ndim - 1))))
+        img, rec = pick(images), pick(recon)
+        return wrapped(LossInputs(None if img is None else img.double(), rec.double() if rec.is_floating_point()
+                                  else rec, qloss.detach().double(), pick(targets), step))
+
+    with torch.no_grad():
+        single, full = one(1), one(batch)
+    _assert(torch.allclose(single, full, atol=1e-9, rtol=1e-7),
+            f"loss of {batch} identical items {full.item()} != loss of one {single.item()} (use mean reductions)")
+
+
+def check_discriminator(module: nn.Module, config: Any, batch: int = 3, size: int = 16) -> None:
+    """images ``(B, C, size, size)`` in [0, 1] -> patch logits ``(B, 1, h, w)``, finite; gradients reach the
+    images and the parameters; batch items independent in eval mode."""
+    channels = getattr(config, "in_channels", 3)
+    images = torch.rand(batch, channels, size, size, requires_grad=True)
+    logits = module.train()(images)
+    _assert(logits.ndim == 4 and logits.shape[:2] == (batch, 1),
+            f"discriminator logits must be (B, 1, h, w), got {tuple(logits.shape)}")
+    _assert(logits.is_floating_point() and bool(torch.isfinite(logits).all()), "discriminator logits must be finite")
+    logits.square().mean().backward()
+    _assert_grad(images, "discriminator")
+    _assert(any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()),
+            "discriminator: no gradient reached the parameters")
+    _assert_batch_independent(module, images, "discriminator")
+
+
 CHECKS = {"backbone": check_backbone, "encoder": check_encoder, "quantizer": check_quantizer,
-          "decoder": check_decoder, "generator": check_generator}
+          "decoder": check_decoder, "generator": check_generator, "dataset": check_dataset,
+          "loss": check_loss, "discriminator": check_discriminator}
 """Contract check per kind."""
 
 

@@ -88,13 +88,16 @@ class Trainer:
 
     Args:
         config: [`TrainConfig`][tokenkit.train.trainer.TrainConfig].
-        images: ``(M, C, H, W)`` training images in [0, 1] (each epoch is a seeded permutation).
+        images: ``(M, C, H, W)`` training images in [0, 1], or a map-style dataset whose
+            items are ``{"image": (C, H, W), ...}`` dicts (a ``set_epoch(epoch)`` method, if
+            any, is called at each epoch). Each epoch is a seeded permutation, split across
+            processes.
         loss_fn: ``loss_fn(output, images, step) -> (loss, terms)``; default
             [`reconstruction_loss`][tokenkit.train.trainer.reconstruction_loss].
         model: A built tokenizer (default: ``tk.build(config.model, **config.knobs)`` under the seed).
     """
 
-    def __init__(self, config: TrainConfig, images: torch.Tensor, *, loss_fn: LossFn | None = None,
+    def __init__(self, config: TrainConfig, images: torch.Tensor | Any, *, loss_fn: LossFn | None = None,
                  model: nn.Module | None = None) -> None:
         from accelerate import Accelerator
 
@@ -122,8 +125,15 @@ class Trainer:
     def _order(self, epoch: int) -> torch.Tensor:
         """This process's share of epoch ``epoch``'s permutation (seeded: identical after a resume)."""
         g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        order = torch.randperm(self.images.shape[0], generator=g)
+        order = torch.randperm(len(self.images), generator=g)
         return order[self.accelerator.process_index :: self.accelerator.num_processes]
+
+    def _gather(self, picked: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.images, torch.Tensor):
+            return self.images[picked]
+        if hasattr(self.images, "set_epoch"):
+            self.images.set_epoch(self.epoch)
+        return torch.stack([self.images[int(i)]["image"] for i in picked])
 
     def _next_batch(self) -> torch.Tensor:
         order = self._order(self.epoch)
@@ -132,7 +142,7 @@ class Trainer:
             order = self._order(self.epoch)
         picked = order[self.offset : self.offset + self.config.batch_size]
         self.offset += self.config.batch_size
-        return self.images[picked].to(self.accelerator.device)
+        return self._gather(picked).to(self.accelerator.device)
 
     # ---- state ----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""Helpers shared by the dataset parts: seeding, train/eval mode, the item dict.
+
+Every dataset part yields dicts ``{"image": (3, H, W) float in [0, 1],
+"label": int (-1 when unlabelled), "key": str}``. Random augmentations draw
+from a generator seeded by ``(seed, epoch, item)``, so an item does not depend
+on the order it is read in, on the number of DataLoader workers, or on what was
+read before: a resumed run that calls ``set_epoch(epoch)`` sees the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from typing import Any, Literal
+
+import torch
+
+from tokenkit.datasets.transforms import Transform
+
+OnError = Literal["raise", "skip"]
+"""What a dataset does with a file that cannot be decoded: raise (default) or warn and skip it."""
+
+
+def item_generator(*parts: Any) -> torch.Generator:
+    """A ``torch.Generator`` seeded by a stable hash of ``parts`` (unlike ``hash()``, equal across processes)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
+
+
+def check_on_error(value: str) -> None:
+    """Validate an ``on_error`` option."""
+    if value not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {value!r}")
+
+
+def warn_skip(err: Exception) -> None:
+    """Warn that a bad file is skipped (``on_error="skip"``)."""
+    warnings.warn(f"skipping unreadable image: {err}", RuntimeWarning, stacklevel=3)
+
+
+class AugmentingDataset:
+    """Mixin: ``train()``/``eval()`` switch between the configured augmentation and the eval transform.
+
+    Mirrors ``nn.Module``'s mode switch: in eval mode crops are centred and
+    nothing is flipped. ``set_epoch(epoch)`` changes the random draws.
+    """
+
+    training: bool = True
+    epoch: int = 0
+
+    def _transforms(self, size: int, random_crop: bool, flip: bool, resize: int | None = None) -> None:
+        self._train_transform = Transform(size, random_crop=random_crop, flip=flip, resize=resize)
+        self._eval_transform = Transform(size, random_crop=False, flip=False, resize=resize)
+
+    @property
+    def transform(self) -> Transform:
+        """The transform of the current mode."""
+        return self._train_transform if self.training else self._eval_transform
+
+    def train(self, mode: bool = True) -> AugmentingDataset:
+        """Use the random augmentation (``mode=True``) or the eval transform; returns ``self``."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> AugmentingDataset:
+        """Centre crops, no flips; returns ``self``."""
+        return self.train(False)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random draws of ``epoch`` (call before each epoch, as with ``DistributedSampler``)."""
+        self.epoch = int(epoch)
