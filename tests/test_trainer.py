@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import tokenkit as tk
-from tokenkit.train import EMA, Trainer, TrainConfig, latest_checkpoint, parameter_groups, save_checkpoint
+from tokenkit.train import EMA, TrainConfig, Trainer, latest_checkpoint, parameter_groups, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +92,29 @@ def test_bad_config_is_refused():
         TrainConfig(mixed_precision="fp16")
     with pytest.raises(tk.ConfigError, match="steps must be a positive int"):
         TrainConfig(steps=0)
+
+
+def test_recipe_runs_and_resumes_from_the_cli(tmp_path, capsys):
+    from tokenkit.cli import main
+
+    out = tmp_path / "recipe-run"
+    args = ["train", "tiny-single-stage", "train.steps=4", "train.batch_size=4", "train.checkpoint_every=2",
+            f"train.output_dir={out}", "knobs.encoder_size=tiny", "knobs.decoder_size=tiny", "data.config.crops_per_epoch=16"]
+    assert main(args) == 0
+    assert latest_checkpoint(out / "checkpoints").name == "step-0000004.pt"
+    model = tk.from_pretrained(out / "final")
+    assert model.spec == tk.spec("titok-tiny", encoder_size="tiny", decoder_size="tiny", patch_size=4, quantizer="fsq")
+    assert main([*args[:2], "train.steps=6", *args[3:]]) == 0  # continues from step 4
+    assert "resumed from step 4" in capsys.readouterr().out
+    assert main(["train", "tiny-single-stage", "train.stepz=3"]) == 2
+    assert "unknown train option(s) stepz" in capsys.readouterr().err
+
+
+def test_demo_command_writes_the_grid_and_metrics(tmp_path, capsys):
+    from tokenkit.cli import main
+
+    assert main(["demo", "--steps", "3", "--out", str(tmp_path / "demo")]) == 0
+    text = capsys.readouterr().out
+    assert "PSNR" in text and "SSIM" in text and "codebook usage" in text
+    assert (tmp_path / "demo" / "reconstructions.png").is_file()
+    assert tk.from_pretrained(tmp_path / "demo" / "model").num_tokens == 8

@@ -1,4 +1,4 @@
-"""The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate`` and ``demo``."""
+"""The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate``, ``demo`` and ``train``."""
 
 from __future__ import annotations
 
@@ -141,6 +141,17 @@ def demo_command(args: argparse.Namespace) -> None:
           f"{Path(args.out) / 'metrics.json'} and the model in {Path(args.out) / 'model'}")
 
 
+def train_command(args: argparse.Namespace) -> None:
+    """``tokenkit train RECIPE [section.key=value ...]``."""
+    from tokenkit.recipes import recipe_path
+    from tokenkit.train.recipe import load_recipe, run_recipe
+
+    recipe = load_recipe(recipe_path(args.recipe), args.overrides)
+    metrics = run_recipe(recipe, resume=not args.restart)
+    print(json.dumps(metrics))
+    print(f"wrote checkpoints and the final model to {recipe.train.output_dir}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokenkit`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="tokenkit", description="Pluggable image-tokenizer building blocks.")
@@ -184,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_demo.add_argument("--steps", type=int, default=1200)
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--out", default="tokenkit-demo", help="output folder (default: tokenkit-demo)")
+    p_train = sub.add_parser("train", help="train with a recipe file (or a bundled recipe name)")
+    p_train.add_argument("recipe", help="YAML/JSON recipe file, or a bundled recipe name (tiny-single-stage)")
+    p_train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200")
+    p_train.add_argument("--restart", action="store_true", help="ignore existing checkpoints in output_dir")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ablate":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -197,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ablate_command(args, extra)
         elif args.command == "demo":
             demo_command(args)
+        elif args.command == "train":
+            train_command(args)
         else:
             info = model_info(args.name)
             print(json.dumps(info, indent=2)) if args.json else _print_info(info)

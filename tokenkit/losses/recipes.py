@@ -16,7 +16,7 @@ Each function returns a ``Part("composite", ...)``; build it with
 
 Example:
     >>> from tokenkit.losses import recipes
-    >>> [name for name, _, _ in recipes.stage1().config["terms"]]
+    >>> print([name for name, _, _ in recipes.stage1().config["terms"]])
     ['proxy_ce', 'quantizer']
 """
 

@@ -32,7 +32,7 @@ def run_demo(output: str | Path = "tokenkit-demo", *, steps: int = 1200, batch_s
     import tokenkit as tk
     from tokenkit.metrics import psnr, ssim
     from tokenkit.quantizers.stats import codebook_stats
-    from tokenkit.train.trainer import Trainer, TrainConfig
+    from tokenkit.train.trainer import TrainConfig, Trainer
 
     output = Path(output)
     start = time.perf_counter()
