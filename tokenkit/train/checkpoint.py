@@ -10,35 +10,23 @@ replaces the last good checkpoint. Reading uses ``torch.load(weights_only=True)`
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from tokenkit.errors import WeightsError
+from tokenkit.weights.io import atomic_write
 
 LATEST = "latest"
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int, keep: int = 2) -> Path:
     """Write ``state`` as ``folder/step-XXXXXXX.pt``, then point ``folder/latest`` at it; keep the newest ``keep``."""
     folder = Path(folder)
     path = folder / f"step-{step:07d}.pt"
-    _atomic_write(path, lambda tmp: torch.save(state, tmp))
-    _atomic_write(folder / LATEST, lambda tmp: Path(tmp).write_text(path.name + "\n"))
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    atomic_write(folder / LATEST, lambda tmp: Path(tmp).write_text(path.name + "\n"))
     for old in sorted(folder.glob("step-*.pt"))[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path

@@ -13,7 +13,7 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -77,8 +77,11 @@ def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise WeightsError(f"{path} is not a readable safetensors file: {err}") from None
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """Call ``write(temporary_path)`` for a temporary file next to ``path``, then rename it over ``path``.
+
+    A crash or interrupt leaves ``path`` as it was (and no temporary file behind).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -94,10 +97,10 @@ def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.Path
                      metadata: Mapping[str, str] | None = None) -> None:
     """Write ``state_dict`` to ``path`` atomically (a crash leaves the old file, never a partial one)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
 
 
 def save_json(data: object, path: str | os.PathLike) -> None:
     """Write JSON to ``path`` atomically."""
     text = json.dumps(data, indent=2) + "\n"
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
