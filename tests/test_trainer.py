@@ -118,3 +118,37 @@ def test_demo_command_writes_the_grid_and_metrics(tmp_path, capsys):
     assert "PSNR" in text and "SSIM" in text and "codebook usage" in text
     assert (tmp_path / "demo" / "reconstructions.png").is_file()
     assert tk.from_pretrained(tmp_path / "demo" / "model").num_tokens == 8
+
+
+def _adversarial_loss():
+    disc = tk.Part("nlayer", hidden_channels=8, num_stages=2, norm_groups=4, pool_size=4)
+    return tk.build_part("loss", tk.Part("composite", terms=[
+        ["rec", 1.0, tk.Part("recon")],
+        ["bottleneck", 1.0, tk.Part("quantizer")],
+        ["adversarial", 0.1, tk.Part("adversarial", discriminator=disc, start_step=2)]]))
+
+
+def test_discriminator_step_from_its_start_step_and_exact_resume(tmp_path, images):
+    torch.manual_seed(0)
+    trainer = Trainer(_config(tmp_path, "gan", steps=4), images, loss_module=_adversarial_loss())
+    disc = trainer.adversarial[0].discriminator
+    before = {k: v.clone() for k, v in disc.state_dict().items()}
+    trainer.train(stop_after=2, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in disc.state_dict().items())  # inactive before step 2
+    trainer.save()
+    trainer.train(progress=False)
+    assert not all(torch.equal(before[k], v) for k, v in disc.state_dict().items())  # trained from step 2
+    import json
+
+    last = json.loads((tmp_path / "gan" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "discriminator_loss" in last
+    torch.manual_seed(0)
+    resumed = Trainer(_config(tmp_path, "gan", steps=4), images, loss_module=_adversarial_loss())
+    resumed.output = tmp_path / "gan"
+    from tokenkit.train import load_checkpoint
+
+    resumed.load_state_dict(load_checkpoint(tmp_path / "gan" / "checkpoints" / "step-0000002.pt"))
+    resumed.train(progress=False)
+    a, b = trainer.loss_module.state_dict(), resumed.loss_module.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # discriminator and LeCAM buffers identical
+    assert all(torch.equal(x, y) for x, y in zip(_weights(trainer).values(), _weights(resumed).values()))

@@ -105,31 +105,6 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Recip
     return parse_recipe(apply_overrides(_read(path), overrides))
 
 
-def loss_function(part: Part | None):
-    """A trainer ``loss_fn`` from a loss part (``None``: reconstruction + bottleneck loss)."""
-    from tokenkit.train.trainer import reconstruction_loss
-
-    if part is None:
-        return reconstruction_loss, None
-    from tokenkit.factory import build_part
-    from tokenkit.losses import LossInputs
-
-    module = build_part("loss", part)
-    if any(p.requires_grad for p in module.parameters()):
-        raise ConfigError(f"loss {part.name!r} has trainable parameters (a discriminator): the adversarial "
-                          "discriminator step is not part of the trainer yet; drop the adversarial term")
-
-    def loss_fn(output, images, step):
-        inputs = LossInputs(images=images, reconstructions=output.images, quantizer_loss=output.loss, step=step)
-        if hasattr(module, "terms_of"):
-            result = module.terms_of(inputs)
-            return result.loss, result.terms
-        loss = module(inputs)
-        return loss, {"loss": loss.detach()}
-
-    return loss_fn, module
-
-
 def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) -> dict[str, float]:
     """Train the recipe; checkpoints and ``final/`` (EMA weights, loadable with ``tk.from_pretrained``)
     go to ``train.output_dir``. Resumes from the latest checkpoint there unless ``resume=False``."""
@@ -137,8 +112,8 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
     from tokenkit.train.trainer import Trainer
 
     dataset = build_part("dataset", recipe.data)
-    loss_fn, _ = loss_function(recipe.loss)
-    trainer = Trainer(recipe.train, dataset, loss_fn=loss_fn)
+    loss_module = build_part("loss", recipe.loss) if recipe.loss is not None else None
+    trainer = Trainer(recipe.train, dataset, loss_module=loss_module)
     if resume and trainer.resume():
         print(f"resumed from step {trainer.step}")
     metrics = trainer.train(progress=progress)

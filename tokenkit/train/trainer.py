@@ -83,6 +83,21 @@ def reconstruction_loss(output: TokenizerOutput, images: torch.Tensor, step: int
 LossFn = Callable[[TokenizerOutput, torch.Tensor, int], tuple[torch.Tensor, dict]]
 
 
+def loss_from_module(module: nn.Module) -> LossFn:
+    """A trainer ``loss_fn`` from a loss part (``terms_of`` is used when the part has it)."""
+    from tokenkit.losses import LossInputs
+
+    def loss_fn(output: TokenizerOutput, images: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
+        inputs = LossInputs(images=images, reconstructions=output.images, quantizer_loss=output.loss, step=step)
+        if hasattr(module, "terms_of"):
+            result = module.terms_of(inputs)
+            return result.loss, result.terms
+        loss = module(inputs)
+        return loss, {"loss": loss.detach()}
+
+    return loss_fn
+
+
 class Trainer:
     """Train a tokenizer on a tensor of images (e.g. ``tk.data.sample_images``) or any dataset of them.
 
@@ -95,10 +110,13 @@ class Trainer:
         loss_fn: ``loss_fn(output, images, step) -> (loss, terms)``; default
             [`reconstruction_loss`][tokenkit.train.trainer.reconstruction_loss].
         model: A built tokenizer (default: ``tk.build(config.model, **config.knobs)`` under the seed).
+        loss_module: A loss part (kind ``loss``, e.g. a ``composite``); replaces ``loss_fn``. Its
+            adversarial terms get a discriminator step after each generator step, with their own
+            AdamW optimizer (same learning rate and schedule), from their ``start_step``.
     """
 
     def __init__(self, config: TrainConfig, images: torch.Tensor | Any, *, loss_fn: LossFn | None = None,
-                 model: nn.Module | None = None) -> None:
+                 model: nn.Module | None = None, loss_module: nn.Module | None = None) -> None:
         from accelerate import Accelerator
 
         import tokenkit as tk
@@ -110,7 +128,16 @@ class Trainer:
         random.seed(config.seed)
         self.model = (model if model is not None else tk.build(config.model, **dict(config.knobs))).train()
         self.images = images
-        self.loss_fn = loss_fn or reconstruction_loss
+        self.loss_module = loss_module.to(self.accelerator.device) if loss_module is not None else None
+        self.loss_fn = loss_fn or (loss_from_module(loss_module) if loss_module is not None else reconstruction_loss)
+        self.adversarial = [m for m in (loss_module.modules() if loss_module is not None else ())
+                            if callable(getattr(m, "discriminator_loss", None))]
+        d_params = [p for m in self.adversarial for p in m.parameters() if p.requires_grad]
+        self.d_optimizer = (torch.optim.AdamW(d_params, lr=config.lr, betas=tuple(config.betas),
+                                              weight_decay=config.weight_decay) if d_params else None)
+        self.d_scheduler = (cosine_schedule(self.d_optimizer, warmup_steps=config.warmup_steps,
+                                            total_steps=config.steps, base_lr=config.lr, end_lr=config.end_lr)
+                            if self.d_optimizer is not None else None)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config.weight_decay), lr=config.lr,
                                            betas=tuple(config.betas))
         self.scheduler = cosine_schedule(self.optimizer, warmup_steps=config.warmup_steps,
@@ -152,6 +179,9 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "offset": self.offset,
             "model": unwrapped.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "loss_module": None if self.loss_module is None else self.loss_module.state_dict(),
+            "d_optimizer": None if self.d_optimizer is None else self.d_optimizer.state_dict(),
+            "d_scheduler": None if self.d_scheduler is None else self.d_scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(), "python_rng": list(random.getstate()[1]),
             "python_gauss": random.getstate()[2],
             "config": json.loads(json.dumps(dataclasses.asdict(self.config))),
@@ -164,6 +194,11 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.loss_module is not None and state.get("loss_module") is not None:
+            self.loss_module.load_state_dict(state["loss_module"])
+        if self.d_optimizer is not None and state.get("d_optimizer") is not None:
+            self.d_optimizer.load_state_dict(state["d_optimizer"])
+            self.d_scheduler.load_state_dict(state["d_scheduler"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate((3, tuple(state["python_rng"]), state.get("python_gauss")))
         self.step, self.epoch, self.offset = state["step"], state["epoch"], state["offset"]
@@ -210,6 +245,8 @@ class Trainer:
                     if acc.sync_gradients:
                         self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
+            if self.d_optimizer is not None:
+                terms = {**terms, **self._discriminator_step(images, output)}
             self.step += 1
             if self.ema is not None:
                 self.ema.update(acc.unwrap_model(self.model))
@@ -227,6 +264,26 @@ class Trainer:
                 self.save()
         bar.close()
         return last
+
+    def _discriminator_step(self, images: torch.Tensor, output: TokenizerOutput) -> dict[str, torch.Tensor]:
+        """Hinge (+ LeCAM) update of every adversarial term's discriminator, once active."""
+        from tokenkit.losses import LossInputs
+
+        active = [m for m in self.adversarial if not hasattr(m, "active") or m.active(self.step)]
+        if not active:
+            return {}
+        inputs = LossInputs(images=images, reconstructions=output.images.detach(),
+                            quantizer_loss=output.loss.detach(), step=self.step)
+        with self.accelerator.autocast():
+            d_loss = sum(m.discriminator_loss(inputs) for m in active)
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        if self.config.clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for g in self.d_optimizer.param_groups for p in g["params"]],
+                                           self.config.clip)
+        self.d_optimizer.step()
+        self.d_scheduler.step()
+        return {"discriminator_loss": d_loss.detach()}
 
     def trained_model(self, ema: bool = True) -> nn.Module:
         """The trained tokenizer (its EMA weights by default), in eval mode."""
