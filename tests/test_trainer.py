@@ -27,8 +27,10 @@ def _weights(trainer):
 
 
 def test_loss_decreases_on_the_bundled_images(tmp_path, images):
-    trainer = Trainer(_config(tmp_path, steps=40, lr=2e-3), images)
+    trainer = Trainer(_config(tmp_path, steps=40, lr=2e-3, sample_every=20), images)
     trainer.train(progress=False)
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step-0000020.png", "step-0000040.png"]
+    assert trainer.model.training  # sampling with the EMA model leaves the trained model in training mode
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     import json
 

@@ -63,6 +63,8 @@ class TrainConfig:
     """Steps between log lines."""
     checkpoint_every: int = 0
     """Steps between checkpoints (0: only at the end)."""
+    sample_every: int = 0
+    """Steps between reconstruction grids ``samples/step-XXXXXXX.png`` (0: none)."""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
@@ -262,8 +264,26 @@ class Trainer:
                         f.write(json.dumps(last) + "\n")
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                 self.save()
+            if config.sample_every and self.step % config.sample_every == 0 and acc.is_main_process:
+                self.save_samples()
         bar.close()
         return last
+
+    @torch.no_grad()
+    def save_samples(self, count: int = 8) -> Path:
+        """Write a grid of fixed training images (top) and their reconstructions by the EMA model (bottom)."""
+        from torchvision.utils import make_grid, save_image
+
+        images = self._gather(torch.arange(min(count, len(self.images)))).to(self.accelerator.device)
+        model = self.trained_model()
+        with self.accelerator.autocast():
+            rec = model.decode(model.encode(images).codes).float().clamp(0, 1)
+        if self.ema is None:
+            model.train()
+        path = self.output / "samples" / f"step-{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(make_grid(torch.cat([images.float(), rec]).cpu(), nrow=images.shape[0], padding=1), path)
+        return path
 
     def _discriminator_step(self, images: torch.Tensor, output: TokenizerOutput) -> dict[str, torch.Tensor]:
         """Hinge (+ LeCAM) update of every adversarial term's discriminator, once active."""
