@@ -28,6 +28,7 @@ from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
 from tokenkit.errors import ContractError
+from tokenkit.quantizers.base import SameWidth
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.quantizers.vqpytorch import (
     build_library_module,
@@ -41,7 +42,7 @@ from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class RVQConfig:
+class RVQConfig(SameWidth):
     """Options of the ``rvq`` quantizer; each level is an EMA vector quantizer as ``vq-ema``."""
 
     num_quantizers: int = 4
@@ -92,16 +93,6 @@ class RVQConfig:
     def book_dim(self) -> int:
         """Width of the codebook rows (``codebook_dim``, else ``dim``)."""
         return self.dim if self.codebook_dim is None else self.codebook_dim
-
-    @property
-    def in_dim(self) -> int:
-        """Latent width the quantizer reads."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Code width the quantizer writes."""
-        return self.dim
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> RVQConfig:

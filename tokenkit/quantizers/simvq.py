@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.quantizers.base import SameWidth
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.quantizers.vqpytorch import build_library_module, exact_codes
 from tokenkit.registry import register
@@ -25,7 +26,7 @@ from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class SimVQConfig:
+class SimVQConfig(SameWidth):
     """Options of the ``simvq`` quantizer."""
 
     codebook_size: int = 4096
@@ -47,16 +48,6 @@ class SimVQConfig:
         for name in ("commitment_weight", "input_to_quantize_commit_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-
-    @property
-    def in_dim(self) -> int:
-        """Latent width the quantizer reads."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Code width the quantizer writes."""
-        return self.dim
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> SimVQConfig:

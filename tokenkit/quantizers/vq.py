@@ -15,13 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.quantizers.base import SameWidth
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class VQConfig:
+class VQConfig(SameWidth):
     """Options of the ``vq`` quantizer."""
 
     codebook_size: int = 4096
@@ -39,16 +40,6 @@ class VQConfig:
             raise ValueError(f"commitment_cost must be >= 0, got {self.commitment_cost}")
         if self.l2_norm and self.dim < 2:
             raise ValueError("l2_norm needs dim >= 2 (unit vectors of width 1 are just signs, with no gradient)")
-
-    @property
-    def in_dim(self) -> int:
-        """Latent width the quantizer reads."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Code width the quantizer writes."""
-        return self.dim
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> VQConfig:

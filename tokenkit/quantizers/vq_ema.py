@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.quantizers.base import SameWidth
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.quantizers.vqpytorch import (
     build_library_module,
@@ -34,7 +35,7 @@ from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class VQEMAConfig:
+class VQEMAConfig(SameWidth):
     """Options of the ``vq-ema`` quantizer (those of ``VectorQuantize`` that make sense for a tokenizer)."""
 
     codebook_size: int = 4096
@@ -84,16 +85,6 @@ class VQEMAConfig:
     def book_dim(self) -> int:
         """Width of the codebook rows (``codebook_dim``, else ``dim``)."""
         return self.dim if self.codebook_dim is None else self.codebook_dim
-
-    @property
-    def in_dim(self) -> int:
-        """Latent width the quantizer reads."""
-        return self.dim
-
-    @property
-    def out_dim(self) -> int:
-        """Code width the quantizer writes."""
-        return self.dim
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> VQEMAConfig:
