@@ -28,8 +28,8 @@ from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
 from tokenkit.errors import ContractError
-from tokenkit.quantizers.base import SameWidth
 from tokenkit.quantizers.stats import codebook_stats
+from tokenkit.quantizers.vq_ema import EMACodebookOptions
 from tokenkit.quantizers.vqpytorch import (
     build_library_module,
     exact_codes,
@@ -42,32 +42,14 @@ from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class RVQConfig(SameWidth):
-    """Options of the ``rvq`` quantizer; each level is an EMA vector quantizer as ``vq-ema``."""
+class RVQConfig(EMACodebookOptions):
+    """Options of the ``rvq`` quantizer; each level is an EMA vector quantizer as ``vq-ema``
+    (the codebook options are per level: ``codebook_size`` codes per level, ...)."""
 
-    num_quantizers: int = 4
-    """Levels ``Q`` (ids per token)."""
     codebook_size: int = 1024
     """Codes ``K`` per level."""
-    dim: int = 12
-    """Latent and code width (``in_dim`` = ``out_dim``)."""
-    codebook_dim: int | None = None
-    """Width of the codebooks; ``None`` = ``dim``. Another value adds linear projections in and out."""
-    decay: float = 0.99
-    """EMA decay of the codebooks (the library's default is 0.8)."""
-    commitment_weight: float = 0.25
-    """Weight of each level's commitment loss (the library's default is 1)."""
-    use_cosine_sim: bool = False
-    """Search by cosine similarity (l2-normalised residuals and codebooks)."""
-    threshold_ema_dead_code: float = 0.0
-    """Replace codes whose EMA cluster size falls below this by random residuals of the batch (0 = never)."""
-    kmeans_init: bool = False
-    """Initialise each codebook by k-means on the first training batch (all zeros until then)."""
-    kmeans_iters: int = 10
-    """Iterations of that k-means."""
-    rotation_trick: bool = True
-    """Pass gradients by the rotation trick (https://arxiv.org/abs/2410.06424) instead of the plain
-    straight-through estimator; ignored for a codebook of width 1."""
+    num_quantizers: int = 4
+    """Levels ``Q`` (ids per token)."""
     quantize_dropout: bool = False
     """In training, stop after a random number of levels (so that coarse prefixes decode); the ids of the
     dropped levels are then ``-1``."""
@@ -75,24 +57,11 @@ class RVQConfig(SameWidth):
     """Levels ``0..cutoff`` are never dropped."""
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "num_quantizers", "codebook_size", "dim", "kmeans_iters",
-                            optional=("codebook_dim",))
-        if not 0.0 <= self.decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {self.decay}")
-        for name in ("commitment_weight", "threshold_ema_dead_code"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.use_cosine_sim and self.book_dim < 2:
-            raise ValueError("use_cosine_sim needs a codebook width >= 2 (unit vectors of width 1 are just signs, "
-                             "with no gradient)")
+        super().__post_init__()
+        check_positive_ints(self, "num_quantizers")
         if not 0 <= self.quantize_dropout_cutoff_index < self.num_quantizers:
             raise ValueError(f"quantize_dropout_cutoff_index must be in [0, num_quantizers), "
                              f"got {self.quantize_dropout_cutoff_index}")
-
-    @property
-    def book_dim(self) -> int:
-        """Width of the codebook rows (``codebook_dim``, else ``dim``)."""
-        return self.dim if self.codebook_dim is None else self.codebook_dim
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> RVQConfig:

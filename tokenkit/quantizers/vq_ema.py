@@ -35,8 +35,8 @@ from tokenkit.validation import check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class VQEMAConfig(SameWidth):
-    """Options of the ``vq-ema`` quantizer (those of ``VectorQuantize`` that make sense for a tokenizer)."""
+class EMACodebookOptions(SameWidth):
+    """Options shared by the EMA vector quantizers (``vq-ema`` and each level of ``rvq``)."""
 
     codebook_size: int = 4096
     """Number of codes ``K``."""
@@ -60,6 +60,28 @@ class VQEMAConfig(SameWidth):
     rotation_trick: bool = True
     """Pass gradients by the rotation trick (https://arxiv.org/abs/2410.06424) instead of the plain
     straight-through estimator; ignored for a codebook of width 1."""
+
+    def __post_init__(self) -> None:
+        check_positive_ints(self, "codebook_size", "dim", "kmeans_iters", optional=("codebook_dim",))
+        if not 0.0 <= self.decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {self.decay}")
+        for name in ("commitment_weight", "threshold_ema_dead_code"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.use_cosine_sim and self.book_dim < 2:
+            raise ValueError("use_cosine_sim needs a codebook width >= 2 (unit vectors of width 1 are just signs, "
+                             "with no gradient)")
+
+    @property
+    def book_dim(self) -> int:
+        """Width of the codebook rows (``codebook_dim``, else ``dim``)."""
+        return self.dim if self.codebook_dim is None else self.codebook_dim
+
+
+@dataclasses.dataclass(frozen=True)
+class VQEMAConfig(EMACodebookOptions):
+    """Options of the ``vq-ema`` quantizer (those of ``VectorQuantize`` that make sense for a tokenizer)."""
+
     stochastic_sample_codes: bool = False
     """In training, sample codes from the softmax over distances (Gumbel) instead of taking the nearest;
     eval mode always takes the nearest."""
@@ -69,22 +91,11 @@ class VQEMAConfig(SameWidth):
     """Weight of an extra loss rewarding the entropy of the average code assignment (training)."""
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "codebook_size", "dim", "kmeans_iters", optional=("codebook_dim",))
-        if not 0.0 <= self.decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {self.decay}")
-        for name in ("commitment_weight", "threshold_ema_dead_code", "codebook_diversity_loss_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        super().__post_init__()
+        if self.codebook_diversity_loss_weight < 0:
+            raise ValueError(f"codebook_diversity_loss_weight must be >= 0, got {self.codebook_diversity_loss_weight}")
         if self.sample_codebook_temp < 0:
             raise ValueError(f"sample_codebook_temp must be >= 0, got {self.sample_codebook_temp}")
-        if self.use_cosine_sim and self.book_dim < 2:
-            raise ValueError("use_cosine_sim needs a codebook width >= 2 (unit vectors of width 1 are just signs, "
-                             "with no gradient)")
-
-    @property
-    def book_dim(self) -> int:
-        """Width of the codebook rows (``codebook_dim``, else ``dim``)."""
-        return self.dim if self.codebook_dim is None else self.codebook_dim
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> VQEMAConfig:
