@@ -70,3 +70,7 @@ def stage2(*, perceptual_weight: float = 0.1, discriminator_start: int = 20_000,
     return Part("composite", terms=(("reconstruction", 1.0, Part("recon", kind="l2")),
                                     _perceptual(perceptual_weight, lpips_pretrained),
                                     _adversarial(0.01, discriminator_start)))
+
+
+RECIPES = {"stage1": stage1, "stage2": stage2, "single_stage_vq": single_stage_vq, "single_stage_vae": single_stage_vae}
+"""The reference loss compositions by name (recipe files write ``loss: {recipe: NAME, ...options}``)."""

@@ -1,8 +1,20 @@
-"""Training: the accelerate-based trainer, optimizer groups, schedule, EMA, checkpoints, the demo."""
+"""Training: the accelerate-based trainer, objectives, batches, optimizer groups, schedule, EMA, checkpoints, the demo."""
 
 from tokenkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tokenkit.train.data import BatchStream
+from tokenkit.train.objectives import (
+    MaskedTokens,
+    MaskedTokensConfig,
+    Objective,
+    ProxyCodes,
+    Reconstruction,
+    StepOutput,
+    loss_from_module,
+    reconstruction_loss,
+)
 from tokenkit.train.optim import EMA, cosine_schedule, parameter_groups
-from tokenkit.train.trainer import TrainConfig, Trainer, reconstruction_loss
+from tokenkit.train.trainer import TrainConfig, Trainer
 
-__all__ = ["EMA", "TrainConfig", "Trainer", "cosine_schedule", "latest_checkpoint", "load_checkpoint",
-           "parameter_groups", "reconstruction_loss", "save_checkpoint"]
+__all__ = ["EMA", "BatchStream", "MaskedTokens", "MaskedTokensConfig", "Objective", "ProxyCodes", "Reconstruction",
+           "StepOutput", "TrainConfig", "Trainer", "cosine_schedule", "latest_checkpoint", "load_checkpoint",
+           "loss_from_module", "parameter_groups", "reconstruction_loss", "save_checkpoint"]

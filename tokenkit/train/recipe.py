@@ -1,12 +1,15 @@
 """Training recipes: a YAML or JSON file turned into typed configs once, at the entry point.
 
-A recipe file has four sections::
+A recipe file has these sections (only ``model`` is required)::
 
-    model: titok-tiny                  # a tokenizer model name
+    model: titok-tiny                  # a tokenizer or generator model name
     knobs: {quantizer: fsq}            # its knob overrides
     data: {part: bundled, config: {size: 32}}   # a dataset part (kind "dataset")
     train: {steps: 1000, batch_size: 32, lr: 3.0e-4}   # TrainConfig fields
     loss: {part: composite, config: {...}}      # optional loss part (kind "loss")
+    teacher: {model: maskgit-vqgan, pretrained: SRC}   # TiTok stage 1 targets / stage 2 pixel decoder
+    init: {weights: SRC, pixel_decoder: teacher}       # start from weights (stage 2: + the teacher's decoder)
+    objective: {schedule: arccos}      # generator training options (MaskedTokensConfig)
 
 ``tokenkit train RECIPE [section.key=value ...]`` runs it; overrides use dotted
 keys (``train.steps=200``, ``knobs.num_tokens=16``) and YAML values.
@@ -23,9 +26,53 @@ from typing import Any
 
 from tokenkit.errors import ConfigError
 from tokenkit.specs import Part
+from tokenkit.train.objectives import MaskedTokensConfig
 from tokenkit.train.trainer import TrainConfig
 
-SECTIONS = ("model", "knobs", "data", "train", "loss")
+SECTIONS = ("model", "knobs", "data", "train", "loss", "teacher", "init", "objective")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """The ``teacher`` section: a frozen tokenizer (TiTok's MaskGIT-VQGAN)."""
+
+    model: str | None = "maskgit-vqgan"
+    """Model name (``None``: everything comes from ``pretrained``)."""
+    knobs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """Knob overrides of the model (e.g. ``image_size``)."""
+    pretrained: str | None = None
+    """Weights: a file, folder or Hub source (``None``: random weights, for tests only)."""
+
+    def __post_init__(self) -> None:
+        if self.model is None and self.pretrained is None:
+            raise ConfigError("teacher needs a model name, pretrained weights, or both")
+
+    def build(self) -> Any:
+        """The teacher tokenizer, frozen and in eval mode."""
+        import tokenkit as tk
+
+        if self.model is None:
+            model = tk.from_pretrained(self.pretrained)
+        else:
+            model = tk.build(self.model, pretrained=self.pretrained, **dict(self.knobs))
+        return model.eval().requires_grad_(False)
+
+
+@dataclasses.dataclass(frozen=True)
+class InitConfig:
+    """The ``init`` section: where the weights start."""
+
+    weights: str | None = None
+    """A file, folder or Hub source loaded with ``tk.from_pretrained`` (e.g. stage 1's ``final/``)."""
+    pixel_decoder: str | None = None
+    """``"teacher"``: TiTok stage 2, the pixel decoder is the teacher's codebook + decoder
+    ([`init_stage2`][tokenkit.train.two_stage.init_stage2]); ``None``: ``weights`` must fit exactly."""
+
+    def __post_init__(self) -> None:
+        if self.pixel_decoder not in (None, "teacher"):
+            raise ConfigError(f"init.pixel_decoder must be 'teacher' or null, got {self.pixel_decoder!r}")
+        if self.pixel_decoder and self.weights is None:
+            raise ConfigError("init.pixel_decoder: teacher needs init.weights (the stage-1 weights)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +84,9 @@ class Recipe:
     data: Part
     train: TrainConfig
     loss: Part | None = None
+    teacher: TeacherConfig | None = None
+    init: InitConfig | None = None
+    objective: MaskedTokensConfig | None = None
 
 
 def _read(path: Path) -> dict:
@@ -83,18 +133,58 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     bad = sorted(set(train) - fields)
     if bad:
         raise ConfigError(f"unknown train option(s) {', '.join(bad)}; options are {', '.join(sorted(fields))}")
-    for key in ("betas",):
-        if key in train:
+    for key in ("betas", "freeze", "log_with"):
+        if isinstance(train.get(key), list):
             train[key] = tuple(train[key])
     knobs = dict(data.get("knobs") or {})
     knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
     try:
         data_part = Part.from_dict(data["data"]) if "data" in data else Part("bundled")
-        loss_part = Part.from_dict(data["loss"]) if data.get("loss") else None
+        loss_part = _loss_part(data["loss"]) if data.get("loss") else None
     except ConfigError as err:
         raise ConfigError(f"recipe: {err}") from None
+    teacher = _section(TeacherConfig, data, "teacher")
+    init = _section(InitConfig, data, "init")
+    objective = _section(MaskedTokensConfig, data, "objective")
+    if init is not None and init.pixel_decoder == "teacher" and teacher is None:
+        raise ConfigError("recipe: init.pixel_decoder: teacher needs a teacher section")
     return Recipe(model=data["model"], knobs=knobs, data=data_part,
-                  train=TrainConfig(model=data["model"], knobs=knobs, **train), loss=loss_part)
+                  train=TrainConfig(model=data["model"], knobs=knobs, **train), loss=loss_part,
+                  teacher=teacher, init=init, objective=objective)
+
+
+def _loss_part(value: Any) -> Part:
+    """A loss ``Part`` dict, or ``{recipe: NAME, ...options}`` naming a function of
+    [`tokenkit.losses.recipes`][tokenkit.losses.recipes] (``stage1``, ``stage2``,
+    ``single_stage_vq``, ``single_stage_vae``) called with the options."""
+    from tokenkit.losses import recipes
+
+    if isinstance(value, Mapping) and "recipe" in value:
+        options = {k: v for k, v in value.items() if k != "recipe"}
+        name = value["recipe"]
+        if name not in recipes.RECIPES:
+            raise ConfigError(f"unknown loss recipe {name!r}; choose from {', '.join(recipes.RECIPES)}")
+        try:
+            return recipes.RECIPES[name](**options)
+        except TypeError as err:
+            raise ConfigError(f"loss recipe {name!r}: {err}") from None
+    return Part.from_dict(value)
+
+
+def _section(cls: type, data: Mapping[str, Any], name: str) -> Any:
+    """``cls(**data[name])`` with errors naming the section and its options (``None`` if absent)."""
+    value = data.get(name)
+    if value is None:
+        return None
+    fields = {f.name for f in dataclasses.fields(cls)}
+    if not isinstance(value, Mapping) or set(value) - fields:
+        bad = sorted(set(value) - fields) if isinstance(value, Mapping) else [repr(value)]
+        raise ConfigError(f"recipe section {name!r}: unknown option(s) {', '.join(bad)}; "
+                          f"options are {', '.join(sorted(fields))}")
+    try:
+        return cls(**value)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"recipe section {name!r}: {err}") from None
 
 
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Recipe:
@@ -107,17 +197,41 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Recip
 
 def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) -> dict[str, float]:
     """Train the recipe; checkpoints and ``final/`` (EMA weights, loadable with ``tk.from_pretrained``)
-    go to ``train.output_dir``. Resumes from the latest checkpoint there unless ``resume=False``."""
+    go to ``train.output_dir``. Resumes from the latest checkpoint there unless ``resume=False``.
+
+    A ``teacher`` without ``init.pixel_decoder: teacher`` makes it a TiTok stage-1 run
+    (targets = the teacher's codes); with it, stage 2 starts from ``init.weights`` plus the
+    teacher's decoder."""
+    import torch
+
+    import tokenkit as tk
     from tokenkit.factory import build_part
+    from tokenkit.train.objectives import MaskedTokens
     from tokenkit.train.trainer import Trainer
+    from tokenkit.train.two_stage import init_stage2
 
     dataset = build_part("dataset", recipe.data)
     loss_module = build_part("loss", recipe.loss) if recipe.loss is not None else None
-    trainer = Trainer(recipe.train, dataset, loss_module=loss_module)
+    teacher = recipe.teacher.build() if recipe.teacher is not None else None
+    torch.manual_seed(recipe.train.seed)
+    model = tk.build(recipe.model, **dict(recipe.knobs))
+    stage2 = recipe.init is not None and recipe.init.pixel_decoder == "teacher"
+    if recipe.init is not None and recipe.init.weights is not None:
+        weights = tk.from_pretrained(recipe.init.weights).state_dict()
+        if stage2:
+            init_stage2(model, weights, teacher)
+        else:
+            from tokenkit.weights.pretrained import load_weights
+
+            load_weights(model, weights)
+    objective = MaskedTokens(recipe.objective) if recipe.objective is not None else None
+    trainer = Trainer(recipe.train, dataset, model=model, loss_module=loss_module,
+                      teacher=None if stage2 else teacher, objective=objective)
     if resume and trainer.resume():
         print(f"resumed from step {trainer.step}")
     metrics = trainer.train(progress=progress)
     trainer.save()
     if trainer.accelerator.is_main_process:
         trainer.trained_model().save_pretrained(Path(recipe.train.output_dir) / "final")
+    trainer.finish()
     return metrics

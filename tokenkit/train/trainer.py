@@ -1,9 +1,16 @@
-"""A tokenizer trainer on Hugging Face ``accelerate``: one CPU, one GPU or many, with the same code.
+"""A trainer on Hugging Face ``accelerate``: one CPU, one GPU or many, with the same code.
 
 It owns the loop: AdamW (decay on linear/conv weights only), warm-up + cosine
 schedule, gradient accumulation and clipping, bf16 autocast, EMA weights,
-JSONL + console logging with a tqdm bar, atomic periodic checkpoints and exact
-resume (model, EMA, optimizer, scheduler, RNG states and data position).
+frozen sub-modules, JSONL + console logging with a tqdm bar (TensorBoard / W&B
+optional), atomic periodic checkpoints and exact resume (model, EMA,
+optimizer, scheduler, RNG states and data position). What one step computes is
+an [objective][tokenkit.train.objectives]: tokenizer reconstruction, TiTok
+stage-1 proxy codes, or masked-token generator training.
+
+Several processes (``accelerate launch`` or ``torchrun``) split every global
+batch of ``batch_size x processes`` images; gradients are averaged, so the run
+follows the single-process run with batch ``batch_size x processes``.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import dataclasses
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +29,12 @@ from torch import nn
 from tokenkit.contracts import TokenizerOutput
 from tokenkit.errors import ConfigError
 from tokenkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tokenkit.train.data import BatchStream
+from tokenkit.train.objectives import LossFn, MaskedTokens, Objective, ProxyCodes, Reconstruction, loss_from_module
 from tokenkit.train.optim import EMA, cosine_schedule, parameter_groups
+
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
+"""Experiment trackers ``log_with`` accepts, and the package each needs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +77,36 @@ class TrainConfig:
     """Steps between checkpoints (0: only at the end)."""
     sample_every: int = 0
     """Steps between reconstruction grids ``samples/step-XXXXXXX.png`` (0: none)."""
+    sample_count: int = 8
+    """Images in a reconstruction grid (the first items of the data)."""
+    freeze: tuple[str, ...] = ()
+    """Sub-modules kept frozen and in eval mode, e.g. ``("encoder", "quantizer")`` for TiTok stage 2."""
+    num_workers: int = 0
+    """DataLoader worker processes per training process (0: read in the training process)."""
+    log_with: tuple[str, ...] = ()
+    """Experiment trackers besides metrics.jsonl: ``"tensorboard"`` (logs under ``output_dir``), ``"wandb"``."""
+    project: str = "tokenkit"
+    """Tracker project / run-group name."""
+    cpu: bool = False
+    """Train on the CPU even when a GPU is present (several CPU processes use gloo)."""
 
     def __post_init__(self) -> None:
+        for name in ("freeze", "log_with"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        for name in ("sample_count",):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ConfigError(f"num_workers must be a non-negative int, got {self.num_workers!r}")
+        for tracker in self.log_with:
+            if tracker not in TRACKERS:
+                raise ConfigError(f"unknown tracker {tracker!r} in log_with; choose from {', '.join(TRACKERS)}")
+            import importlib.util
+
+            if importlib.util.find_spec(TRACKERS[tracker]) is None:
+                raise ConfigError(f"log_with={tracker!r} needs the {TRACKERS[tracker]!r} package: "
+                                  f"pip install {TRACKERS[tracker]}")
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
@@ -76,62 +116,53 @@ class TrainConfig:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
-def reconstruction_loss(output: TokenizerOutput, images: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
-    """Default objective: mean squared error plus the bottleneck loss (VQ terms or KL)."""
-    mse = (output.images.float() - images).square().mean()
-    return mse + output.loss, {"mse": mse.detach(), "bottleneck": output.loss.detach()}
-
-
-LossFn = Callable[[TokenizerOutput, torch.Tensor, int], tuple[torch.Tensor, dict]]
-
-
-def loss_from_module(module: nn.Module) -> LossFn:
-    """A trainer ``loss_fn`` from a loss part (``terms_of`` is used when the part has it)."""
-    from tokenkit.losses import LossInputs
-
-    def loss_fn(output: TokenizerOutput, images: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
-        inputs = LossInputs(images=images, reconstructions=output.images, quantizer_loss=output.loss, step=step)
-        if hasattr(module, "terms_of"):
-            result = module.terms_of(inputs)
-            return result.loss, result.terms
-        loss = module(inputs)
-        return loss, {"loss": loss.detach()}
-
-    return loss_fn
-
-
 class Trainer:
-    """Train a tokenizer on a tensor of images (e.g. ``tk.data.sample_images``) or any dataset of them.
+    """Train a tokenizer or a generator on a tensor of images or any dataset.
 
     Args:
         config: [`TrainConfig`][tokenkit.train.trainer.TrainConfig].
-        images: ``(M, C, H, W)`` training images in [0, 1], or a map-style dataset whose
-            items are ``{"image": (C, H, W), ...}`` dicts (a ``set_epoch(epoch)`` method, if
-            any, is called at each epoch). Each epoch is a seeded permutation, split across
-            processes.
-        loss_fn: ``loss_fn(output, images, step) -> (loss, terms)``; default
-            [`reconstruction_loss`][tokenkit.train.trainer.reconstruction_loss].
-        model: A built tokenizer (default: ``tk.build(config.model, **config.knobs)`` under the seed).
+        data: ``(M, C, H, W)`` training images in [0, 1], a map-style dataset or an
+            ``IterableDataset`` (streaming, e.g. ``webdataset``) of item dicts
+            (``{"image": ...}``, or ``{"tokens": ..., "label": ...}`` for a generator);
+            batched by [`BatchStream`][tokenkit.train.data.BatchStream].
+        loss_fn: ``loss_fn(output, images, step, targets=None) -> (loss, terms)`` of a tokenizer;
+            default [`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss].
+        model: A built model (default: ``tk.build(config.model, **config.knobs)`` under the seed).
         loss_module: A loss part (kind ``loss``, e.g. a ``composite``); replaces ``loss_fn``. Its
             adversarial terms get a discriminator step after each generator step, with their own
             AdamW optimizer (same learning rate and schedule), from their ``start_step``.
+        teacher: A frozen tokenizer whose codes are the targets (TiTok stage 1,
+            [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes]).
+        objective: What a step computes; default chosen from the model:
+            [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] for a generator,
+            [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes] with a ``teacher``, else
+            [`Reconstruction`][tokenkit.train.objectives.Reconstruction].
     """
 
-    def __init__(self, config: TrainConfig, images: torch.Tensor | Any, *, loss_fn: LossFn | None = None,
-                 model: nn.Module | None = None, loss_module: nn.Module | None = None) -> None:
+    def __init__(self, config: TrainConfig, data: torch.Tensor | Any, *, loss_fn: LossFn | None = None,
+                 model: nn.Module | None = None, loss_module: nn.Module | None = None,
+                 teacher: nn.Module | None = None, objective: Objective | None = None) -> None:
         from accelerate import Accelerator
 
         import tokenkit as tk
 
         self.config = config
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                                       gradient_accumulation_steps=config.grad_accum)
+        self.output = Path(config.output_dir)
+        self.accelerator = Accelerator(cpu=config.cpu or _multi_process_without_accelerator(),
+                                       mixed_precision=config.mixed_precision,
+                                       gradient_accumulation_steps=config.grad_accum,
+                                       log_with=list(config.log_with) or None, project_dir=str(self.output))
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        self.model = (model if model is not None else tk.build(config.model, **dict(config.knobs))).train()
-        self.images = images
+        self.model = model if model is not None else tk.build(config.model, **dict(config.knobs))
+        self.frozen = self._freeze(self.model, config.freeze)
+        self._train_mode(self.model)
         self.loss_module = loss_module.to(self.accelerator.device) if loss_module is not None else None
-        self.loss_fn = loss_fn or (loss_from_module(loss_module) if loss_module is not None else reconstruction_loss)
+        if loss_fn is None and loss_module is not None:
+            loss_fn = loss_from_module(loss_module)
+        self.objective = (objective or self._default_objective(loss_fn, teacher)).to(self.accelerator.device)
+        self.data = BatchStream(data, config.batch_size, seed=config.seed, rank=self.accelerator.process_index,
+                                world=self.accelerator.num_processes, num_workers=config.num_workers)
         self.adversarial = [m for m in (loss_module.modules() if loss_module is not None else ())
                             if callable(getattr(m, "discriminator_loss", None))]
         d_params = [p for m in self.adversarial for p in m.parameters() if p.requires_grad]
@@ -140,45 +171,60 @@ class Trainer:
         self.d_scheduler = (cosine_schedule(self.d_optimizer, warmup_steps=config.warmup_steps,
                                             total_steps=config.steps, base_lr=config.lr, end_lr=config.end_lr)
                             if self.d_optimizer is not None else None)
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config.weight_decay), lr=config.lr,
-                                           betas=tuple(config.betas))
+        groups = parameter_groups(self.model, config.weight_decay)
+        if not groups:
+            raise ConfigError("nothing to train: every parameter is frozen")
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
         self.scheduler = cosine_schedule(self.optimizer, warmup_steps=config.warmup_steps,
                                          total_steps=config.steps, base_lr=config.lr, end_lr=config.end_lr)
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
-        self.step, self.epoch, self.offset = 0, 0, 0
-        self.output = Path(config.output_dir)
+        self.step = 0
+        self._samples: torch.Tensor | None = None
         # the scheduler is stepped by hand once per optimizer step (a prepared one would step once per process)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if config.log_with:
+            self.accelerator.init_trackers(config.project, config=_flat(dataclasses.asdict(config)))
 
-    # ---- data ----------------------------------------------------------------------------------------------
-    def _order(self, epoch: int) -> torch.Tensor:
-        """This process's share of epoch ``epoch``'s permutation (seeded: identical after a resume)."""
-        g = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
-        order = torch.randperm(len(self.images), generator=g)
-        return order[self.accelerator.process_index :: self.accelerator.num_processes]
+    def _default_objective(self, loss_fn: LossFn | None, teacher: nn.Module | None) -> Objective:
+        if hasattr(self.model, "mask_id"):
+            if loss_fn is not None or teacher is not None:
+                raise ConfigError("a generator trains with the masked-token objective; loss parts and teachers "
+                                  "apply to tokenizers")
+            return MaskedTokens()
+        if teacher is not None:
+            return ProxyCodes(teacher, loss_fn)
+        return Reconstruction(loss_fn)
 
-    def _gather(self, picked: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.images, torch.Tensor):
-            return self.images[picked]
-        if hasattr(self.images, "set_epoch"):
-            self.images.set_epoch(self.epoch)
-        return torch.stack([self.images[int(i)]["image"] for i in picked])
+    @staticmethod
+    def _freeze(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
+        modules = []
+        for name in names:
+            try:
+                module = model.get_submodule(name)
+            except AttributeError:
+                children = ", ".join(n for n, _ in model.named_children())
+                raise ConfigError(f"cannot freeze {name!r}: the model has no such sub-module "
+                                  f"(top-level parts: {children})") from None
+            modules.append(module.requires_grad_(False))
+        return modules
 
-    def _next_batch(self) -> torch.Tensor:
-        order = self._order(self.epoch)
-        if self.offset + self.config.batch_size > len(order):
-            self.epoch, self.offset = self.epoch + 1, 0
-            order = self._order(self.epoch)
-        picked = order[self.offset : self.offset + self.config.batch_size]
-        self.offset += self.config.batch_size
-        return self._gather(picked).to(self.accelerator.device)
+    def _train_mode(self, model: nn.Module) -> None:
+        """Training mode, except the frozen parts (kept in eval mode, as officially in stage 2)."""
+        model.train()
+        for module in self.frozen:
+            module.eval()
 
     # ---- state ----------------------------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """Current data epoch of this process."""
+        return self.data.epoch
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly."""
         unwrapped = self.accelerator.unwrap_model(self.model)
         return {
-            "step": self.step, "epoch": self.epoch, "offset": self.offset,
+            "step": self.step, "data": self.data.state_dict(), "data_per_process": None,
             "model": unwrapped.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "loss_module": None if self.loss_module is None else self.loss_module.state_dict(),
@@ -203,7 +249,13 @@ class Trainer:
             self.d_scheduler.load_state_dict(state["d_scheduler"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate((3, tuple(state["python_rng"]), state.get("python_gauss")))
-        self.step, self.epoch, self.offset = state["step"], state["epoch"], state["offset"]
+        self.step = state["step"]
+        positions = state.get("data_per_process")
+        rank = self.accelerator.process_index
+        if positions is not None and len(positions) == self.accelerator.num_processes:
+            self.data.load_state_dict(positions[rank])
+        else:
+            self.data.load_state_dict(state["data"])
 
     def resume(self) -> bool:
         """Continue from ``output_dir/checkpoints/latest`` if it exists; returns whether it did."""
@@ -214,11 +266,18 @@ class Trainer:
         return True
 
     def save(self) -> Path | None:
-        """Write a checkpoint (main process only)."""
-        self.accelerator.wait_for_everyone()
-        if not self.accelerator.is_main_process:
+        """Write a checkpoint (every process must call it; the main process writes)."""
+        acc = self.accelerator
+        positions = None
+        if acc.num_processes > 1:  # streams may sit at different positions in different processes
+            here = torch.tensor([[self.data.epoch, self.data.offset]], device=acc.device)
+            positions = [{"epoch": int(e), "offset": int(o)} for e, o in acc.gather(here).tolist()]
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
             return None
-        return save_checkpoint(self.state_dict(), self.output / "checkpoints", self.step)
+        state = self.state_dict()
+        state["data_per_process"] = positions
+        return save_checkpoint(state, self.output / "checkpoints", self.step)
 
     # ---- loop -----------------------------------------------------------------------------------------------
     def train(self, *, stop_after: int | None = None, progress: bool = True) -> dict[str, float]:
@@ -236,32 +295,34 @@ class Trainer:
         start_time = time.perf_counter()
         while self.step < end:
             for _ in range(config.grad_accum):
-                images = self._next_batch()
+                batch = _to(self.data.next(), acc.device)
                 with acc.accumulate(self.model), acc.autocast():
-                    output = self.model(images)
-                    loss, terms = self.loss_fn(output, images, self.step)
-                    acc.backward(loss)
+                    result = self.objective(self.model, batch, self.step)
+                    acc.backward(result.loss)
                     if acc.sync_gradients and config.clip > 0:
                         acc.clip_grad_norm_(self.model.parameters(), config.clip)
                     self.optimizer.step()
                     if acc.sync_gradients:
                         self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
-            if self.d_optimizer is not None:
-                terms = {**terms, **self._discriminator_step(images, output)}
+            terms = dict(result.terms)
+            if self.d_optimizer is not None and result.output is not None:
+                terms.update(self._discriminator_step(result.images, result.output))
             self.step += 1
             if self.ema is not None:
                 self.ema.update(acc.unwrap_model(self.model))
             bar.update(1)
             if self.step % config.log_every == 0 or self.step == end:
-                last = {"step": self.step, "loss": loss.item(), "lr": self.scheduler.get_last_lr()[0],
+                last = {"step": self.step, "loss": result.loss.item(), "lr": self.scheduler.get_last_lr()[0],
                         **{k: float(v) for k, v in terms.items()},
-                        **{k: float(v) for k, v in output.stats.items()},
+                        **{k: float(v) for k, v in result.stats.items()},
                         "seconds": time.perf_counter() - start_time}
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 if acc.is_main_process:
                     with open(log_path, "a") as f:
                         f.write(json.dumps(last) + "\n")
+                if config.log_with:
+                    acc.log({k: v for k, v in last.items() if k != "step"}, step=self.step)
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                 self.save()
             if config.sample_every and self.step % config.sample_every == 0 and acc.is_main_process:
@@ -269,20 +330,36 @@ class Trainer:
         bar.close()
         return last
 
+    def finish(self) -> None:
+        """Close the experiment trackers (TensorBoard / W&B), if any."""
+        if self.config.log_with:
+            self.accelerator.end_training()
+
     @torch.no_grad()
-    def save_samples(self, count: int = 8) -> Path:
-        """Write a grid of fixed training images (top) and their reconstructions by the EMA model (bottom)."""
+    def save_samples(self) -> Path | None:
+        """Write a grid of fixed training images (top) and their reconstructions by the EMA model (bottom).
+
+        Returns ``None`` (and writes nothing) for an objective without images, e.g. a generator's.
+        """
         from torchvision.utils import make_grid, save_image
 
-        images = self._gather(torch.arange(min(count, len(self.images)))).to(self.accelerator.device)
+        if self._samples is None:
+            first = _to(self.data.first(self.config.sample_count), self.accelerator.device)
+            self._samples = first.get("image")
+        images = self._samples
+        if images is None:
+            return None
         model = self.trained_model()
         with self.accelerator.autocast():
-            rec = model.decode(model.encode(images).codes).float().clamp(0, 1)
+            rec = self.objective.reconstruct(model, images)
         if self.ema is None:
-            model.train()
+            self._train_mode(model)
+        if rec is None:
+            return None
         path = self.output / "samples" / f"step-{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(make_grid(torch.cat([images.float(), rec]).cpu(), nrow=images.shape[0], padding=1), path)
+        save_image(make_grid(torch.cat([images.float(), rec.float().clamp(0, 1)]).cpu(), nrow=images.shape[0],
+                             padding=1), path)
         return path
 
     def _discriminator_step(self, images: torch.Tensor, output: TokenizerOutput) -> dict[str, torch.Tensor]:
@@ -306,6 +383,31 @@ class Trainer:
         return {"discriminator_loss": d_loss.detach()}
 
     def trained_model(self, ema: bool = True) -> nn.Module:
-        """The trained tokenizer (its EMA weights by default), in eval mode."""
+        """The trained model (its EMA weights by default), in eval mode."""
         model = self.ema.shadow if (ema and self.ema is not None) else self.accelerator.unwrap_model(self.model)
         return model.eval()
+
+
+def _multi_process_without_accelerator() -> bool:
+    """Launched as several processes (``torchrun``) on a machine without GPU: accelerate then needs
+    ``cpu=True`` to set up gloo (``accelerate launch --cpu`` says so itself)."""
+    import os
+
+    accelerators = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerators
+
+
+def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Tracker-friendly config: nested mappings flattened with dots, other values as str unless scalar."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, name + "."))
+        else:
+            flat[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat

@@ -1,0 +1,146 @@
+"""Training batches with a resumable position, split across processes.
+
+[`BatchStream`][tokenkit.train.data.BatchStream] turns a tensor of images, a
+map-style dataset or an iterable (streaming) dataset into an endless sequence
+of per-process batches ``{"image": (B, C, H, W), "label": (B,), ...}``.
+Its position is two numbers, ``(epoch, offset)``: a resumed run rebuilds the
+same stream and continues where the interrupted one stopped.
+
+* **Tensor / map-style.** Epoch ``e`` is a permutation seeded by ``(seed, e)``.
+  Each optimizer micro-step takes the next *global* batch of
+  ``batch_size * world`` indices and process ``r`` keeps the ``r``-th slice,
+  so ``P`` processes with batch ``B`` see exactly the images one process with
+  batch ``P * B`` sees. A trailing partial global batch is dropped.
+* **Iterable** (e.g. ``webdataset``). The dataset splits itself across
+  processes and DataLoader workers; an epoch ends when the stream does. On
+  resume the first ``offset`` batches of the epoch are read again and skipped.
+
+A dataset with ``set_epoch(epoch)`` is told each new epoch before it is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, default_collate
+
+from tokenkit.errors import ConfigError
+
+
+def _as_batch(items: Any) -> dict[str, Any]:
+    batch = default_collate(items)
+    if not isinstance(batch, dict):
+        raise ConfigError(f"dataset items must be dicts such as {{'image': ..., 'label': ...}}, "
+                          f"got {type(items[0]).__name__}")
+    return batch
+
+
+class BatchStream:
+    """Endless, resumable per-process batches.
+
+    Args:
+        data: ``(M, C, H, W)`` image tensor, map-style dataset of item dicts, or an
+            ``IterableDataset`` of item dicts.
+        batch_size: Items per batch and process.
+        seed: Seed of the epoch permutations (tensor and map-style data).
+        rank: This process's index.
+        world: Number of processes.
+        num_workers: DataLoader worker processes (0 reads in the training process).
+
+    Raises:
+        ConfigError: Data with fewer items than one global batch.
+    """
+
+    def __init__(self, data: Any, batch_size: int, *, seed: int = 0, rank: int = 0, world: int = 1,
+                 num_workers: int = 0) -> None:
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.rank, self.world, self.num_workers = rank, world, num_workers
+        self.iterable = isinstance(data, IterableDataset)
+        self.epoch, self.offset = 0, 0
+        self._iterator: Iterator[dict] | None = None
+        if not self.iterable and len(data) < batch_size * world:
+            raise ConfigError(f"the data has {len(data)} items, fewer than one global batch "
+                              f"({batch_size} per process x {world} processes)")
+
+    # ---- position -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, int]:
+        """``{"epoch", "offset"}``: the epoch and the batches already taken from it."""
+        return {"epoch": self.epoch, "offset": self.offset}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue at a saved position."""
+        self.epoch, self.offset = int(state["epoch"]), int(state["offset"])
+        self._iterator = None
+
+    # ---- batches --------------------------------------------------------------------------------------------
+    def order(self, epoch: int) -> torch.Tensor:
+        """The seeded permutation of epoch ``epoch`` (tensor and map-style data)."""
+        g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(len(self.data), generator=g)
+
+    def _batches_per_epoch(self) -> int:
+        return len(self.data) // (self.batch_size * self.world)
+
+    def _indices(self, epoch: int, batch: int) -> torch.Tensor:
+        start = (batch * self.world + self.rank) * self.batch_size
+        return self.order(epoch)[start : start + self.batch_size]
+
+    def gather(self, indices: torch.Tensor) -> dict[str, Any]:
+        """The batch of the items at ``indices`` (tensor and map-style data)."""
+        if isinstance(self.data, torch.Tensor):
+            return {"image": self.data[indices]}
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(self.epoch)
+        return _as_batch([self.data[int(i)] for i in indices])
+
+    def _set_epoch(self) -> None:
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(self.epoch)
+
+    def _open(self) -> Iterator[dict]:
+        """A fresh iterator over the rest of the current epoch."""
+        self._set_epoch()
+        if self.iterable:
+            loader = DataLoader(self.data, batch_size=self.batch_size, num_workers=self.num_workers,
+                                collate_fn=_as_batch, drop_last=True)
+            iterator = iter(loader)
+            for _ in range(self.offset):
+                next(iterator, None)
+            return iterator
+        batches = [self._indices(self.epoch, b).tolist() for b in range(self.offset, self._batches_per_epoch())]
+        loader = DataLoader(self.data, batch_sampler=batches, num_workers=self.num_workers, collate_fn=_as_batch)
+        return iter(loader)
+
+    def next(self) -> dict[str, Any]:
+        """The next batch (moves on to the next epoch when this one is used up)."""
+        if isinstance(self.data, torch.Tensor) or (not self.iterable and self.num_workers == 0):
+            if self.offset >= self._batches_per_epoch():
+                self.epoch, self.offset = self.epoch + 1, 0
+            batch = self.gather(self._indices(self.epoch, self.offset))
+            self.offset += 1
+            return batch
+        for attempt in range(2):
+            if self._iterator is None:
+                self._iterator = self._open()
+            batch = next(self._iterator, None)
+            if batch is not None:
+                self.offset += 1
+                return batch
+            if attempt == 0 and self.offset == 0:
+                break
+            self.epoch, self.offset, self._iterator = self.epoch + 1, 0, None
+        raise ConfigError(f"the dataset yields no full batch of {self.batch_size} items "
+                          f"(process {self.rank} of {self.world}); use a smaller batch_size or more data")
+
+    def first(self, count: int) -> dict[str, Any]:
+        """A fixed batch of up to ``count`` items (the first of epoch 0) for sample grids."""
+        if not self.iterable:
+            return self.gather(torch.arange(min(count, len(self.data))))
+        items = []
+        for item in self.data:
+            items.append(item)
+            if len(items) == count:
+                break
+        return _as_batch(items)

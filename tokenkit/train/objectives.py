@@ -1,0 +1,211 @@
+"""What one training step computes, per kind of model (the trainer's loop is the same for all).
+
+An objective maps ``(model, batch, step)`` to a
+[`StepOutput`][tokenkit.train.objectives.StepOutput]:
+
+| objective | model | batch | loss |
+| --- | --- | --- | --- |
+| [`Reconstruction`][tokenkit.train.objectives.Reconstruction] | tokenizer with a pixel output | ``image`` | ``loss_fn`` (default MSE + bottleneck loss) |
+| [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes] | TiTok stage 1 (proxy head) | ``image`` | cross-entropy against a frozen teacher's codes + VQ loss |
+| [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] | masked-token generator | ``tokens``, ``label`` | MaskGIT masked-token cross-entropy |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from tokenkit.contracts import TokenizerOutput
+from tokenkit.errors import ConfigError, ContractError
+
+LossFn = Callable[..., tuple[torch.Tensor, dict]]
+"""``loss_fn(output, images, step, targets=None) -> (loss, {name: detached term})``."""
+
+
+class StepOutput(NamedTuple):
+    """One micro-batch's result.
+
+    Attributes:
+        loss: Scalar to back-propagate.
+        terms: ``{name: detached scalar}`` logged next to the loss.
+        stats: ``{name: detached scalar}`` statistics (codebook usage, accuracy, ...).
+        output: The tokenizer output (adversarial terms read its ``images``), or ``None``.
+        images: The batch's real images, or ``None``.
+    """
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]
+    stats: dict[str, torch.Tensor]
+    output: TokenizerOutput | None = None
+    images: torch.Tensor | None = None
+
+
+def reconstruction_loss(output: TokenizerOutput, images: torch.Tensor, step: int,
+                        targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Default objective: mean squared error plus the bottleneck loss (VQ terms or KL)."""
+    mse = (output.images.float() - images).square().mean()
+    return mse + output.loss, {"mse": mse.detach(), "bottleneck": output.loss.detach()}
+
+
+def loss_from_module(module: nn.Module) -> LossFn:
+    """A ``loss_fn`` from a loss part (``terms_of`` is used when the part has it)."""
+    from tokenkit.losses import LossInputs
+
+    def loss_fn(output: TokenizerOutput, images: torch.Tensor, step: int,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        inputs = LossInputs(images=images, reconstructions=output.images, quantizer_loss=output.loss,
+                            targets=targets, step=step)
+        if hasattr(module, "terms_of"):
+            result = module.terms_of(inputs)
+            return result.loss, result.terms
+        loss = module(inputs)
+        return loss, {"loss": loss.detach()}
+
+    return loss_fn
+
+
+class Objective(nn.Module):
+    """Base class: ``objective(model, batch, step) -> StepOutput``; ``reconstruct`` feeds sample grids."""
+
+    def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:  # pragma: no cover
+        raise NotImplementedError
+
+    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
+        """Images ``(B, C, H, W)`` in [0, 1] -> reconstructions, or ``None`` when there are none to show."""
+        return None
+
+
+def _images(batch: dict[str, Any]) -> torch.Tensor:
+    if "image" not in batch:
+        raise ContractError(f"this objective needs image batches (key 'image'), got keys {sorted(batch)}")
+    return batch["image"]
+
+
+class Reconstruction(Objective):
+    """Tokenizer -> pixels, scored by ``loss_fn``.
+
+    Args:
+        loss_fn: ``loss_fn(output, images, step, targets=None)``; default
+            [`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss].
+    """
+
+    def __init__(self, loss_fn: LossFn | None = None) -> None:
+        super().__init__()
+        self.loss_fn = loss_fn or reconstruction_loss
+
+    def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
+        images = _images(batch)
+        output = model(images)
+        loss, terms = self.loss_fn(output, images, step)
+        return StepOutput(loss, terms, dict(output.stats), output, images)
+
+    @torch.no_grad()
+    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        return model.decode(model.encode(images).codes).float().clamp(0, 1)
+
+
+class ProxyCodes(Objective):
+    """TiTok stage 1: predict a frozen teacher tokenizer's codes (TITOK_SPEC §6.1).
+
+    The student is a composition whose decoder has a ``proxy`` head (``(B, L, K)``
+    logits, no pixel decoder); the targets are ``teacher.tokenize(images)``
+    flattened to ``(B, L)`` (MaskGIT-VQGAN: ``L`` = 256, ``K`` = 1024).
+
+    Args:
+        teacher: Frozen tokenizer (kept in eval mode, no gradients).
+        loss_fn: ``loss_fn(output, images, step, targets)``; default
+            [`recipes.stage1`][tokenkit.losses.recipes.stage1] (cross-entropy 1.0 + VQ loss 1.0).
+    """
+
+    def __init__(self, teacher: nn.Module, loss_fn: LossFn | None = None) -> None:
+        super().__init__()
+        if getattr(teacher, "codebook_size", None) is None:
+            raise ConfigError("the stage-1 teacher must be a discrete tokenizer (with token ids)")
+        self.teacher = teacher.eval().requires_grad_(False)
+        if loss_fn is None:
+            from tokenkit.factory import build_part
+            from tokenkit.losses import recipes
+
+            loss_fn = loss_from_module(build_part("loss", recipes.stage1()))
+        self.loss_fn = loss_fn
+
+    def train(self, mode: bool = True) -> ProxyCodes:
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def targets(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's codes ``(B, L)``."""
+        return self.teacher.tokenize(images).flatten(1)
+
+    def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
+        images = _images(batch)
+        targets = self.targets(images)
+        output = model(images)
+        logits = output.images
+        if logits.ndim != 3 or logits.shape[1:] != (targets.shape[1], self.teacher.codebook_size):
+            raise ContractError(f"the student must predict (B, {targets.shape[1]}, {self.teacher.codebook_size}) "
+                                f"proxy logits for this teacher, got {tuple(logits.shape)}; build it with a proxy "
+                                "head matching the teacher's grid and codebook, and no pixel decoder")
+        loss, terms = self.loss_fn(output, images, step, targets=targets)
+        accuracy = (logits.detach().argmax(-1) == targets).float().mean()
+        return StepOutput(loss, terms, {**output.stats, "proxy_accuracy": accuracy}, None, images)
+
+    @torch.no_grad()
+    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """The teacher decodes the student's most likely codes (as the official visualisation)."""
+        logits = model(images).images
+        return self.teacher.detokenize(logits.argmax(-1)).float()
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedTokensConfig:
+    """Options of the masked-token objective (official defaults, TITOK_SPEC §5.4)."""
+
+    schedule: str = "arccos"
+    """Mask-ratio schedule ``gamma`` (``arccos``, ``cosine``, ``linear``, ...)."""
+    label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy."""
+    unmasked_weight: float = 0.1
+    """Loss weight of the positions that were not masked."""
+
+    def __post_init__(self) -> None:
+        from tokenkit.generators.sampling import SCHEDULES
+
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown mask schedule {self.schedule!r}; choose from {', '.join(sorted(SCHEDULES))}")
+        if not 0 <= self.label_smoothing < 1 or self.unmasked_weight < 0:
+            raise ConfigError("label_smoothing must be in [0, 1) and unmasked_weight >= 0, got "
+                              f"{self.label_smoothing} and {self.unmasked_weight}")
+
+
+class MaskedTokens(Objective):
+    """MaskGIT training on pre-tokenized images: mask a random fraction, predict the ids.
+
+    Args:
+        config: [`MaskedTokensConfig`][tokenkit.train.objectives.MaskedTokensConfig].
+    """
+
+    def __init__(self, config: MaskedTokensConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or MaskedTokensConfig()
+
+    def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
+        from tokenkit.generators.sampling import mask_tokens, masked_token_loss
+
+        if "tokens" not in batch or "label" not in batch:
+            raise ContractError(f"generator training needs batches with 'tokens' and 'label' (a 'tokens' dataset), "
+                                f"got keys {sorted(batch)}")
+        tokens, labels = batch["tokens"], batch["label"]
+        raw = model.module if hasattr(model, "module") else model
+        masked, mask = mask_tokens(tokens, raw.mask_id, schedule=self.config.schedule)
+        logits = model(masked, labels)
+        loss = masked_token_loss(logits, tokens, mask, label_smoothing=self.config.label_smoothing,
+                                 unmasked_weight=self.config.unmasked_weight)
+        hits = (logits.detach().argmax(-1) == tokens) & mask
+        accuracy = hits.sum() / mask.sum().clamp(min=1)
+        return StepOutput(loss, {"masked_ce": loss.detach()}, {"masked_accuracy": accuracy})

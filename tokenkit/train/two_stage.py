@@ -1,0 +1,68 @@
+"""TiTok two-stage training helpers (TITOK_SPEC §6.1).
+
+Stage 1 trains encoder, quantizer and a ``proxy``-head decoder to predict a
+frozen MaskGIT-VQGAN's codes ([`ProxyCodes`][tokenkit.train.objectives.ProxyCodes]).
+Stage 2 starts from the stage-1 weights plus the teacher's codebook and
+decoder as the ``pixel_decoder``
+([`init_stage2`][tokenkit.train.two_stage.init_stage2]), freezes encoder and
+quantizer (``TrainConfig.freeze``) and fine-tunes the rest on pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tokenkit.errors import ConfigError, WeightsError
+
+STAGE2_FROZEN = ("encoder", "quantizer")
+"""Parts frozen in stage 2 (officially also kept in eval mode)."""
+
+
+def teacher_pixel_decoder_state(teacher: nn.Module) -> dict[str, torch.Tensor]:
+    """The ``pixel_decoder`` weights taken from a MaskGIT-VQGAN teacher: its codebook and its decoder.
+
+    Raises:
+        ConfigError: The teacher is not a ``vqgan`` quantizer + decoder composition.
+    """
+    quantizer = getattr(teacher, "quantizer", None)
+    decoder = getattr(teacher, "decoder", None)
+    codebook = getattr(quantizer, "embedding", None)
+    if not isinstance(codebook, nn.Embedding) or decoder is None:
+        raise ConfigError("the teacher must be a MaskGIT-VQGAN composition (a 'vqgan' quantizer with an "
+                          "'embedding' codebook and a 'vqgan' decoder)")
+    return {"codebook.weight": codebook.weight.detach().clone(),
+            **{k: v.detach().clone() for k, v in decoder.state_dict().items()}}
+
+
+@torch.no_grad()
+def init_stage2(model: nn.Module, stage1: dict[str, torch.Tensor] | nn.Module, teacher: nn.Module) -> nn.Module:
+    """Initialise a two-stage TiTok for stage 2 in place, and return it.
+
+    Args:
+        model: The stage-2 composition (``proxy`` head + ``pixel_decoder``).
+        stage1: Stage-1 weights (a state dict or the stage-1 model): every key
+            except the ``pixel_decoder.*`` ones.
+        teacher: The MaskGIT-VQGAN whose codebook and decoder become the pixel decoder.
+
+    Raises:
+        WeightsError: Stage-1 weights that miss keys, have extra keys or other shapes.
+        ConfigError: A model without pixel decoder, or a teacher of another kind.
+    """
+    if getattr(model, "pixel_decoder", None) is None:
+        raise ConfigError("stage 2 needs a composition with a pixel_decoder (e.g. titok-l32, or titok(legacy=True))")
+    state = stage1.state_dict() if isinstance(stage1, nn.Module) else dict(stage1)
+    pixel = {f"pixel_decoder.{k}": v for k, v in teacher_pixel_decoder_state(teacher).items()}
+    own = model.state_dict()
+    expected = {k for k in own if not k.startswith("pixel_decoder.")}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise WeightsError(f"stage-1 weights do not fit this model: missing {missing[:5]}"
+                           f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
+                           f"{' ...' if len(unexpected) > 5 else ''}")
+    merged = {**state, **pixel}
+    bad = [f"{k}: {tuple(merged[k].shape)} vs {tuple(own[k].shape)}" for k in own if merged[k].shape != own[k].shape]
+    if bad:
+        raise WeightsError("stage-1 / teacher weights have other shapes than the model: " + "; ".join(bad[:5]))
+    model.load_state_dict(merged)
+    return model
