@@ -154,3 +154,65 @@ def test_discriminator_step_from_its_start_step_and_exact_resume(tmp_path, image
     a, b = trainer.loss_module.state_dict(), resumed.loss_module.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # discriminator and LeCAM buffers identical
     assert all(torch.equal(x, y) for x, y in zip(_weights(trainer).values(), _weights(resumed).values()))
+
+
+def _stream_config(tmp_path, name, **changes):
+    return TrainConfig(**{**dict(model="titok-tiny", knobs={"quantizer": "fsq", "image_size": 8, "patch_size": 4},
+                                 steps=7, batch_size=2, lr=1e-3, ema_decay=0.9, output_dir=str(tmp_path / name),
+                                 log_every=1), **changes})
+
+
+@pytest.mark.parametrize(("workers", "epochs", "position"), [(0, 2, (4, 1, 1)), (2, 3, (4, 1, 2))])
+def test_streaming_webdataset_resume_is_bit_exact(tmp_path, workers, epochs, position):
+    """An iterable dataset (2 tar shards of 3 samples) continues exactly. One reader: 3 batches of 2
+    per epoch; two DataLoader workers read one shard each and drop their odd sample: 2 batches."""
+    from tokenkit.datasets.webdataset import WebDatasetConfig
+
+    (tmp_path / "shards").mkdir()
+    part = tk.Part("webdataset", **{**WebDatasetConfig.example(tmp_path / "shards").__dict__, "shuffle": 4})
+
+    def dataset():
+        return tk.build_part("dataset", part)
+
+    full = Trainer(_stream_config(tmp_path, "full", num_workers=workers), dataset())
+    full.train(progress=False)
+    assert full.epoch == epochs
+    first = Trainer(_stream_config(tmp_path, "split", num_workers=workers), dataset())
+    first.train(stop_after=4, progress=False)
+    first.save()
+    second = Trainer(_stream_config(tmp_path, "split", num_workers=workers), dataset())
+    assert second.resume() and (second.step, second.data.epoch, second.data.offset) == position
+    second.train(progress=False)
+    a, b = _weights(full), _weights(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frozen_parts_stay_fixed_and_in_eval_mode(tmp_path, images):
+    trainer = Trainer(_config(tmp_path, steps=3, freeze=("encoder",)), images)
+    before = {k: v.clone() for k, v in _weights(trainer).items()}
+    trainer.train(progress=False)
+    after = _weights(trainer)
+    assert all(torch.equal(before[k], after[k]) == k.startswith("encoder.") for k in before)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert model.training and not model.encoder.training
+    with pytest.raises(tk.ConfigError, match="cannot freeze 'encodr'.*encoder, quantizer, decoder"):
+        Trainer(_config(tmp_path, freeze=("encodr",)), images)
+    with pytest.raises(tk.ConfigError, match="nothing to train"):
+        Trainer(_config(tmp_path, freeze=("encoder", "quantizer", "decoder")), images)
+
+
+def test_tensorboard_logging(tmp_path, images):
+    pytest.importorskip("tensorboard")
+    trainer = Trainer(_config(tmp_path, steps=2, log_with=("tensorboard",)), images)
+    trainer.train(progress=False)
+    trainer.finish()
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
+    with pytest.raises(tk.ConfigError, match="unknown tracker 'mlflow'"):
+        _config(tmp_path, log_with=("mlflow",))
+
+
+def test_too_little_data_is_refused(tmp_path, images):
+    with pytest.raises(tk.ConfigError, match="fewer than one global batch"):
+        Trainer(_config(tmp_path, batch_size=len(images) + 1), images)
+    with pytest.raises(tk.ConfigError, match="lr must be a non-negative number"):
+        _config(tmp_path, lr="2e-3")

@@ -117,8 +117,18 @@ def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
             node = node.setdefault(name, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {name!r} is not a section")
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = _number(yaml.safe_load(value))
     return data
+
+
+def _number(value: Any) -> Any:
+    """YAML reads ``2e-3`` (no dot) as a string; command-line overrides mean the number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def parse_recipe(data: Mapping[str, Any]) -> Recipe:

@@ -1,0 +1,115 @@
+"""Every bundled recipe parses and builds; a few steps of each tiny recipe reduce its loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import tokenkit as tk
+from tokenkit.recipes import recipe_names, recipe_path
+from tokenkit.registry import get_part
+from tokenkit.train.recipe import load_recipe, run_recipe
+
+FAST = ["train.log_every=1", "train.checkpoint_every=0", "train.sample_every=0", "train.warmup_steps=2"]
+
+
+def _losses(folder, key="loss"):
+    return [json.loads(line)[key] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def _falls(losses, window=4, ratio=0.9):
+    first, last = sum(losses[:window]) / window, sum(losses[-window:]) / window
+    return last < ratio * first
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_bundled_recipe_parses_and_builds_on_meta(name):
+    recipe = load_recipe(recipe_path(name))
+    model = tk.build(recipe.model, device="meta", **dict(recipe.knobs))
+    assert sum(p.numel() for p in model.parameters()) > 0
+    get_part("dataset", recipe.data.name)
+    if recipe.teacher is not None:
+        teacher = tk.build(recipe.teacher.model, device="meta", **dict(recipe.teacher.knobs))
+        if recipe.init is None:  # stage 1: the student predicts the teacher's grid of codes
+            assert model.decoder.config.proxy_codes == teacher.codebook_size
+            assert (model.image_size // model.decoder.config.patch_size) ** 2 == teacher.num_tokens
+    if recipe.loss is not None:
+        tk.build_part("loss", tk.Part(recipe.loss.name, **{**recipe.loss.config, **_offline(recipe.loss)}))
+
+
+def _offline(part):
+    """LPIPS without the VGG download (the structure is what is checked)."""
+    if part.name != "composite":
+        return {}
+    terms = tuple((n, w, tk.Part("lpips", **{**p.config, "pretrained": False}) if p.name == "lpips" else p)
+                  for n, w, p in part.config["terms"])
+    return {"terms": terms}
+
+
+def test_single_stage_recipe_reduces_the_loss(tmp_path):
+    out = tmp_path / "single"
+    recipe = load_recipe(recipe_path("tiny-single-stage"), [*FAST, "train.steps=24", "train.batch_size=8",
+                                                             f"train.output_dir={out}", "knobs.encoder_size=tiny",
+                                                             "knobs.decoder_size=tiny", "train.lr=2e-3"])
+    run_recipe(recipe, progress=False)
+    assert _falls(_losses(out))
+
+
+def test_two_stage_recipes_reduce_their_losses_and_stage2_starts_from_stage1(tmp_path):
+    s1, s2 = tmp_path / "stage1", tmp_path / "stage2"
+    stage1 = load_recipe(recipe_path("tiny-stage1"), [*FAST, "train.steps=24", "train.batch_size=8",
+                                                       f"train.output_dir={s1}"])
+    run_recipe(stage1, progress=False)
+    assert _falls(_losses(s1, "proxy_ce"))
+    stage1_model = tk.from_pretrained(s1 / "final")
+    assert stage1_model.pixel_decoder is None and stage1_model.decoder.config.head == "proxy"
+
+    stage2 = load_recipe(recipe_path("tiny-stage2"), [*FAST, "train.steps=12", "train.batch_size=4",
+                                                       f"train.output_dir={s2}", f"init.weights={s1 / 'final'}",
+                                                       "train.lr=1e-3"])
+    run_recipe(stage2, progress=False)
+    assert _falls(_losses(s2), window=3)
+    final = tk.from_pretrained(s2 / "final")
+    before, after = stage1_model.state_dict(), final.state_dict()
+    for key in before:  # encoder and quantizer frozen, decoder trained
+        same = torch.equal(before[key], after[key])
+        assert same == key.startswith(("encoder.", "quantizer.")), key
+    teacher = stage2.teacher.build()  # random weights, seeded: the pixel decoder started from them and moved
+    assert final.pixel_decoder.codebook.weight.shape == teacher.quantizer.embedding.weight.shape
+
+
+def test_stage2_refuses_weights_that_do_not_fit(tmp_path):
+    from tokenkit.train.two_stage import init_stage2
+
+    model = tk.build("titok-tiny", legacy=True, patch_size=16)
+    teacher = tk.build("maskgit-vqgan", image_size=32)
+    other = tk.build("titok-tiny", legacy=True, patch_size=16, pixel_decoder=False, num_tokens=4)
+    stage1 = tk.build("titok-tiny", legacy=True, patch_size=16, pixel_decoder=False)
+    init_stage2(model, stage1, teacher)
+    got = model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in stage1.state_dict().items())
+    assert torch.equal(got["pixel_decoder.codebook.weight"], teacher.quantizer.embedding.weight)
+    assert all(torch.equal(got[f"pixel_decoder.{k}"], v) for k, v in teacher.decoder.state_dict().items())
+    with pytest.raises(tk.WeightsError, match="shapes"):
+        init_stage2(model, other.state_dict(), teacher)
+    with pytest.raises(tk.WeightsError, match="missing"):
+        init_stage2(model, {}, teacher)
+    with pytest.raises(tk.ConfigError, match="pixel_decoder"):
+        init_stage2(tk.build("titok-tiny"), {}, teacher)
+
+
+def test_recipe_sections_are_validated():
+    from tokenkit.train.recipe import parse_recipe
+
+    with pytest.raises(tk.ConfigError, match="unknown option.*teachr"):
+        parse_recipe({"model": "titok-tiny", "teacher": {"teachr": 1}})
+    with pytest.raises(tk.ConfigError, match="needs a teacher section"):
+        parse_recipe({"model": "titok-tiny", "init": {"weights": "x", "pixel_decoder": "teacher"}})
+    with pytest.raises(tk.ConfigError, match="unknown loss recipe 'stage3'"):
+        parse_recipe({"model": "titok-tiny", "loss": {"recipe": "stage3"}})
+    with pytest.raises(tk.ConfigError, match="unknown mask schedule"):
+        parse_recipe({"model": "maskgit-tiny", "objective": {"schedule": "zigzag"}})
+    recipe = parse_recipe({"model": "titok-tiny", "loss": {"recipe": "stage2", "lpips_pretrained": False}})
+    assert [t[0] for t in recipe.loss.config["terms"]] == ["reconstruction", "perceptual", "adversarial"]
