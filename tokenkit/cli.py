@@ -1,8 +1,10 @@
-"""The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate``, ``demo`` and ``train``."""
+"""The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate``, ``demo``, ``train`` and
+``pretokenize``."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -152,6 +154,62 @@ def train_command(args: argparse.Namespace) -> None:
     print(f"wrote checkpoints and the final model to {recipe.train.output_dir}")
 
 
+def data_part(data: str | None, size: int) -> tk.Part:
+    """The dataset part of ``tokenkit pretokenize --data``, at image side ``size``.
+
+    ``None``: the ``bundled`` images (one centre crop each); a folder: ``image-folder``
+    with labels from its sub-folders; a path ending in ``.tar`` (``.tar.gz``, ``.tgz``;
+    globs and ``{0000..0009}`` braces allowed): ``webdataset``; a JSON part
+    ``'{"part": NAME, "config": {...}}'``: that dataset (its ``size`` defaults to ``size``).
+
+    Example:
+        >>> data_part("shards/train-{0000..0003}.tar", 256)
+        Part('webdataset', shards=('shards/train-{0000..0003}.tar',), size=256)
+    """
+    from tokenkit.data import image_names
+    from tokenkit.registry import get_part
+
+    if data is None:
+        return tk.Part("bundled", size=size, crops_per_epoch=len(image_names()))
+    text = data.strip()
+    if text.startswith("{"):
+        try:
+            loaded = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise tk.ConfigError(f"--data looks like JSON but does not parse: {err}") from None
+        if isinstance(loaded, dict) and "part" in loaded and "config" not in loaded:
+            loaded = {**loaded, "config": {}}
+        try:
+            part = tk.Part.from_dict(loaded)
+        except TypeError:
+            raise tk.ConfigError(f"--data: the config of a part must be a JSON object, got {text!r}") from None
+        fields = {f.name for f in dataclasses.fields(get_part("dataset", part.name).Config)}
+        return part.with_options(size=size) if "size" in fields and "size" not in part.config else part
+    if text.lower().endswith((".tar", ".tar.gz", ".tgz")):
+        return tk.Part("webdataset", shards=(text,), size=size)
+    if Path(text).is_dir():
+        return tk.Part("image-folder", root=text, size=size, labels=True)
+    raise tk.ConfigError(f"--data {data!r} is not a folder, a .tar shard pattern or a JSON part "
+                         "('{\"part\": \"bundled\", \"config\": {...}}')")
+
+
+def pretokenize_command(args: argparse.Namespace) -> None:
+    """``tokenkit pretokenize MODEL --out PATH``: images -> token ids for generator training."""
+    from tokenkit.train.pretokenize import pretokenize
+
+    tokenizer = _load(args.model, args.weights, args.device)
+    if not hasattr(tokenizer, "tokenize"):
+        raise tk.ConfigError(f"{args.model!r} is not a tokenizer (pretokenize needs one, e.g. titok-l32)")
+    part = data_part(args.data, args.size or tokenizer.image_size)
+    dataset = tk.build_part("dataset", part)
+    info = pretokenize(tokenizer, dataset, args.out, batch_size=args.batch_size, flip=not args.no_flip,
+                       num_workers=args.num_workers, device=args.device, allow_unlabelled=args.allow_unlabelled,
+                       progress=True)
+    print(f"wrote {info['path']}: {info['count']} token sequences of {info['num_tokens']} ids "
+          f"(codebook {info['codebook_size']}, {part.name} data{', with flips' if not args.no_flip else ''}) "
+          f"in {info['seconds']:.1f} s")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokenkit`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="tokenkit", description="Pluggable image-tokenizer building blocks.")
@@ -199,6 +257,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_train.add_argument("recipe", help="YAML/JSON recipe file, or a bundled recipe name (tiny-single-stage)")
     p_train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200")
     p_train.add_argument("--restart", action="store_true", help="ignore existing checkpoints in output_dir")
+    p_pre = sub.add_parser("pretokenize", help="tokenize an image dataset (and its flips) once, for generator "
+                                               "training: -> .safetensors or official .jsonl")
+    p_pre.add_argument("model", help="tokenizer model name, e.g. titok-l32 ('' with --weights to take the "
+                                     "composition from the weights)")
+    p_pre.add_argument("--out", required=True, help="output file: .safetensors, or .jsonl (the official format)")
+    p_pre.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
+    p_pre.add_argument("--data", help="image folder (labels from sub-folders), .tar shard pattern, or a JSON part "
+                                      "'{\"part\": NAME, \"config\": {...}}' (default: the bundled images)")
+    p_pre.add_argument("--size", type=int, help="image side (default: the tokenizer's image size)")
+    p_pre.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    p_pre.add_argument("--no-flip", action="store_true", help="skip the horizontally flipped copies")
+    p_pre.add_argument("--allow-unlabelled", action="store_true", help="accept images without a label (-1)")
+    p_pre.add_argument("--device", default="cpu")
+    p_pre.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ablate":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -214,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo_command(args)
         elif args.command == "train":
             train_command(args)
+        elif args.command == "pretokenize":
+            pretokenize_command(args)
         else:
             info = model_info(args.name)
             print(json.dumps(info, indent=2)) if args.json else _print_info(info)

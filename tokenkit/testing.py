@@ -184,9 +184,28 @@ def _dataset_items(dataset: Any, count: int) -> list:
     return [dataset[i] for i in range(min(count, len(dataset)))]
 
 
+def _check_image_item(item: dict, size: int) -> None:
+    image = item["image"]
+    _assert(isinstance(image, torch.Tensor) and image.is_floating_point() and tuple(image.shape) == (3, size, size),
+            f"image must be a float (3, {size}, {size}) tensor, got "
+            f"{getattr(image, 'dtype', type(image))} {tuple(getattr(image, 'shape', ()))}")
+    _assert(bool(torch.isfinite(image).all()) and float(image.min()) >= 0 and float(image.max()) <= 1,
+            "image values must be finite and in [0, 1]")
+
+
+def _check_tokens_item(item: dict, length: int) -> None:
+    tokens = item["tokens"]
+    _assert(isinstance(tokens, torch.Tensor) and tokens.dtype == torch.int64 and tuple(tokens.shape) == (length,),
+            f"tokens must be an int64 ({length},) tensor (the same length in every item), got "
+            f"{getattr(tokens, 'dtype', type(tokens))} {tuple(getattr(tokens, 'shape', ()))}")
+    _assert(length > 0 and int(tokens.min()) >= 0, "tokens must be non-empty ids >= 0")
+
+
 def check_dataset(module: Any, config: Any, batch: int = 2) -> None:
-    """Items ``{"image": (3, size, size) float in [0, 1], "label": int, "key": str}``; the same items
-    again under the same epoch (for a part with ``set_epoch``); batches ``(B, 3, size, size)`` in a
+    """Items ``{"image": (3, size, size) float in [0, 1], "label": int, "key": str}``, or for a
+    token dataset (items with ``"tokens"`` and no ``"image"``) ``{"tokens": (N,) int64 ids >= 0,
+    "label": int, "key": str}`` with the same ``N`` in every item; the same items again under the
+    same epoch (for a part with ``set_epoch``); batches ``(B, 3, size, size)`` (or ``(B, N)``) in a
     ``DataLoader`` with ``num_workers=0``.
 
     A part that reads files defines ``Config.example(directory)``, which writes a few tiny files
@@ -201,20 +220,25 @@ def check_dataset(module: Any, config: Any, batch: int = 2) -> None:
             module = instantiate(module.part_kind, module.part_name, config)
         if hasattr(module, "train"):
             module.train()
-        size = config.size
         items = _dataset_items(module, 4)
         _assert(len(items) > 0, "dataset yielded no items")
+        sample = items[0]
+        payload = "tokens" if isinstance(sample, dict) and "tokens" in sample and "image" not in sample else "image"
+        if payload == "image":
+            size = config.size
+            shape = (3, size, size)
+        else:
+            tokens = sample["tokens"]
+            length = tokens.shape[-1] if isinstance(tokens, torch.Tensor) and tokens.ndim else 0
+            shape = (length,)
         for item in items:
-            _assert(isinstance(item, dict) and {"image", "label", "key"} <= set(item),
-                    f"items must be dicts with keys image, label, key; got {type(item).__name__} "
+            _assert(isinstance(item, dict) and {payload, "label", "key"} <= set(item),
+                    f"items must be dicts with keys {payload}, label, key; got {type(item).__name__} "
                     f"{sorted(item) if isinstance(item, dict) else ''}")
-            image = item["image"]
-            _assert(isinstance(image, torch.Tensor) and image.is_floating_point()
-                    and tuple(image.shape) == (3, size, size),
-                    f"image must be a float (3, {size}, {size}) tensor, got "
-                    f"{getattr(image, 'dtype', type(image))} {tuple(getattr(image, 'shape', ()))}")
-            _assert(bool(torch.isfinite(image).all()) and float(image.min()) >= 0 and float(image.max()) <= 1,
-                    "image values must be finite and in [0, 1]")
+            if payload == "image":
+                _check_image_item(item, size)
+            else:
+                _check_tokens_item(item, length)
             _assert(isinstance(item["label"], int) and item["label"] >= -1, f"label must be an int >= -1, got "
                     f"{item['label']!r}")
             _assert(isinstance(item["key"], str), f"key must be a str, got {item['key']!r}")
@@ -223,15 +247,15 @@ def check_dataset(module: Any, config: Any, batch: int = 2) -> None:
             first = _dataset_items(module, 4)
             module.set_epoch(1)
             again = _dataset_items(module, 4)
-            _assert(len(first) == len(again) and all(a["key"] == b["key"] and torch.equal(a["image"], b["image"])
+            _assert(len(first) == len(again) and all(a["key"] == b["key"] and torch.equal(a[payload], b[payload])
                                                      for a, b in zip(first, again)),
                     "dataset is not reproducible under the same seed and epoch")
             module.set_epoch(0)
         loader = torch.utils.data.DataLoader(module, batch_size=batch, num_workers=0)
         got = next(iter(loader))
         n = min(batch, len(items))
-        _assert(tuple(got["image"].shape) == (n, 3, size, size),
-                f"DataLoader batch images {tuple(got['image'].shape)} != {(n, 3, size, size)}")
+        _assert(tuple(got[payload].shape) == (n, *shape),
+                f"DataLoader batch {payload} {tuple(got[payload].shape)} != {(n, *shape)}")
         _assert(got["label"].dtype == torch.int64 and tuple(got["label"].shape) == (n,),
                 f"DataLoader batch labels must be int64 ({n},)")
 

@@ -1,13 +1,17 @@
 """Datasets (part kind ``"dataset"``) and the official TiTok preprocessing.
 
-Every dataset yields ``{"image": (3, H, W) float in [0, 1], "label": int (-1 when
-unlabelled), "key": str}`` and batches in a ``DataLoader`` into ``(B, 3, H, W)``.
+Every image dataset yields ``{"image": (3, H, W) float in [0, 1], "label": int (-1 when
+unlabelled), "key": str}`` and batches in a ``DataLoader`` into ``(B, 3, H, W)``. The
+``tokens`` dataset yields pre-tokenized images for generator training instead:
+``{"tokens": (N,) int64, "label": int, "key": str}``, batched into ``(B, N)``; see
+[`pretokenize`][tokenkit.train.pretokenize.pretokenize].
 
 | name | what | style |
 | --- | --- | --- |
 | ``image-folder`` | images under a folder, labels from sub-folders | map-style |
 | ``webdataset`` | WebDataset tar shards (the official ImageNet layout) | iterable, split by shard |
 | ``bundled`` | random crops of the six bundled photographs | map-style |
+| ``tokens`` | token ids of pre-tokenized images (safetensors or official JSONL) | map-style, in memory |
 
 A dataset part that reads files defines ``Config.example(directory)``, which
 writes a few tiny files and returns a config reading them;
@@ -20,7 +24,7 @@ Example:
     torch.Size([4, 3, 8, 8])
 """
 
-from tokenkit.datasets import bundled, image_folder, webdataset  # noqa: F401  (registers the parts)
+from tokenkit.datasets import bundled, image_folder, tokens, webdataset  # noqa: F401  (registers the parts)
 from tokenkit.datasets.transforms import (
     ImageDecodeError,
     Transform,
