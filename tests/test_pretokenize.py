@@ -287,3 +287,14 @@ def test_cli_pretokenize_errors(tmp_path, capsys):
     assert main(["pretokenize", "titok-tiny", "--out", out, "--size", "16"]) == 2  # the tokenizer takes 32x32
     capsys.readouterr()
     assert _leftovers(tmp_path) == []
+
+
+def test_cli_pretokenize_a_saved_tokenizer_folder(tmp_path):
+    from tokenkit.cli import main
+
+    tok = tk.build("titok-tiny", quantizer="fsq", patch_size=4)  # not the named composition: read from the folder
+    tok.save_pretrained(tmp_path / "model")
+    out = tmp_path / "ids.safetensors"
+    assert main(["pretokenize", str(tmp_path / "model"), "--out", str(out)]) == 0
+    dataset = tk.build_part("dataset", tk.Part("tokens", path=str(out)))
+    assert len(dataset) == 12 and dataset.codebook_size == tok.codebook_size

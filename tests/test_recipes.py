@@ -113,3 +113,22 @@ def test_recipe_sections_are_validated():
         parse_recipe({"model": "maskgit-tiny", "objective": {"schedule": "zigzag"}})
     recipe = parse_recipe({"model": "titok-tiny", "loss": {"recipe": "stage2", "lpips_pretrained": False}})
     assert [t[0] for t in recipe.loss.config["terms"]] == ["reconstruction", "perceptual", "adversarial"]
+
+
+def test_generator_recipe_on_pretokenized_images_reduces_the_loss(tmp_path):
+    from tokenkit.train.demo import DEMO_KNOBS
+    from tokenkit.train.pretokenize import pretokenize
+
+    torch.manual_seed(0)
+    tokenizer = tk.build("titok-tiny", **DEMO_KNOBS)  # 8 tokens over 1000 codes, as the recipe expects
+    dataset = tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=48, size=32, resize=64))
+    tokens = tmp_path / "tokens.safetensors"
+    pretokenize(tokenizer, dataset, tokens, progress=False)
+    out = tmp_path / "maskgit"
+    recipe = load_recipe(recipe_path("tiny-maskgit"), [*FAST, "train.steps=30", "train.batch_size=16",
+                                                        f"train.output_dir={out}", f"data.config.path={tokens}"])
+    run_recipe(recipe, progress=False)
+    assert _falls(_losses(out, "masked_ce"), window=5)
+    generator = tk.from_pretrained(out / "final")
+    ids = generator.generate([0, 5], steps=2, generator=torch.Generator().manual_seed(0))
+    assert ids.shape == (2, 8) and tokenizer.detokenize(ids).shape == (2, 3, 32, 32)

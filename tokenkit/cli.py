@@ -197,7 +197,10 @@ def pretokenize_command(args: argparse.Namespace) -> None:
     """``tokenkit pretokenize MODEL --out PATH``: images -> token ids for generator training."""
     from tokenkit.train.pretokenize import pretokenize
 
-    tokenizer = _load(args.model, args.weights, args.device)
+    if args.weights is None and args.model and Path(args.model).exists():  # a saved tokenizer folder or file
+        tokenizer = tk.from_pretrained(args.model, device=args.device)
+    else:
+        tokenizer = _load(args.model, args.weights, args.device)
     if not hasattr(tokenizer, "tokenize"):
         raise tk.ConfigError(f"{args.model!r} is not a tokenizer (pretokenize needs one, e.g. titok-l32)")
     part = data_part(args.data, args.size or tokenizer.image_size)
@@ -259,8 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_train.add_argument("--restart", action="store_true", help="ignore existing checkpoints in output_dir")
     p_pre = sub.add_parser("pretokenize", help="tokenize an image dataset (and its flips) once, for generator "
                                                "training: -> .safetensors or official .jsonl")
-    p_pre.add_argument("model", help="tokenizer model name, e.g. titok-l32 ('' with --weights to take the "
-                                     "composition from the weights)")
+    p_pre.add_argument("model", help="tokenizer model name, e.g. titok-l32, or a saved tokenizer folder/file "
+                                     "(e.g. tokenkit-demo/model; '' with --weights does the same)")
     p_pre.add_argument("--out", required=True, help="output file: .safetensors, or .jsonl (the official format)")
     p_pre.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
     p_pre.add_argument("--data", help="image folder (labels from sub-folders), .tar shard pattern, or a JSON part "
