@@ -216,3 +216,64 @@ def test_too_little_data_is_refused(tmp_path, images):
         Trainer(_config(tmp_path, batch_size=len(images) + 1), images)
     with pytest.raises(tk.ConfigError, match="lr must be a non-negative number"):
         _config(tmp_path, lr="2e-3")
+
+
+def test_evaluation_is_logged_and_does_not_change_training(tmp_path, images):
+    held_out = tk.data.sample_images(32, per_image=2, resize=48, seed=7)
+    plain = Trainer(_config(tmp_path, "plain", steps=4), images)
+    plain.train(progress=False)
+    evaluated = Trainer(_config(tmp_path, "evaluated", steps=4, eval_every=2), images, eval_data=held_out)
+    evaluated.train(progress=False)
+    a, b = _weights(plain), _weights(evaluated)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    import json
+
+    lines = [json.loads(line) for line in (tmp_path / "evaluated" / "metrics.jsonl").read_text().splitlines()]
+    evals = [line for line in lines if "eval_psnr" in line]
+    assert [line["step"] for line in evals] == [2, 4] and all(line["eval_count"] == len(held_out) for line in evals)
+    assert 0 < evals[-1]["eval_usage"] <= 1 and evals[-1]["eval_perplexity"] >= 1
+    from tokenkit.metrics import psnr
+
+    model = evaluated.trained_model()
+    with torch.no_grad():
+        expected = psnr(model.detokenize(model.tokenize(held_out)), held_out).mean().item()
+    assert abs(evals[-1]["eval_psnr"] - expected) < 1e-4
+    with pytest.raises(tk.ConfigError, match="no eval_data"):
+        Trainer(_config(tmp_path, eval_every=2), images)
+
+
+def test_generator_evaluation_uses_fixed_masks_and_leaves_the_random_state(tmp_path):
+    from tokenkit.train import MaskedTokens
+    from tokenkit.train.evaluate import evaluate
+
+    generator = tk.build("maskgit-tiny")
+    tokens = torch.randint(0, 256, (10, 8))
+    data = [{"tokens": t, "label": i % 3, "key": str(i)} for i, t in enumerate(tokens)]
+    state = torch.get_rng_state()
+    first = evaluate(generator, MaskedTokens(), data, batch_size=4)
+    assert torch.equal(state, torch.get_rng_state())
+    assert first == evaluate(generator, MaskedTokens(), data, batch_size=4)  # the same masks every time
+    assert first["count"] == 10 and 0 <= first["masked_accuracy"] <= 1 and first["masked_ce"] > 0
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_generator_training_resumes_bit_exactly(tmp_path, workers):
+    """Masks and label dropout draw from the global random state; DataLoader workers must not disturb it."""
+    tokens = torch.randint(0, 256, (20, 8), generator=torch.Generator().manual_seed(0))
+    data = [{"tokens": t, "label": i % 4, "key": str(i)} for i, t in enumerate(tokens)]
+
+    def trainer(name):
+        config = TrainConfig(model="maskgit-tiny", steps=6, batch_size=4, lr=1e-3, ema_decay=0.9, log_every=1,
+                             num_workers=workers, output_dir=str(tmp_path / name))
+        return Trainer(config, data)
+
+    full = trainer("full")
+    full.train(progress=False)
+    first = trainer("split")
+    first.train(stop_after=3, progress=False)
+    first.save()
+    second = trainer("split")
+    assert second.resume()
+    second.train(progress=False)
+    a, b = _weights(full), _weights(second)
+    assert all(torch.equal(a[k], b[k]) for k in a)

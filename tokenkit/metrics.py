@@ -108,3 +108,36 @@ def perplexity(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
     from tokenkit.quantizers.stats import codebook_stats
 
     return codebook_stats(indices, codebook_size)["perplexity"]
+
+
+def lpips(images: torch.Tensor, reference: torch.Tensor, *, pretrained: bool = True) -> torch.Tensor:
+    """LPIPS (VGG) distance per image: lower is more similar.
+
+    Args:
+        images: ``(B, 3, H, W)`` in [0, 1].
+        reference: Same shape.
+        pretrained: The real metric (``True``) needs the torchvision VGG16 weights in the torch
+            cache; ``False`` uses random VGG features (tests only).
+
+    Returns:
+        ``(B,)`` distances.
+
+    Raises:
+        ConfigError: ``pretrained=True`` and the VGG16 weights are missing.
+    """
+    network = _lpips_module(pretrained).to(images.device)
+    with torch.no_grad():
+        return network.distances(reference, images).float()
+
+
+def _lpips_module(pretrained: bool) -> torch.nn.Module:
+    from tokenkit.factory import build_part
+    from tokenkit.specs import Part
+
+    key = bool(pretrained)
+    if key not in _LPIPS:
+        _LPIPS[key] = build_part("loss", Part("lpips", pretrained=key))
+    return _LPIPS[key]
+
+
+_LPIPS: dict[bool, torch.nn.Module] = {}

@@ -95,10 +95,12 @@ class LPIPSLoss(nn.Module):
         self.net.eval()
         return self
 
+    def distances(self, images: torch.Tensor, reconstructions: torch.Tensor) -> torch.Tensor:
+        """Per-image LPIPS ``(B,)`` between two ``(B, 3, H, W)`` batches in [0, 1]."""
+        dtype = next(self.net.parameters()).dtype
+        return self.net(reconstructions.to(dtype) * 2 - 1, images.to(dtype) * 2 - 1).flatten()
+
     def forward(self, inputs: LossInputs) -> torch.Tensor:
         """Scalar LPIPS: per-image distances ``(B,)`` averaged over the batch."""
         check_same_images(inputs, "lpips loss")
-        dtype = next(self.net.parameters()).dtype
-        images = inputs.images.to(dtype) * 2 - 1
-        recon = inputs.reconstructions.to(dtype) * 2 - 1
-        return self.net(recon, images).mean()
+        return self.distances(inputs.images, inputs.reconstructions).mean()

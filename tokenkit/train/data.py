@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate
 from tokenkit.errors import ConfigError
 
 
-def _as_batch(items: Any) -> dict[str, Any]:
+def as_batch(items: Any) -> dict[str, Any]:
+    """``default_collate`` of item dicts, refusing items of another kind with a clear error."""
     batch = default_collate(items)
     if not isinstance(batch, dict):
         raise ConfigError(f"dataset items must be dicts such as {{'image': ..., 'label': ...}}, "
@@ -93,24 +94,30 @@ class BatchStream:
             return {"image": self.data[indices]}
         if hasattr(self.data, "set_epoch"):
             self.data.set_epoch(self.epoch)
-        return _as_batch([self.data[int(i)] for i in indices])
+        return as_batch([self.data[int(i)] for i in indices])
 
     def _set_epoch(self) -> None:
         if hasattr(self.data, "set_epoch"):
             self.data.set_epoch(self.epoch)
+
+    def _loader_generator(self) -> torch.Generator:
+        """The DataLoader's own seed source: without one it draws from the global random state,
+        which would make training randomness depend on when loaders were opened (and break resume)."""
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch + 1)
 
     def _open(self) -> Iterator[dict]:
         """A fresh iterator over the rest of the current epoch."""
         self._set_epoch()
         if self.iterable:
             loader = DataLoader(self.data, batch_size=self.batch_size, num_workers=self.num_workers,
-                                collate_fn=_as_batch, drop_last=True)
+                                collate_fn=as_batch, drop_last=True, generator=self._loader_generator())
             iterator = iter(loader)
             for _ in range(self.offset):
                 next(iterator, None)
             return iterator
         batches = [self._indices(self.epoch, b).tolist() for b in range(self.offset, self._batches_per_epoch())]
-        loader = DataLoader(self.data, batch_sampler=batches, num_workers=self.num_workers, collate_fn=_as_batch)
+        loader = DataLoader(self.data, batch_sampler=batches, num_workers=self.num_workers, collate_fn=as_batch,
+                            generator=self._loader_generator())
         return iter(loader)
 
     def next(self) -> dict[str, Any]:
@@ -143,4 +150,4 @@ class BatchStream:
             items.append(item)
             if len(items) == count:
                 break
-        return _as_batch(items)
+        return as_batch(items)

@@ -30,8 +30,6 @@ def run_demo(output: str | Path = "tokenkit-demo", *, steps: int = 1200, batch_s
     from torchvision.utils import make_grid, save_image
 
     import tokenkit as tk
-    from tokenkit.metrics import psnr, ssim
-    from tokenkit.quantizers.stats import codebook_stats
     from tokenkit.train.trainer import TrainConfig, Trainer
 
     output = Path(output)
@@ -43,14 +41,12 @@ def run_demo(output: str | Path = "tokenkit-demo", *, steps: int = 1200, batch_s
                          seed=seed, output_dir=str(output), log_every=max(1, steps // 20))
     trainer = Trainer(config, train_images)
     trainer.train(progress=progress)
+    result = trainer.evaluate(held_out)
     model = trainer.trained_model()
     with torch.no_grad():
-        ids = model.tokenize(held_out)
-        rec = model.detokenize(ids)
-    stats = codebook_stats(ids, model.codebook_size)
-    metrics = {"psnr": psnr(rec, held_out).mean().item(), "ssim": ssim(rec, held_out).mean().item(),
-               "usage": stats["usage"].item(), "perplexity": stats["perplexity"].item(),
-               "seconds": time.perf_counter() - start, "steps": steps}
+        rec = model.detokenize(model.tokenize(held_out))
+    metrics = {"psnr": result["psnr"], "ssim": result["ssim"], "usage": result["usage"],
+               "perplexity": result["perplexity"], "seconds": time.perf_counter() - start, "steps": steps}
     output.mkdir(parents=True, exist_ok=True)
     shown = 12
     save_image(make_grid(torch.cat([held_out[:shown], rec[:shown]]), nrow=shown, padding=1),

@@ -78,6 +78,28 @@ class Objective(nn.Module):
         """Images ``(B, C, H, W)`` in [0, 1] -> reconstructions, or ``None`` when there are none to show."""
         return None
 
+    def evaluate(self, model: nn.Module, batch: dict[str, Any], *, lpips: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Held-out metrics of one batch (model in eval mode, no gradients).
+
+        Returns:
+            ``({name: (B,) per-item values}, token ids or None)``; the ids feed codebook usage
+            and perplexity over the whole evaluation set.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no evaluation")
+
+
+def image_metrics(images: torch.Tensor, reconstructions: torch.Tensor, lpips: bool) -> dict[str, torch.Tensor]:
+    """Per-image PSNR, SSIM and (optionally) LPIPS of reconstructions in [0, 1]."""
+    from tokenkit import metrics
+
+    rec = reconstructions.float().clamp(0, 1)
+    images = images.float()
+    values = {"psnr": metrics.psnr(rec, images), "ssim": metrics.ssim(rec, images)}
+    if lpips:
+        values["lpips"] = metrics.lpips(rec, images)
+    return values
+
 
 def _images(batch: dict[str, Any]) -> torch.Tensor:
     if "image" not in batch:
@@ -106,6 +128,14 @@ class Reconstruction(Objective):
     @torch.no_grad()
     def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model.decode(model.encode(images).codes).float().clamp(0, 1)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batch: dict[str, Any], *, lpips: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """PSNR, SSIM (and LPIPS) of the reconstructions; the token ids."""
+        images = _images(batch)
+        q = model.encode(images)
+        return image_metrics(images, model.decode(q.codes), lpips), q.indices
 
 
 class ProxyCodes(Objective):
@@ -161,6 +191,17 @@ class ProxyCodes(Objective):
         logits = model(images).images
         return self.teacher.detokenize(logits.argmax(-1)).float()
 
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batch: dict[str, Any], *, lpips: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Proxy-code accuracy, and PSNR/SSIM (LPIPS) of the teacher's decoding of the predicted codes."""
+        images = _images(batch)
+        output = model(images)
+        predicted = output.images.argmax(-1)
+        values = image_metrics(images, self.teacher.detokenize(predicted), lpips)
+        values["proxy_accuracy"] = (predicted == self.targets(images)).float().mean(1)
+        return values, output.indices
+
 
 @dataclasses.dataclass(frozen=True)
 class MaskedTokensConfig:
@@ -209,3 +250,21 @@ class MaskedTokens(Objective):
         hits = (logits.detach().argmax(-1) == tokens) & mask
         accuracy = hits.sum() / mask.sum().clamp(min=1)
         return StepOutput(loss, {"masked_ce": loss.detach()}, {"masked_accuracy": accuracy})
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batch: dict[str, Any], *, lpips: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Masked-token cross-entropy and accuracy per sequence, under masks from a fixed seed
+        (the global random state is not touched, so evaluating does not change training)."""
+        import torch.nn.functional as F
+
+        from tokenkit.generators.sampling import mask_tokens
+
+        tokens, labels = batch["tokens"], batch["label"]
+        g = torch.Generator(device=tokens.device).manual_seed(0)
+        masked, mask = mask_tokens(tokens, model.mask_id, schedule=self.config.schedule, generator=g)
+        logits = model(masked, labels)
+        ce = F.cross_entropy(logits.transpose(1, 2).float(), tokens, reduction="none")
+        count = mask.sum(1).clamp(min=1)
+        hits = (logits.argmax(-1) == tokens) & mask
+        return {"masked_ce": (ce * mask).sum(1) / count, "masked_accuracy": hits.sum(1) / count}, None

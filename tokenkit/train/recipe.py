@@ -5,6 +5,7 @@ A recipe file has these sections (only ``model`` is required)::
     model: titok-tiny                  # a tokenizer or generator model name
     knobs: {quantizer: fsq}            # its knob overrides
     data: {part: bundled, config: {size: 32}}   # a dataset part (kind "dataset")
+    eval: {part: bundled, config: {seed: 1}}    # held-out data (train.eval_every; and at the end)
     train: {steps: 1000, batch_size: 32, lr: 3.0e-4}   # TrainConfig fields
     loss: {part: composite, config: {...}}      # optional loss part (kind "loss")
     teacher: {model: maskgit-vqgan, pretrained: SRC}   # TiTok stage 1 targets / stage 2 pixel decoder
@@ -29,7 +30,7 @@ from tokenkit.specs import Part
 from tokenkit.train.objectives import MaskedTokensConfig
 from tokenkit.train.trainer import TrainConfig
 
-SECTIONS = ("model", "knobs", "data", "train", "loss", "teacher", "init", "objective")
+SECTIONS = ("model", "knobs", "data", "eval", "train", "loss", "teacher", "init", "objective")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Recipe:
     teacher: TeacherConfig | None = None
     init: InitConfig | None = None
     objective: MaskedTokensConfig | None = None
+    eval: Part | None = None
 
 
 def _read(path: Path) -> dict:
@@ -151,6 +153,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     try:
         data_part = Part.from_dict(data["data"]) if "data" in data else Part("bundled")
         loss_part = _loss_part(data["loss"]) if data.get("loss") else None
+        eval_part = Part.from_dict(data["eval"]) if data.get("eval") else None
     except ConfigError as err:
         raise ConfigError(f"recipe: {err}") from None
     teacher = _section(TeacherConfig, data, "teacher")
@@ -160,7 +163,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
         raise ConfigError("recipe: init.pixel_decoder: teacher needs a teacher section")
     return Recipe(model=data["model"], knobs=knobs, data=data_part,
                   train=TrainConfig(model=data["model"], knobs=knobs, **train), loss=loss_part,
-                  teacher=teacher, init=init, objective=objective)
+                  teacher=teacher, init=init, objective=objective, eval=eval_part)
 
 
 def _loss_part(value: Any) -> Part:
@@ -211,7 +214,8 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
 
     A ``teacher`` without ``init.pixel_decoder: teacher`` makes it a TiTok stage-1 run
     (targets = the teacher's codes); with it, stage 2 starts from ``init.weights`` plus the
-    teacher's decoder."""
+    teacher's decoder. With an ``eval`` section the returned metrics include the final
+    model's ``eval_*`` metrics."""
     import torch
 
     import tokenkit as tk
@@ -235,12 +239,15 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
 
             load_weights(model, weights)
     objective = MaskedTokens(recipe.objective) if recipe.objective is not None else None
+    eval_data = build_part("dataset", recipe.eval) if recipe.eval is not None else None
     trainer = Trainer(recipe.train, dataset, model=model, loss_module=loss_module,
-                      teacher=None if stage2 else teacher, objective=objective)
+                      teacher=None if stage2 else teacher, objective=objective, eval_data=eval_data)
     if resume and trainer.resume():
         print(f"resumed from step {trainer.step}")
     metrics = trainer.train(progress=progress)
     trainer.save()
+    if eval_data is not None:  # the final model's held-out metrics, as eval_* next to the last training log
+        metrics = {**metrics, **{f"eval_{k}": v for k, v in trainer.evaluate().items()}}
     if trainer.accelerator.is_main_process:
         trainer.trained_model().save_pretrained(Path(recipe.train.output_dir) / "final")
     trainer.finish()

@@ -89,6 +89,10 @@ class TrainConfig:
     """Tracker project / run-group name."""
     cpu: bool = False
     """Train on the CPU even when a GPU is present (several CPU processes use gloo)."""
+    eval_every: int = 0
+    """Steps between evaluations of the EMA model on the evaluation data (0: none during training)."""
+    eval_lpips: bool = False
+    """Evaluations also report LPIPS (needs the VGG16 weights in the torch cache)."""
 
     def __post_init__(self) -> None:
         for name in ("freeze", "log_with"):
@@ -105,6 +109,8 @@ class TrainConfig:
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be a non-negative int, got {self.warmup_steps!r}")
+        if not isinstance(self.eval_every, int) or self.eval_every < 0:
+            raise ConfigError(f"eval_every must be a non-negative int, got {self.eval_every!r}")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ConfigError(f"num_workers must be a non-negative int, got {self.num_workers!r}")
         for tracker in self.log_with:
@@ -145,11 +151,14 @@ class Trainer:
             [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] for a generator,
             [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes] with a ``teacher``, else
             [`Reconstruction`][tokenkit.train.objectives.Reconstruction].
+        eval_data: Held-out images or dataset for [`evaluate`][tokenkit.train.trainer.Trainer.evaluate]
+            (every ``eval_every`` steps).
     """
 
     def __init__(self, config: TrainConfig, data: torch.Tensor | Any, *, loss_fn: LossFn | None = None,
                  model: nn.Module | None = None, loss_module: nn.Module | None = None,
-                 teacher: nn.Module | None = None, objective: Objective | None = None) -> None:
+                 teacher: nn.Module | None = None, objective: Objective | None = None,
+                 eval_data: torch.Tensor | Any | None = None) -> None:
         from accelerate import Accelerator
 
         import tokenkit as tk
@@ -169,6 +178,9 @@ class Trainer:
         if loss_fn is None and loss_module is not None:
             loss_fn = loss_from_module(loss_module)
         self.objective = (objective or self._default_objective(loss_fn, teacher)).to(self.accelerator.device)
+        if config.eval_every and eval_data is None:
+            raise ConfigError("eval_every is set but there is no eval_data to evaluate on")
+        self.eval_data = eval_data
         self.data = BatchStream(data, config.batch_size, seed=config.seed, rank=self.accelerator.process_index,
                                 world=self.accelerator.num_processes, num_workers=config.num_workers)
         self.adversarial = [m for m in (loss_module.modules() if loss_module is not None else ())
@@ -335,8 +347,40 @@ class Trainer:
                 self.save()
             if config.sample_every and self.step % config.sample_every == 0 and acc.is_main_process:
                 self.save_samples()
+            if config.eval_every and self.step % config.eval_every == 0:
+                self.evaluate()
         bar.close()
         return last
+
+    def evaluate(self, data: torch.Tensor | Any | None = None) -> dict[str, float]:
+        """Metrics of the EMA model on ``data`` (default: ``eval_data``), logged as ``eval_*``.
+
+        The main process evaluates; the others wait and return ``{}``. See
+        [`tokenkit.train.evaluate`][tokenkit.train.evaluate] for the metrics of each objective.
+        """
+        from tokenkit.train.evaluate import evaluate
+
+        data = self.eval_data if data is None else data
+        if data is None:
+            raise ConfigError("no evaluation data: pass eval_data to the Trainer or data to evaluate()")
+        acc = self.accelerator
+        result: dict[str, float] = {}
+        if acc.is_main_process:
+            model = self.trained_model()
+            with acc.autocast():
+                result = evaluate(model, self.objective, data, batch_size=self.config.batch_size,
+                                  lpips=self.config.eval_lpips, device=acc.device,
+                                  num_workers=self.config.num_workers)
+            if self.ema is None:
+                self._train_mode(model)
+            line = {"step": self.step, **{f"eval_{k}": v for k, v in result.items()}}
+            self.output.mkdir(parents=True, exist_ok=True)
+            with open(self.output / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+            if self.config.log_with:
+                acc.log({k: v for k, v in line.items() if k != "step"}, step=self.step)
+        acc.wait_for_everyone()
+        return result
 
     def finish(self) -> None:
         """Close the experiment trackers (TensorBoard / W&B), if any."""
