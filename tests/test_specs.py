@@ -108,3 +108,12 @@ def test_specs_pickle_and_copy():
     assert copy.deepcopy(spec) == spec
     tok = tk.build("titok-tiny")
     assert copy.deepcopy(tok).spec == tok.spec
+
+
+def test_changing_the_quantizer_drops_the_models_quantizer_options():
+    assert tk.spec("titok-tiny", quantizer="gaussian").quantizer == tk.Part("gaussian", channels=16)
+    assert tk.spec("titok-tiny", quantizer="gaussian", token_dim=4).quantizer == tk.Part("gaussian", channels=4)
+    assert tk.spec("titok-tiny", quantizer="vq").quantizer.config["codebook_size"] == 256  # unchanged: kept
+    assert tk.spec("titok-l32", codebook_size=1024).quantizer.config["l2_norm"] is True
+    with pytest.raises(tk.ConfigError, match="quantizer='fsq' takes its options from a Part"):
+        tk.spec("titok-tiny", quantizer="fsq", codebook_size=5)

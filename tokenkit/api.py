@@ -23,6 +23,10 @@ def spec(name: str, **knobs: Any) -> Spec:
         **knobs: Builder knobs (for TiTok: ``image_size``, ``patch_size``,
             ``num_tokens``, ``encoder_size``, ``decoder_size``, ``quantizer``,
             ``codebook_size``, ``token_dim``, ...); ``None`` values are ignored.
+            A builder may declare ``knob_options = {knob: (option, ...)}``: when a knob is
+            changed (TiTok's ``quantizer``), the model's registered values of its options
+            (``codebook_size``, ``token_dim``, ...) are not carried over, so
+            ``tk.spec("titok-tiny", quantizer="gaussian")`` gets the Gaussian defaults.
 
     Raises:
         RegistryError: Unknown name (closest names suggested).
@@ -40,7 +44,13 @@ def spec(name: str, **knobs: Any) -> Spec:
         unknown = sorted(set(knobs) - set(params))
         if unknown:
             raise ConfigError(f"model {name!r} has no knob(s) {', '.join(unknown)}; its knobs are {', '.join(params)}")
-    return entry.builder(**{**entry.knobs, **knobs})
+    inherited = dict(entry.knobs)
+    for knob, options in getattr(entry.builder, "knob_options", {}).items():
+        default = params[knob].default if knob in params else None
+        if knob in knobs and knobs[knob] != inherited.get(knob, default):
+            for option in options:
+                inherited.pop(option, None)
+    return entry.builder(**{**inherited, **knobs})
 
 
 def build(name_or_spec: str | Spec, *, pretrained: str | os.PathLike | None = None,

@@ -95,6 +95,9 @@ def titok(
             raise ConfigError(f"codebook_size={codebook_size} does not apply to the continuous 'gaussian' bottleneck")
         q_part = Part("gaussian", channels=16 if token_dim is None else token_dim)
     else:
+        if codebook_size is not None or token_dim is not None:
+            raise ConfigError(f"codebook_size/token_dim apply to quantizer='vq' or 'gaussian'; quantizer={quantizer!r} "
+                              "takes its options from a Part: quantizer=tk.Part(name, ...)")
         q_part = Part(quantizer)
     if pixel_decoder is None:
         pixel_decoder = legacy
@@ -109,6 +112,10 @@ def titok(
     else:
         pixel = Part("vqgan", codebook_size=1024) if pixel_decoder else None
     return TokenizerSpec(encoder=encoder, quantizer=q_part, decoder=decoder, pixel_decoder=pixel)
+
+
+titok.knob_options = {"quantizer": ("codebook_size", "token_dim", "l2_norm", "commitment_cost")}
+"""Registered values of these knobs are not carried over when ``quantizer`` changes (see ``tk.spec``)."""
 
 
 def _legacy(n: int, size: str) -> dict[str, Any]:
