@@ -277,3 +277,14 @@ def test_generator_training_resumes_bit_exactly(tmp_path, workers):
     second.train(progress=False)
     a, b = _weights(full), _weights(second)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_default_loss_weights_a_kl_like_the_official_vae_recipe():
+    from tokenkit.contracts import TokenizerOutput
+    from tokenkit.train.objectives import default_loss
+
+    images = torch.zeros(1, 3, 2, 2)
+    output = TokenizerOutput(images + 0.5, None, None, torch.tensor(2.0), {})
+    vae, vq = default_loss(tk.build("titok-tiny", quantizer="gaussian")), default_loss(tk.build("titok-tiny"))
+    assert vae(output, images, 0)[0].item() == pytest.approx(0.25 + 2e-6)
+    assert vq(output, images, 0)[0].item() == pytest.approx(2.25)

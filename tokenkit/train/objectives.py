@@ -5,7 +5,7 @@ An objective maps ``(model, batch, step)`` to a
 
 | objective | model | batch | loss |
 | --- | --- | --- | --- |
-| [`Reconstruction`][tokenkit.train.objectives.Reconstruction] | tokenizer with a pixel output | ``image`` | ``loss_fn`` (default MSE + bottleneck loss) |
+| [`Reconstruction`][tokenkit.train.objectives.Reconstruction] | tokenizer with a pixel output | ``image`` | ``loss_fn`` (default MSE + VQ loss, or + 1e-6 KL) |
 | [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes] | TiTok stage 1 (proxy head) | ``image`` | cross-entropy against a frozen teacher's codes + VQ loss |
 | [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] | masked-token generator | ``tokens``, ``label`` | MaskGIT masked-token cross-entropy |
 """
@@ -13,6 +13,7 @@ An objective maps ``(model, batch, step)`` to a
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -44,11 +45,25 @@ class StepOutput(NamedTuple):
     images: torch.Tensor | None = None
 
 
+KL_WEIGHT = 1e-6
+"""Weight of a continuous bottleneck's KL in the default loss (the official VAE ``kl_weight``)."""
+
+
 def reconstruction_loss(output: TokenizerOutput, images: torch.Tensor, step: int,
-                        targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-    """Default objective: mean squared error plus the bottleneck loss (VQ terms or KL)."""
+                        targets: torch.Tensor | None = None, *, bottleneck_weight: float = 1.0
+                        ) -> tuple[torch.Tensor, dict]:
+    """Default objective: mean squared error plus ``bottleneck_weight`` x the bottleneck loss (VQ terms or KL)."""
     mse = (output.images.float() - images).square().mean()
-    return mse + output.loss, {"mse": mse.detach(), "bottleneck": output.loss.detach()}
+    return mse + bottleneck_weight * output.loss, {"mse": mse.detach(), "bottleneck": output.loss.detach()}
+
+
+def default_loss(model: nn.Module) -> LossFn:
+    """[`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss] with the bottleneck
+    weighted 1 for a discrete tokenizer and [`KL_WEIGHT`][tokenkit.train.objectives.KL_WEIGHT] for a
+    continuous one (a KL at weight 1 collapses the posterior)."""
+    if getattr(model, "codebook_size", 1) is None:
+        return functools.partial(reconstruction_loss, bottleneck_weight=KL_WEIGHT)
+    return reconstruction_loss
 
 
 def loss_from_module(module: nn.Module) -> LossFn:
@@ -112,7 +127,8 @@ class Reconstruction(Objective):
 
     Args:
         loss_fn: ``loss_fn(output, images, step, targets=None)``; default
-            [`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss].
+            [`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss] (the trainer
+            passes [`default_loss`][tokenkit.train.objectives.default_loss] of the model).
     """
 
     def __init__(self, loss_fn: LossFn | None = None) -> None:

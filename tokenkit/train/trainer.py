@@ -30,7 +30,15 @@ from tokenkit.contracts import TokenizerOutput
 from tokenkit.errors import ConfigError
 from tokenkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from tokenkit.train.data import BatchStream
-from tokenkit.train.objectives import LossFn, MaskedTokens, Objective, ProxyCodes, Reconstruction, loss_from_module
+from tokenkit.train.objectives import (
+    LossFn,
+    MaskedTokens,
+    Objective,
+    ProxyCodes,
+    Reconstruction,
+    default_loss,
+    loss_from_module,
+)
 from tokenkit.train.optim import EMA, cosine_schedule, parameter_groups
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
@@ -140,7 +148,8 @@ class Trainer:
             (``{"image": ...}``, or ``{"tokens": ..., "label": ...}`` for a generator);
             batched by [`BatchStream`][tokenkit.train.data.BatchStream].
         loss_fn: ``loss_fn(output, images, step, targets=None) -> (loss, terms)`` of a tokenizer;
-            default [`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss].
+            default [`default_loss`][tokenkit.train.objectives.default_loss] (MSE + VQ loss, or
+            + 1e-6 x KL for a continuous bottleneck).
         model: A built model (default: ``tk.build(config.model, **config.knobs)`` under the seed).
         loss_module: A loss part (kind ``loss``, e.g. a ``composite``); replaces ``loss_fn``. Its
             adversarial terms get a discriminator step after each generator step, with their own
@@ -213,7 +222,7 @@ class Trainer:
             return MaskedTokens()
         if teacher is not None:
             return ProxyCodes(teacher, loss_fn)
-        return Reconstruction(loss_fn)
+        return Reconstruction(loss_fn or default_loss(self.model))
 
     @staticmethod
     def _freeze(model: nn.Module, names: tuple[str, ...]) -> list[nn.Module]:
