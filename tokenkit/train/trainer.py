@@ -97,6 +97,8 @@ class TrainConfig:
     """Tracker project / run-group name."""
     cpu: bool = False
     """Train on the CPU even when a GPU is present (several CPU processes use gloo)."""
+    d_lr: float | None = None
+    """Learning rate of the discriminators of adversarial loss terms (default: ``lr``; official 1e-4)."""
     eval_every: int = 0
     """Steps between evaluations of the EMA model on the evaluation data (0: none during training)."""
     eval_lpips: bool = False
@@ -113,6 +115,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+        if self.d_lr is not None and (isinstance(self.d_lr, bool) or not isinstance(self.d_lr, (int, float))
+                                      or self.d_lr < 0):
+            raise ConfigError(f"d_lr must be a non-negative number or None, got {self.d_lr!r}")
         if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
@@ -153,7 +158,8 @@ class Trainer:
         model: A built model (default: ``tk.build(config.model, **config.knobs)`` under the seed).
         loss_module: A loss part (kind ``loss``, e.g. a ``composite``); replaces ``loss_fn``. Its
             adversarial terms get a discriminator step after each generator step, with their own
-            AdamW optimizer (same learning rate and schedule), from their ``start_step``.
+            AdamW optimizer (``d_lr``; the generator's schedule over the steps from their
+            ``start_step``), from their ``start_step``.
         teacher: A frozen tokenizer whose codes are the targets (TiTok stage 1,
             [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes]).
         objective: What a step computes; default chosen from the model:
@@ -195,10 +201,14 @@ class Trainer:
         self.adversarial = [m for m in (loss_module.modules() if loss_module is not None else ())
                             if callable(getattr(m, "discriminator_loss", None))]
         d_params = [p for m in self.adversarial for p in m.parameters() if p.requires_grad]
-        self.d_optimizer = (torch.optim.AdamW(d_params, lr=config.lr, betas=tuple(config.betas),
+        d_lr = config.lr if config.d_lr is None else config.d_lr
+        self.d_optimizer = (torch.optim.AdamW(d_params, lr=d_lr, betas=tuple(config.betas),
                                               weight_decay=config.weight_decay) if d_params else None)
+        # as officially: the generator's warm-up/cosine multiplier, over the steps the discriminator trains
+        d_start = min((getattr(getattr(m, "config", None), "start_step", 0) for m in self.adversarial), default=0)
         self.d_scheduler = (cosine_schedule(self.d_optimizer, warmup_steps=config.warmup_steps,
-                                            total_steps=config.steps, base_lr=config.lr, end_lr=config.end_lr)
+                                            total_steps=max(1, config.steps - d_start), base_lr=config.lr,
+                                            end_lr=config.end_lr)
                             if self.d_optimizer is not None else None)
         groups = parameter_groups(self.model, config.weight_decay)
         if not groups:
