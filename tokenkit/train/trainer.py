@@ -187,6 +187,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.model = model if model is not None else tk.build(config.model, **dict(config.knobs))
+        self.model.to(self.accelerator.device)  # before the EMA copy, so that both live on the device
         self.frozen = self._freeze(self.model, config.freeze)
         self._train_mode(self.model)
         self.loss_module = loss_module.to(self.accelerator.device) if loss_module is not None else None
@@ -269,7 +270,9 @@ class Trainer:
             "loss_module": None if self.loss_module is None else self.loss_module.state_dict(),
             "d_optimizer": None if self.d_optimizer is None else self.d_optimizer.state_dict(),
             "d_scheduler": None if self.d_scheduler is None else self.d_scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(), "python_rng": list(random.getstate()[1]),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else None,
+            "python_rng": list(random.getstate()[1]),
             "python_gauss": random.getstate()[2],
             "config": json.loads(json.dumps(dataclasses.asdict(self.config))),
         }
@@ -287,6 +290,9 @@ class Trainer:
             self.d_optimizer.load_state_dict(state["d_optimizer"])
             self.d_scheduler.load_state_dict(state["d_scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        cuda_rng = state.get("cuda_rng")  # one state per process (its current device)
+        if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == self.accelerator.num_processes:
+            torch.cuda.set_rng_state(cuda_rng[self.accelerator.process_index].cpu())
         random.setstate((3, tuple(state["python_rng"]), state.get("python_gauss")))
         self.step = state["step"]
         positions = state.get("data_per_process")
@@ -307,15 +313,19 @@ class Trainer:
     def save(self) -> Path | None:
         """Write a checkpoint (every process must call it; the main process writes)."""
         acc = self.accelerator
-        positions = None
-        if acc.num_processes > 1:  # streams may sit at different positions in different processes
+        positions, cuda_rng = None, None
+        if acc.num_processes > 1:  # streams and GPU random states differ between processes
             here = torch.tensor([[self.data.epoch, self.data.offset]], device=acc.device)
             positions = [{"epoch": int(e), "offset": int(o)} for e, o in acc.gather(here).tolist()]
+            if torch.cuda.is_available():
+                cuda_rng = list(acc.gather(torch.cuda.get_rng_state().to(acc.device)[None]).cpu())
         acc.wait_for_everyone()
         if not acc.is_main_process:
             return None
         state = self.state_dict()
         state["data_per_process"] = positions
+        if cuda_rng is not None:
+            state["cuda_rng"] = cuda_rng
         return save_checkpoint(state, self.output / "checkpoints", self.step)
 
     # ---- loop -----------------------------------------------------------------------------------------------
