@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_abl.add_argument("--no-throughput", action="store_true", help="skip the timings (FLOPs only)")
     p_demo = sub.add_parser("demo", help="train a small tokenizer on the bundled images (CPU, offline), "
                                          "write a reconstruction grid and print PSNR/SSIM/codebook usage")
-    p_demo.add_argument("--steps", type=int, default=1200)
+    p_demo.add_argument("--steps", type=int, default=2500)
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--out", default="tokenkit-demo", help="output folder (default: tokenkit-demo)")
     p_train = sub.add_parser("train", help="train with a recipe file (or a bundled recipe name)")

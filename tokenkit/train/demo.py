@@ -1,11 +1,11 @@
 """``tokenkit demo``: train a small tokenizer on the bundled images on CPU, then show what it learned.
 
-It trains a 1D tokenizer (the ``titok-tiny`` composition at width 128 with an
+It trains a 1D tokenizer (the ``titok-tiny`` composition at width 128, patch 8, with an
 FSQ bottleneck: 8 tokens of 1000 codes = 80 bits per 32x32 image) on random
 crops of the six bundled photographs, then writes a PNG grid of held-out
 originals (top rows) and their reconstructions (bottom rows), and prints
 PSNR, SSIM and codebook usage. Everything is offline; a progress bar follows
-the training steps.
+the training steps. Matmuls run in bf16 (autocast), which CPUs with AVX-512 bf16 run fastest.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-DEMO_KNOBS = dict(encoder_size=(128, 2, 4), decoder_size=(128, 2, 4), patch_size=4, quantizer="fsq")
+DEMO_KNOBS = {"encoder_size": (128, 2, 4), "decoder_size": (128, 2, 4), "patch_size": 8, "quantizer": "fsq"}
 
 
-def run_demo(output: str | Path = "tokenkit-demo", *, steps: int = 1200, batch_size: int = 32, seed: int = 0,
+def run_demo(output: str | Path = "tokenkit-demo", *, steps: int = 2500, batch_size: int = 32, seed: int = 0,
              progress: bool = True) -> dict[str, float]:
     """Train, evaluate and write ``output/reconstructions.png`` and ``output/metrics.json``.
 
@@ -36,9 +36,9 @@ def run_demo(output: str | Path = "tokenkit-demo", *, steps: int = 1200, batch_s
     start = time.perf_counter()
     train_images = tk.data.sample_images(32, per_image=64, resize=64, seed=seed)
     held_out = tk.data.sample_images(32, per_image=4, resize=64, seed=seed + 1000)
-    config = TrainConfig(model="titok-tiny", knobs=DEMO_KNOBS, steps=steps, batch_size=batch_size, lr=3e-4,
-                         end_lr=3e-5, warmup_steps=min(100, steps // 10), weight_decay=1e-4, ema_decay=0.99,
-                         seed=seed, output_dir=str(output), log_every=max(1, steps // 20))
+    config = TrainConfig(model="titok-tiny", knobs=DEMO_KNOBS, steps=steps, batch_size=batch_size, lr=6e-4,
+                         end_lr=6e-5, warmup_steps=min(100, steps // 10), weight_decay=1e-4, ema_decay=0.99,
+                         mixed_precision="bf16", seed=seed, output_dir=str(output), log_every=max(1, steps // 20))
     trainer = Trainer(config, train_images)
     trainer.train(progress=progress)
     result = trainer.evaluate(held_out)
