@@ -150,8 +150,11 @@ def train_command(args: argparse.Namespace) -> None:
 
     recipe = load_recipe(recipe_path(args.recipe), args.overrides)
     metrics = run_recipe(recipe, resume=not args.restart)
-    print(json.dumps(metrics))
-    print(f"wrote checkpoints and the final model to {recipe.train.output_dir}")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # one report, however many processes were launched
+        print(json.dumps(metrics))
+        print(f"wrote checkpoints and the final model to {recipe.train.output_dir}")
 
 
 def data_part(data: str | None, size: int) -> tk.Part:

@@ -243,7 +243,8 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
     trainer = Trainer(recipe.train, dataset, model=model, loss_module=loss_module,
                       teacher=None if stage2 else teacher, objective=objective, eval_data=eval_data)
     if resume and trainer.resume():
-        print(f"resumed from step {trainer.step}")
+        if trainer.accelerator.is_main_process:
+            print(f"resumed from step {trainer.step}")
     metrics = trainer.train(progress=progress)
     trainer.save()
     if eval_data is not None:  # the final model's held-out metrics, as eval_* next to the last training log
