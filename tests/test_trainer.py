@@ -288,3 +288,15 @@ def test_default_loss_weights_a_kl_like_the_official_vae_recipe():
     vae, vq = default_loss(tk.build("titok-tiny", quantizer="gaussian")), default_loss(tk.build("titok-tiny"))
     assert vae(output, images, 0)[0].item() == pytest.approx(0.25 + 2e-6)
     assert vq(output, images, 0)[0].item() == pytest.approx(2.25)
+
+
+def test_trainers_with_different_precisions_in_one_process(tmp_path, images):
+    """accelerate fixes its precision per process; the trainer applies its own, run by run."""
+    for name, precision, expected in (("a", "no", torch.float32), ("b", "bf16", torch.bfloat16),
+                                      ("c", "no", torch.float32)):
+        trainer = Trainer(_config(tmp_path, name, steps=1, mixed_precision=precision), images)
+        seen = []
+        trainer.accelerator.unwrap_model(trainer.model).encoder.register_forward_hook(
+            lambda module, args, out: seen.append(out.dtype))
+        trainer.train(progress=False)
+        assert seen == [expected]

@@ -72,7 +72,9 @@ class TrainConfig:
     clip: float = 1.0
     """Gradient-norm clipping (0 disables)."""
     mixed_precision: Literal["no", "bf16"] = "no"
-    """``bf16`` autocast through accelerate."""
+    """``bf16``: forward passes and losses under ``torch.autocast`` in bfloat16 (no loss scaling needed).
+    The trainer applies it itself, so several trainers with different precisions can run in one
+    process (accelerate's own setting is fixed per process)."""
     ema_decay: float = 0.999
     """EMA decay (0 disables the EMA)."""
     seed: int = 0
@@ -180,8 +182,12 @@ class Trainer:
 
         self.config = config
         self.output = Path(config.output_dir)
+        from accelerate.state import is_initialized
+
+        # precision is applied by self.autocast(); accelerate's own setting stays "no" (and is left
+        # alone when another Accelerator set up this process first: it cannot be changed)
         self.accelerator = Accelerator(cpu=config.cpu or _multi_process_without_accelerator(),
-                                       mixed_precision=config.mixed_precision,
+                                       mixed_precision=None if is_initialized() else "no",
                                        gradient_accumulation_steps=config.grad_accum,
                                        log_with=list(config.log_with) or None, project_dir=str(self.output))
         torch.manual_seed(config.seed)
@@ -224,6 +230,11 @@ class Trainer:
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if config.log_with:
             self.accelerator.init_trackers(config.project, config=_flat(dataclasses.asdict(config)))
+
+    def autocast(self) -> torch.autocast:
+        """The precision context of forward passes: bf16 autocast with ``mixed_precision="bf16"``."""
+        return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16,
+                              enabled=self.config.mixed_precision == "bf16")
 
     def _default_objective(self, loss_fn: LossFn | None, teacher: nn.Module | None) -> Objective:
         if hasattr(self.model, "mask_id"):
@@ -345,7 +356,7 @@ class Trainer:
         while self.step < end:
             for _ in range(config.grad_accum):
                 batch = _to(self.data.next(), acc.device)
-                with acc.accumulate(self.model), acc.autocast():
+                with acc.accumulate(self.model), self.autocast():
                     result = self.objective(self.model, batch, self.step)
                     acc.backward(result.loss)
                     if acc.sync_gradients and config.clip > 0:
@@ -396,7 +407,7 @@ class Trainer:
         result: dict[str, float] = {}
         if acc.is_main_process:
             model = self.trained_model()
-            with acc.autocast():
+            with self.autocast():
                 result = evaluate(model, self.objective, data, batch_size=self.config.batch_size,
                                   lpips=self.config.eval_lpips, device=acc.device,
                                   num_workers=self.config.num_workers)
@@ -431,7 +442,7 @@ class Trainer:
         if images is None:
             return None
         model = self.trained_model()
-        with self.accelerator.autocast():
+        with self.autocast():
             rec = self.objective.reconstruct(model, images)
         if self.ema is None:
             self._train_mode(model)
@@ -452,7 +463,7 @@ class Trainer:
             return {}
         inputs = LossInputs(images=images, reconstructions=output.images.detach(),
                             quantizer_loss=output.loss.detach(), step=self.step)
-        with self.accelerator.autocast():
+        with self.autocast():
             d_loss = sum(m.discriminator_loss(inputs) for m in active)
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()
