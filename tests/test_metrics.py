@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import tokenkit as tk
 from tokenkit.metrics import codebook_usage, perplexity, psnr, ssim
 from tokenkit.quantizers.stats import codebook_stats
 
@@ -44,3 +45,15 @@ def test_codebook_metrics_reuse_stats():
     assert codebook_usage(idx, 8) == stats["usage"] == 3 / 8
     assert perplexity(idx, 8) == stats["perplexity"]
     assert perplexity(torch.zeros(5, dtype=torch.long), 4).item() == pytest.approx(1.0)
+
+
+def test_lpips_metric_is_per_image_and_zero_for_identical_images():
+    from tokenkit.metrics import lpips
+
+    images = tk.data.sample_images(16, per_image=1, seed=0)[:3]
+    noisy = (images + 0.2 * torch.randn_like(images)).clamp(0, 1)
+    same, different = lpips(images, images, pretrained=False), lpips(noisy, images, pretrained=False)
+    assert same.shape == different.shape == (3,)
+    assert torch.allclose(same, torch.zeros(3), atol=1e-6) and bool((different > same).all())
+    with pytest.raises(tk.ConfigError, match="VGG16 weights"):
+        lpips(images, images, pretrained=True)  # offline: the real network's weights are not in the cache
