@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tokenkit.errors import ConfigError
+from tokenkit.errors import ConfigError, TokenkitError
 from tokenkit.specs import Part
 from tokenkit.train.objectives import MaskedTokensConfig
 from tokenkit.train.trainer import TrainConfig
@@ -231,7 +231,11 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
     model = tk.build(recipe.model, **dict(recipe.knobs))
     stage2 = recipe.init is not None and recipe.init.pixel_decoder == "teacher"
     if recipe.init is not None and recipe.init.weights is not None:
-        weights = tk.from_pretrained(recipe.init.weights).state_dict()
+        try:
+            weights = tk.from_pretrained(recipe.init.weights).state_dict()
+        except TokenkitError as err:
+            hint = " (run the stage-1 recipe first, or point init.weights at its final/ folder)" if stage2 else ""
+            raise type(err)(f"recipe init.weights: {err}{hint}") from None
         if stage2:
             init_stage2(model, weights, teacher)
         else:
