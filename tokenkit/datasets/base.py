@@ -38,15 +38,36 @@ def warn_skip(err: Exception) -> None:
     warnings.warn(f"skipping unreadable image: {err}", RuntimeWarning, stacklevel=3)
 
 
-class AugmentingDataset:
-    """Mixin: ``train()``/``eval()`` switch between the configured augmentation and the eval transform.
+class DatasetModes:
+    """Mixin: the mode interface every dataset part shares (``train()``, ``eval()``, ``set_epoch()``).
 
-    Mirrors ``nn.Module``'s mode switch: in eval mode crops are centred and
-    nothing is flipped. ``set_epoch(epoch)`` changes the random draws.
+    Mirrors ``nn.Module``'s mode switch; on its own it only records the mode and
+    the epoch (enough for a dataset without randomness, such as ``tokens``).
     """
 
     training: bool = True
     epoch: int = 0
+
+    def train(self, mode: bool = True) -> DatasetModes:
+        """Training mode (``mode=True``) or eval mode; returns ``self``."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> DatasetModes:
+        """Same as ``train(False)``; returns ``self``."""
+        return self.train(False)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random draws of ``epoch`` (call before each epoch, as with ``DistributedSampler``)."""
+        self.epoch = int(epoch)
+
+
+class AugmentingDataset(DatasetModes):
+    """Mixin: ``train()``/``eval()`` switch between the configured augmentation and the eval transform.
+
+    In eval mode crops are centred and nothing is flipped. ``set_epoch(epoch)``
+    changes the random draws.
+    """
 
     def _transforms(self, size: int, random_crop: bool, flip: bool, resize: int | None = None) -> None:
         self._train_transform = Transform(size, random_crop=random_crop, flip=flip, resize=resize)
@@ -57,15 +78,3 @@ class AugmentingDataset:
         """The transform of the current mode."""
         return self._train_transform if self.training else self._eval_transform
 
-    def train(self, mode: bool = True) -> AugmentingDataset:
-        """Use the random augmentation (``mode=True``) or the eval transform; returns ``self``."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self) -> AugmentingDataset:
-        """Centre crops, no flips; returns ``self``."""
-        return self.train(False)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the random draws of ``epoch`` (call before each epoch, as with ``DistributedSampler``)."""
-        self.epoch = int(epoch)

@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
+from tokenkit.datasets.base import DatasetModes
 from tokenkit.errors import ConfigError
 from tokenkit.registry import register
 
@@ -225,7 +226,7 @@ def _read_jsonl(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str] | Non
 # ---- dataset ----------------------------------------------------------------------------------------------------
 
 @register("dataset", "tokens")
-class Tokens(Dataset):
+class Tokens(DatasetModes, Dataset):
     """Map-style dataset of pre-tokenized images, read into memory once.
 
     Items are ``{"tokens": (N,) int64, "label": int (-1 when unlabelled), "key": str}``
@@ -255,7 +256,6 @@ class Tokens(Dataset):
     """
 
     Config = TokensConfig
-    training: bool = True
 
     def __init__(self, config: TokensConfig) -> None:
         self.config = config
@@ -340,15 +340,3 @@ class Tokens(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} token sequences")
         key = self.keys[index] if self.keys is not None else str(index)
         return {"tokens": self.tokens[index], "label": int(self.labels[index]), "key": key}
-
-    def train(self, mode: bool = True) -> Tokens:
-        """No augmentation to switch; returns ``self``."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self) -> Tokens:
-        """Same as ``train(False)``; returns ``self``."""
-        return self.train(False)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Nothing depends on the epoch; kept for the common dataset interface."""

@@ -29,6 +29,34 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate
 from tokenkit.errors import ConfigError
 
 
+def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """The batch with its tensors moved to ``device`` (other values, e.g. keys, as they are)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def batches_once(data: Any, batch_size: int, *, num_workers: int = 0, pin_memory: bool = False
+                 ) -> Iterator[dict[str, Any]]:
+    """Every item of ``data`` once, in order, in batches (the last may be smaller).
+
+    A dataset with ``eval()``/``train()`` (the augmenting datasets) is read in eval mode
+    (centre crops, no flips) and put back in its previous mode afterwards. The DataLoader
+    seeds itself, so reading leaves the global random state alone.
+    """
+    if isinstance(data, torch.Tensor):
+        for start in range(0, len(data), batch_size):
+            yield {"image": data[start : start + batch_size]}
+        return
+    was_training = getattr(data, "training", None)
+    if hasattr(data, "eval"):
+        data.eval()
+    try:
+        yield from DataLoader(data, batch_size=batch_size, num_workers=num_workers, collate_fn=as_batch,
+                              pin_memory=pin_memory, generator=torch.Generator().manual_seed(0))
+    finally:
+        if was_training is not None:
+            data.train(was_training)
+
+
 def as_batch(items: Any) -> dict[str, Any]:
     """``default_collate`` of item dicts, refusing items of another kind with a clear error."""
     batch = default_collate(items)
@@ -92,8 +120,7 @@ class BatchStream:
         """The batch of the items at ``indices`` (tensor and map-style data)."""
         if isinstance(self.data, torch.Tensor):
             return {"image": self.data[indices]}
-        if hasattr(self.data, "set_epoch"):
-            self.data.set_epoch(self.epoch)
+        self._set_epoch()
         return as_batch([self.data[int(i)] for i in indices])
 
     def _set_epoch(self) -> None:
@@ -128,18 +155,18 @@ class BatchStream:
             batch = self.gather(self._indices(self.epoch, self.offset))
             self.offset += 1
             return batch
-        for attempt in range(2):
-            if self._iterator is None:
-                self._iterator = self._open()
+        if self._iterator is None:
+            self._iterator = self._open()
+        batch = next(self._iterator, None)
+        if batch is None and self.offset > 0:  # the epoch is used up: start the next one
+            self.epoch, self.offset = self.epoch + 1, 0
+            self._iterator = self._open()
             batch = next(self._iterator, None)
-            if batch is not None:
-                self.offset += 1
-                return batch
-            if attempt == 0 and self.offset == 0:
-                break
-            self.epoch, self.offset, self._iterator = self.epoch + 1, 0, None
-        raise ConfigError(f"the dataset yields no full batch of {self.batch_size} items "
-                          f"(process {self.rank} of {self.world}); use a smaller batch_size or more data")
+        if batch is None:
+            raise ConfigError(f"the dataset yields no full batch of {self.batch_size} items "
+                              f"(process {self.rank} of {self.world}); use a smaller batch_size or more data")
+        self.offset += 1
+        return batch
 
     def first(self, count: int) -> dict[str, Any]:
         """A fixed batch of up to ``count`` items (the first of epoch 0) for sample grids."""

@@ -8,37 +8,15 @@ masked-token cross-entropy and accuracy under fixed masks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from tokenkit.errors import ConfigError
-from tokenkit.train.data import as_batch
+from tokenkit.train.data import batches_once, to_device
 from tokenkit.train.objectives import Objective
-
-
-def batches_once(data: Any, batch_size: int, *, num_workers: int = 0) -> Iterator[dict[str, Any]]:
-    """Every item of ``data`` once, in order, in batches (the last may be smaller).
-
-    A dataset with ``eval()``/``train()`` (the augmenting datasets) is read in eval mode
-    (centre crops, no flips) and put back in its previous mode afterwards.
-    """
-    if isinstance(data, torch.Tensor):
-        for start in range(0, len(data), batch_size):
-            yield {"image": data[start : start + batch_size]}
-        return
-    was_training = getattr(data, "training", None)
-    if hasattr(data, "eval"):
-        data.eval()
-    try:
-        yield from DataLoader(data, batch_size=batch_size, num_workers=num_workers, collate_fn=as_batch,
-                              generator=torch.Generator().manual_seed(0))  # leaves the global random state
-    finally:
-        if was_training is not None:
-            data.train(was_training)
 
 
 @torch.no_grad()
@@ -50,7 +28,7 @@ def evaluate(model: nn.Module, objective: Objective, data: Any, *, batch_size: i
         model: The model (put in eval mode for the pass, then back).
         objective: Supplies [`evaluate`][tokenkit.train.objectives.Objective.evaluate] for one batch.
         data: Images ``(M, C, H, W)`` or a dataset (see
-            [`batches_once`][tokenkit.train.evaluate.batches_once]).
+            [`batches_once`][tokenkit.train.data.batches_once]).
         batch_size: Items per forward pass.
         lpips: Also LPIPS (VGG weights needed in the torch cache).
         device: Where the batches go (default: the model's device).
@@ -70,15 +48,15 @@ def evaluate(model: nn.Module, objective: Objective, data: Any, *, batch_size: i
     model.eval()
     sums: dict[str, float] = {}
     ids, count = [], 0
-    try:
-        for batch in batches_once(data, batch_size, num_workers=num_workers):
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            values, indices = objective.evaluate(model, batch, lpips=lpips)
-            for name, value in values.items():
-                sums[name] = sums.get(name, 0.0) + float(value.double().sum())
-            count += len(next(iter(values.values())))
-            if indices is not None:
-                ids.append(indices.cpu())
+    try:  # closing: the dataset's mode is restored at once, also after an error
+        with closing(batches_once(data, batch_size, num_workers=num_workers)) as batches:
+            for batch in batches:
+                values, indices = objective.evaluate(model, to_device(batch, device), lpips=lpips)
+                for name, value in values.items():
+                    sums[name] = sums.get(name, 0.0) + float(value.double().sum())
+                count += len(next(iter(values.values())))
+                if indices is not None:
+                    ids.append(indices.cpu())
     finally:
         model.train(was_training)
     if count == 0:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -33,9 +34,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
 
 from tokenkit.errors import ConfigError, ContractError
+from tokenkit.train.data import batches_once
 
 OUTPUT_SUFFIXES = (".safetensors", ".jsonl")
 """Output formats of [`pretokenize`][tokenkit.train.pretokenize.pretokenize], chosen by suffix."""
@@ -150,28 +152,26 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
     if isinstance(tokenizer, nn.Module):
         tokenizer.to(device)
     tokenizer_mode = getattr(tokenizer, "training", None)
-    dataset_mode = getattr(dataset, "training", None)
     if callable(getattr(tokenizer, "eval", None)):
         tokenizer.eval()
-    if callable(getattr(dataset, "eval", None)):
-        dataset.eval()
     tokens: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     keys: list[str] | None = []
+    reader = None
     try:
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, shuffle=False,
-                            pin_memory=device.type == "cuda")
-        batches: Any = loader
+        # in order, in eval mode (centre crops), the dataset's mode restored afterwards
+        reader = batches_once(dataset, batch_size, num_workers=num_workers, pin_memory=device.type == "cuda")
+        batches: Any = reader
         if progress:
             from tqdm.auto import tqdm
 
-            total = None if isinstance(dataset, IterableDataset) else len(loader)
-            batches = tqdm(loader, total=total, desc="pretokenize", unit="batch")
+            total = None if isinstance(dataset, IterableDataset) else math.ceil(len(dataset) / batch_size)
+            batches = tqdm(batches, total=total, desc="pretokenize", unit="batch")
         with torch.no_grad():
             for batch in batches:
-                if not isinstance(batch, dict) or "image" not in batch:
+                if "image" not in batch:
                     raise ConfigError("pretokenize needs an image dataset (items {'image', 'label', 'key'}), got "
-                                      f"{sorted(batch) if isinstance(batch, dict) else type(batch).__name__}")
+                                      f"{sorted(batch)}")
                 images = batch["image"].to(device, non_blocking=True)
                 label = torch.as_tensor(batch.get("label", torch.full((len(images),), -1))).to(torch.int64).cpu()
                 if not allow_unlabelled and bool((label < 0).any()):
@@ -190,10 +190,10 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
                 else:
                     keys = None
     finally:
+        if reader is not None:
+            reader.close()  # restores the dataset's mode now, also after an error
         if tokenizer_mode is not None:
             tokenizer.train(tokenizer_mode)
-        if dataset_mode is not None and callable(getattr(dataset, "train", None)):
-            dataset.train(dataset_mode)
     if not tokens:
         raise ConfigError("the dataset yielded no images")
     all_tokens, all_labels = torch.cat(tokens), torch.cat(labels)

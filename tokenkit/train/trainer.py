@@ -29,7 +29,7 @@ from torch import nn
 from tokenkit.contracts import TokenizerOutput
 from tokenkit.errors import ConfigError
 from tokenkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from tokenkit.train.data import BatchStream
+from tokenkit.train.data import BatchStream, to_device
 from tokenkit.train.objectives import (
     LossFn,
     MaskedTokens,
@@ -348,14 +348,11 @@ class Trainer:
         end = config.steps if stop_after is None else min(config.steps, self.step + stop_after)
         bar = tqdm(total=config.steps, initial=self.step, desc="training", unit="step",
                    disable=not (progress and acc.is_main_process))
-        log_path = self.output / "metrics.jsonl"
-        if acc.is_main_process:
-            self.output.mkdir(parents=True, exist_ok=True)
         last: dict[str, float] = {}
         start_time = time.perf_counter()
         while self.step < end:
             for _ in range(config.grad_accum):
-                batch = _to(self.data.next(), acc.device)
+                batch = to_device(self.data.next(), acc.device)
                 with acc.accumulate(self.model), self.autocast():
                     result = self.objective(self.model, batch, self.step)
                     acc.backward(result.loss)
@@ -378,11 +375,7 @@ class Trainer:
                         **{k: float(v) for k, v in result.stats.items()},
                         "seconds": time.perf_counter() - start_time}
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
-                if acc.is_main_process:
-                    with open(log_path, "a") as f:
-                        f.write(json.dumps(last) + "\n")
-                if config.log_with:
-                    acc.log({k: v for k, v in last.items() if k != "step"}, step=self.step)
+                self._log(last)
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
                 self.save()
             if config.sample_every and self.step % config.sample_every == 0 and acc.is_main_process:
@@ -413,14 +406,18 @@ class Trainer:
                                   num_workers=self.config.num_workers)
             if self.ema is None:
                 self._train_mode(model)
-            line = {"step": self.step, **{f"eval_{k}": v for k, v in result.items()}}
+            self._log({"step": self.step, **{f"eval_{k}": v for k, v in result.items()}})
+        acc.wait_for_everyone()
+        return result
+
+    def _log(self, line: dict[str, float]) -> None:
+        """Append ``line`` to ``metrics.jsonl`` (main process) and send it to the trackers, if any."""
+        if self.accelerator.is_main_process:
             self.output.mkdir(parents=True, exist_ok=True)
             with open(self.output / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")
-            if self.config.log_with:
-                acc.log({k: v for k, v in line.items() if k != "step"}, step=self.step)
-        acc.wait_for_everyone()
-        return result
+        if self.config.log_with:
+            self.accelerator.log({k: v for k, v in line.items() if k != "step"}, step=self.step)
 
     def finish(self) -> None:
         """Close the experiment trackers (TensorBoard / W&B), if any."""
@@ -436,7 +433,7 @@ class Trainer:
         from torchvision.utils import make_grid, save_image
 
         if self._samples is None:
-            first = _to(self.data.first(self.config.sample_count), self.accelerator.device)
+            first = to_device(self.data.first(self.config.sample_count), self.accelerator.device)
             self._samples = first.get("image")
         images = self._samples
         if images is None:
@@ -487,10 +484,6 @@ def _multi_process_without_accelerator() -> bool:
 
     accelerators = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerators
-
-
-def _to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

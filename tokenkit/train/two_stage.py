@@ -51,18 +51,16 @@ def init_stage2(model: nn.Module, stage1: dict[str, torch.Tensor] | nn.Module, t
     """
     if getattr(model, "pixel_decoder", None) is None:
         raise ConfigError("stage 2 needs a composition with a pixel_decoder (e.g. titok-l32, or titok(legacy=True))")
+    from tokenkit.weights.pretrained import load_weights
+
     state = stage1.state_dict() if isinstance(stage1, nn.Module) else dict(stage1)
+    extra = sorted(k for k in state if k.startswith("pixel_decoder."))
+    if extra:
+        raise WeightsError(f"stage-1 weights have no pixel decoder, got unexpected {extra[:5]}")
     pixel = {f"pixel_decoder.{k}": v for k, v in teacher_pixel_decoder_state(teacher).items()}
-    own = model.state_dict()
-    expected = {k for k in own if not k.startswith("pixel_decoder.")}
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise WeightsError(f"stage-1 weights do not fit this model: missing {missing[:5]}"
-                           f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                           f"{' ...' if len(unexpected) > 5 else ''}")
-    merged = {**state, **pixel}
-    bad = [f"{k}: {tuple(merged[k].shape)} vs {tuple(own[k].shape)}" for k in own if merged[k].shape != own[k].shape]
-    if bad:
-        raise WeightsError("stage-1 / teacher weights have other shapes than the model: " + "; ".join(bad[:5]))
-    model.load_state_dict(merged)
+    try:
+        load_weights(model, {**state, **pixel})
+    except WeightsError as err:
+        raise WeightsError(f"stage-1 weights + the teacher's pixel decoder do not fit this model "
+                           f"(keys or shapes): {err}") from None
     return model
