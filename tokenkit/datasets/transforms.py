@@ -10,7 +10,8 @@ replayed exactly.
 Decoding keeps Pillow's decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``
 is never touched, unlike the official reader, TITOK_SPEC §7.4 item 28): an
 oversized image is an [`ImageDecodeError`][tokenkit.datasets.transforms.ImageDecodeError]
-like any corrupt file.
+like any corrupt file. 16-bit and float images are scaled to 8 bit (see
+[`to_8bit`][tokenkit.datasets.transforms.to_8bit]) instead of being clipped to white.
 
 Example:
     >>> import torch
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,21 +44,82 @@ class ImageDecodeError(TokenkitError):
     """An image file is corrupt, truncated, not an image, or over Pillow's pixel limit."""
 
 
-def decode_image(source: bytes | str | os.PathLike, name: str | None = None) -> Image.Image:
+HIGH_DEPTH_MODES: tuple[str, ...] = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+"""Pillow modes with more than 8 bits per sample, which [`to_8bit`][tokenkit.datasets.transforms.to_8bit] scales."""
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """Scale a 16-bit or float single-channel image to an 8-bit ``L`` image; other modes are returned as they are.
+
+    Pillow's own ``convert("L")`` / ``convert("RGB")`` clips these modes to [0, 255]
+    instead of scaling, so a mid-grey 16-bit PNG (32768) would come out white.
+
+    * ``I;16``, ``I;16L``, ``I;16B``, ``I;16N`` (16-bit PNG, TIFF, PGM) and ``I`` (32-bit
+      integers; read as 16-bit data, values outside [0, 65535] clipped):
+      ``round(value / 257)``, so 65535 -> 255 and 32768 -> 128.
+    * ``F`` (32-bit float): taken as intensities in [0, 1] when every value lies there
+      (``round(255 * value)``); otherwise on Pillow's 0-255 scale, clipped. NaN -> 0.
+
+    Examples:
+        >>> import numpy as np
+        >>> from PIL import Image
+        >>> from tokenkit.datasets.transforms import to_8bit
+        >>> grey = Image.fromarray(np.full((2, 2), 32768, dtype=np.uint16))
+        >>> grey.mode, grey.convert("L").getpixel((0, 0)), to_8bit(grey).getpixel((0, 0))
+        ('I;16', 255, 128)
+    """
+    if image.mode not in HIGH_DEPTH_MODES:
+        return image
+    array = np.asarray(image)
+    if image.mode == "F":
+        array = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        if array.size and array.min() >= 0.0 and array.max() <= 1.0:
+            array = array * 255.0
+    else:
+        array = np.clip(array.astype(np.float64), 0, 65535) / 257.0
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
+
+
+def decode_image(source: bytes | str | os.PathLike, name: str | None = None, *, exif: bool = False) -> Image.Image:
     """Decode an image file (path or bytes) to an RGB PIL image.
+
+    8-bit images are converted with ``convert("RGB")`` as the official reader does
+    (alpha is dropped, CMYK uses Pillow's conversion); 16-bit and float images are
+    scaled to 8 bit first ([`to_8bit`][tokenkit.datasets.transforms.to_8bit]).
 
     Args:
         source: A path, or the encoded bytes.
         name: What to call the file in an error (default: the path).
+        exif: Apply the EXIF orientation (``PIL.ImageOps.exif_transpose``). Off by default,
+            as in the official reader, so the official ImageNet numbers are unchanged.
 
     Raises:
         ImageDecodeError: Naming the file, for corrupt data or a decompression
             bomb (Pillow's ``MAX_IMAGE_PIXELS`` guard stays active).
     """
+    return decode_with(source, lambda image: to_8bit(_orient(image, exif)).convert("RGB"), name)
+
+
+def _orient(image: Image.Image, exif: bool) -> Image.Image:
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image) if exif else image
+
+
+def decode_with(source: bytes | str | os.PathLike, convert: Callable[[Image.Image], Image.Image],
+                name: str | None = None) -> Image.Image:
+    """Open an image file (path or bytes) and return ``convert(image)``, fully decoded.
+
+    Pillow's errors (corrupt, truncated or non-image data, a missing file, a decompression
+    bomb) become an [`ImageDecodeError`][tokenkit.datasets.transforms.ImageDecodeError]
+    naming the file (``name``, default: the path).
+    """
     name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            return image.convert("RGB")  # forces the full decode inside the try
+            out = convert(image)
+            out.load()  # forces the full decode inside the try
+            return out
     except Image.DecompressionBombError as err:
         raise ImageDecodeError(f"refusing to decode {name}: {err}") from err
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
