@@ -56,6 +56,11 @@ def _shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
+def _resize_hint(size: int) -> str:
+    return (f"resize and centre-crop with tk.load_images(paths, size={size}) (files) or "
+            f"tokenkit.datasets.transforms.eval_transform({size}) (PIL images)")
+
+
 def check_tensor(value: object, name: str) -> torch.Tensor:
     """Raise unless ``value`` is a tensor."""
     if not isinstance(value, torch.Tensor):
@@ -81,9 +86,12 @@ def check_images(
         raise ContractError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}")
     height, width = images.shape[-2:]
     if patch_size is not None and (height % patch_size or width % patch_size):
-        raise ContractError(f"image height and width must be divisible by the patch size {patch_size}, got {height}x{width}")
+        raise ContractError(f"image height and width must be divisible by the patch size {patch_size}, got "
+                            f"{height}x{width}" + (f" (this tokenizer takes {image_size}x{image_size} images); "
+                                                   f"{_resize_hint(image_size)}" if image_size is not None else ""))
     if image_size is not None and (height, width) != (image_size, image_size):
-        raise ContractError(f"images must be {image_size}x{image_size} for this tokenizer, got {height}x{width}")
+        raise ContractError(f"images must be {image_size}x{image_size} for this tokenizer, got {height}x{width} "
+                            f"(H x W); {_resize_hint(image_size)}")
     if check_range and images.numel() and images.device.type != "meta":
         lo, hi = torch.aminmax(images.detach())
         if lo.item() < 0.0 or hi.item() > 1.0:
