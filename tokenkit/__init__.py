@@ -24,6 +24,7 @@ from tokenkit.api import build, spec
 from tokenkit.contracts import QuantizerOutput, TokenizerOutput
 from tokenkit.errors import ConfigError, ContractError, RegistryError, TokenkitError, WeightsError
 from tokenkit.factory import build_part
+from tokenkit.images import load_images, save_images
 from tokenkit.models import Tokenizer, titok  # noqa: F401  (registers the models)
 from tokenkit.pipelines import generate_images
 from tokenkit.registry import KINDS, list_models, list_parts, register, register_model, unregister, unregister_model
@@ -36,5 +37,5 @@ __all__ = [
     "KINDS", "ConfigError", "GeneratorSpec", "ContractError", "Part", "QuantizerOutput", "RegistryError", "Tokenizer",
     "TokenizerOutput", "TokenizerSpec", "TokenkitError", "build", "build_part", "list_models", "list_parts",
     "register", "register_model", "spec", "unregister", "__version__", "WeightsError", "from_pretrained",
-    "load_weights", "save_pretrained", "unregister_model", "generate_images", "ablate",
+    "load_weights", "save_pretrained", "unregister_model", "generate_images", "ablate", "load_images", "save_images",
 ]
