@@ -1,11 +1,12 @@
-"""The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate``, ``demo``, ``train`` and
-``pretokenize``."""
+"""The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate``, ``demo``, ``train``,
+``pretokenize``, ``reconstruct``, ``encode`` and ``decode``."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -216,6 +217,295 @@ def pretokenize_command(args: argparse.Namespace) -> None:
           f"in {info['seconds']:.1f} s")
 
 
+# ---- images in and out: reconstruct, encode, decode ---------------------------------------------------------------
+
+IDS_FORMAT = "tokenkit.ids"
+"""``format`` metadata of the files ``tokenkit encode`` writes."""
+
+
+def _warn(message: str) -> None:
+    print(f"tokenkit: warning: {message}", file=sys.stderr)
+
+
+def _tokenizer(model: str, weights: str | None, device: str):
+    """``(tokenizer, weights source or None)`` for ``--model`` / ``--weights`` (a saved folder or file works too)."""
+    if weights is None and model and Path(model).exists():  # a saved tokenizer folder or file
+        tok, source = tk.from_pretrained(model, device=device), model
+    else:
+        tok, source = _load(model, weights, device), weights
+    if not isinstance(tok, tk.Tokenizer):
+        raise tk.ConfigError(f"{model or weights!r} is not a tokenizer (e.g. titok-l32)")
+    if source is None:
+        _warn(f"{model} has random weights (no --weights given): its token ids and reconstructions are meaningless")
+    return tok.eval(), source
+
+
+def _image_size(tok, size: int | None) -> int:
+    if size is not None and size != tok.image_size:
+        raise tk.ConfigError(f"--size {size}: this tokenizer takes {tok.image_size}x{tok.image_size} images "
+                             "(leave out --size to use it)")
+    return tok.image_size
+
+
+def _image_files(inputs: Sequence[str], exclude: Path | None = None) -> tuple[list[Path], list[str]]:
+    """The image files under ``inputs`` (without those inside the folder ``exclude``) and their unique output names."""
+    from tokenkit.images import list_images, output_names
+
+    paths = list_images(inputs)
+    if exclude is not None:  # e.g. `tokenkit reconstruct . --out rec` must not read its own outputs
+        exclude = exclude.resolve()
+        paths = [p for p in paths if exclude not in p.resolve().parents]
+        if not paths:
+            raise tk.ConfigError(f"no images to read outside the output folder {str(exclude)!r}")
+    return paths, output_names(paths)
+
+
+def _read_batches(paths: Sequence[Path], names: Sequence[str], size: int, batch_size: int, *, exif: bool,
+                  skip: bool):
+    """Yield ``(names, images (B, 3, size, size))`` batch by batch; unreadable files raise or are skipped."""
+    import torch
+
+    from tokenkit.datasets.transforms import ImageDecodeError
+    from tokenkit.images import load_image
+
+    if batch_size < 1:
+        raise tk.ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    batch_names, images, count = [], [], 0
+    for path, name in zip(paths, names):
+        try:
+            images.append(load_image(path, size, exif=exif))
+        except ImageDecodeError as err:
+            if not skip:
+                raise
+            _warn(f"skipping {err}")
+            continue
+        batch_names.append(name)
+        count += 1
+        if len(batch_names) == batch_size:
+            yield batch_names, torch.stack(images)
+            batch_names, images = [], []
+    if batch_names:
+        yield batch_names, torch.stack(images)
+    if not count:
+        raise ImageDecodeError(f"none of the {len(paths)} image files could be decoded")
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    from tokenkit.images import OutputExistsError
+
+    existing = [p for p in paths if p.exists()]
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise OutputExistsError(f"{existing[0]} already exists{more}; pass --overwrite to replace it")
+
+
+def _lpips_or_reason(rec, images):
+    """Per-image LPIPS ``(B,)``, or ``(None, why not)`` when the VGG16 weights are not in the torch cache."""
+    from tokenkit.losses.lpips import VGG16_URL, vgg16_weights_path
+    from tokenkit.metrics import lpips
+
+    if not vgg16_weights_path().is_file():
+        return None, (f"needs the torchvision VGG16 weights at {vgg16_weights_path()}: download {VGG16_URL} "
+                      "there, or set TORCH_HOME; --no-lpips leaves the column out")
+    try:
+        return lpips(rec, images).cpu(), None
+    except (tk.ConfigError, ImportError) as err:
+        return None, str(err)
+
+
+def _tokenizer_roundtrip(tok, images):
+    """Reconstructions in [0, 1]: through the token ids, or (continuous bottleneck) through the codes."""
+    import torch
+
+    with torch.no_grad():
+        if tok.codebook_size is None:
+            return tok.decode(tok.encode(images).codes).clamp(0, 1)
+        return tok.detokenize(tok.tokenize(images))
+
+
+def reconstruct_command(args: argparse.Namespace) -> None:
+    """``tokenkit reconstruct IMAGES... --model M --out DIR``: original | reconstruction PNGs, PSNR / LPIPS table."""
+    import math
+
+    import torch
+
+    from tokenkit.images import save_images
+    from tokenkit.metrics import psnr
+    from tokenkit.weights.io import save_json
+
+    out = Path(args.out)
+    paths, names = _image_files(args.images, exclude=out)
+    _refuse_existing([out / f"{n}.png" for n in names] + [out / "metrics.json"], args.overwrite)
+    tok, source = _tokenizer(args.model, args.weights, args.device)
+    size = _image_size(tok, args.size)
+    rows: list[dict] = []
+    lpips_reason = None if not args.no_lpips else "--no-lpips"
+    for batch_names, images in _read_batches(paths, names, size, args.batch_size, exif=not args.no_exif,
+                                             skip=args.skip_unreadable):
+        images = images.to(args.device)
+        rec = (_tokenizer_roundtrip(tok, images) * 255).round() / 255  # the 8-bit image that is written
+        scores = psnr(rec, images).cpu().tolist()
+        distances = None
+        if lpips_reason is None:
+            distances, lpips_reason = _lpips_or_reason(rec, images)
+        save_images(torch.cat([images, rec], dim=-1), out, batch_names, overwrite=True)
+        for i, name in enumerate(batch_names):
+            rows.append({"name": name, "file": f"{name}.png", "psnr": scores[i],
+                         "lpips": None if distances is None else float(distances[i])})
+    with_lpips = not args.no_lpips
+
+    def fmt(value, digits):
+        return "n/a" if value is None else ("inf" if math.isinf(value) else f"{value:.{digits}f}")
+
+    def mean(key):
+        values = [r[key] for r in rows]
+        return None if any(v is None for v in values) else sum(values) / len(values)
+
+    header = "| image | PSNR (dB) |" + (" LPIPS |" if with_lpips else "")
+    print(header)
+    print("| --- | ---: |" + (" ---: |" if with_lpips else ""))
+    for row in [*rows, {"name": "mean", "psnr": mean("psnr"), "lpips": mean("lpips")}]:
+        print(f"| {row['name']} | {fmt(row['psnr'], 2)} |" + (f" {fmt(row['lpips'], 4)} |" if with_lpips else ""))
+    if with_lpips and lpips_reason is not None:
+        print(f"LPIPS: n/a ({lpips_reason})")
+
+    def finite(value):
+        return value if value is None or math.isfinite(value) else None
+
+    save_json({"model": args.model, "weights": source, "image_size": size,
+               "images": [{**r, "psnr": finite(r["psnr"])} for r in rows],
+               "mean": {"psnr": finite(mean("psnr")), "lpips": mean("lpips") if with_lpips else None},
+               "lpips_note": lpips_reason}, out / "metrics.json")
+    print(f"wrote {len(rows)} images (original | reconstruction) and metrics.json to {out}")
+
+
+def state_dict_sha256(module) -> str:
+    """SHA-256 of a module's state dict: names, dtypes, shapes and bytes, in name order (a few seconds for 1 GB)."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def encode_command(args: argparse.Namespace) -> None:
+    """``tokenkit encode IMAGES... --model M --out ids.safetensors``: token ids with names and the model spec."""
+    import torch
+
+    from tokenkit.weights.io import save_safetensors
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".safetensors":
+        raise tk.ConfigError(f"--out {str(out)!r} must end in .safetensors")
+    _refuse_existing([out], args.overwrite)
+    paths, all_names = _image_files(args.images)
+    tok, source = _tokenizer(args.model, args.weights, args.device)
+    if tok.codebook_size is None:
+        raise tk.ConfigError(f"{args.model or args.weights!r} has a continuous bottleneck "
+                             f"({tok.spec.quantizer.name!r}): it has no token ids to encode; "
+                             "use tokenkit reconstruct, or tok.encode(images).codes in Python")
+    size = _image_size(tok, args.size)
+    names, ids = [], []
+    with torch.no_grad():
+        for batch_names, images in _read_batches(paths, all_names, size, args.batch_size, exif=not args.no_exif,
+                                                 skip=args.skip_unreadable):
+            ids.append(tok.tokenize(images.to(args.device)).to(torch.int64).cpu())
+            names.extend(batch_names)
+    ids = torch.cat(ids)
+    metadata = {"format": IDS_FORMAT, "names": json.dumps(names), "tokenizer": tok.spec.to_json(indent=None),
+                "weights": source or "", "state_dict_sha256": state_dict_sha256(tok),
+                "image_size": str(size), "num_tokens": str(tok.num_tokens), "codebook_size": str(tok.codebook_size),
+                "num_codebooks": str(tok.num_codebooks), "model": args.model}
+    save_safetensors({"ids": ids}, out, metadata)
+    print(f"wrote {out}: ids {tuple(ids.shape)} int64 of {len(names)} images "
+          f"({tok.num_tokens} tokens each, codebook {tok.codebook_size})")
+
+
+def read_ids(path: str | os.PathLike) -> tuple:
+    """``(ids, metadata)`` of a file written by ``tokenkit encode``.
+
+    Raises:
+        WeightsError: Not a readable safetensors file.
+        ConfigError: It holds no ``ids`` tensor.
+    """
+    from tokenkit.weights.io import load_state_dict, read_safetensors_metadata
+
+    path = Path(path)
+    if not path.is_file():
+        raise tk.ConfigError(f"no such file: {str(path)!r}")
+    if path.suffix.lower() != ".safetensors":
+        raise tk.ConfigError(f"{str(path)!r} is not a .safetensors file (tokenkit encode writes them)")
+    tensors = load_state_dict(path)
+    if "ids" not in tensors:
+        raise tk.ConfigError(f"{path} holds no 'ids' tensor (found {sorted(tensors)}); "
+                             "it was not written by tokenkit encode")
+    return tensors["ids"], read_safetensors_metadata(path)
+
+
+def _stored_names(text: str, count: int) -> list[str] | None:
+    """The image names stored by ``tokenkit encode``, or ``None`` if they are not ``count`` unique file names."""
+    from tokenkit.images import _check_name
+
+    try:
+        names = json.loads(text)
+        if not isinstance(names, list) or len(names) != count or len(set(names)) != count:
+            return None
+        return [_check_name(n) for n in names]
+    except (json.JSONDecodeError, TypeError, tk.ConfigError):
+        return None
+
+
+def decode_command(args: argparse.Namespace) -> None:
+    """``tokenkit decode ids.safetensors --out DIR``: one PNG per stored token sequence."""
+    import torch
+
+    from tokenkit.images import save_images
+    from tokenkit.specs import TokenizerSpec
+
+    if args.batch_size < 1:
+        raise tk.ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    ids, meta = read_ids(args.ids)
+    if ids.ndim not in (2, 3) or not ids.shape[0]:
+        raise tk.ConfigError(f"{args.ids}: ids must be (B, N) or (B, N, Q) with B >= 1, got {tuple(ids.shape)}")
+    count = ids.shape[0]
+    names = [f"{i:05d}" for i in range(count)]
+    if "names" in meta:
+        stored = _stored_names(meta["names"], count)
+        if stored is None:
+            _warn(f"{args.ids} stores unusable image names; writing 00000.png, 00001.png, ...")
+        else:
+            names = stored
+    out = Path(args.out)
+    _refuse_existing([out / f"{n}.png" for n in names], args.overwrite)
+    if args.model:
+        tok, source = _tokenizer(args.model, args.weights, args.device)
+    elif "tokenizer" in meta:
+        spec = TokenizerSpec.from_json(meta["tokenizer"])
+        tok = tk.build(spec, pretrained=args.weights, device=args.device)
+        source = args.weights
+        if source is None:
+            hint = f"; they were encoded with --weights {meta['weights']}" if meta.get("weights") else ""
+            _warn(f"the tokenizer is rebuilt from the spec in {args.ids} with random weights (no --weights "
+                  f"given){hint}: the images are noise")
+    else:
+        raise tk.ConfigError(f"{args.ids} stores no tokenizer spec; pass --model (and --weights)")
+    if not isinstance(tok, tk.Tokenizer) or tok.codebook_size is None:
+        raise tk.ConfigError("decode needs a discrete tokenizer (one with token ids)")
+    if source is not None and meta.get("state_dict_sha256") and meta["state_dict_sha256"] != state_dict_sha256(tok):
+        _warn(f"these weights differ from the ones the ids were encoded with ({meta.get('weights') or 'random'})")
+    written = []
+    with torch.no_grad():
+        for start in range(0, count, args.batch_size):
+            images = tok.detokenize(ids[start : start + args.batch_size].to(args.device))
+            written += save_images(images, out, names[start : start + args.batch_size], overwrite=True)
+    print(f"wrote {len(written)} images ({tok.image_size}x{tok.image_size}) to {out}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokenkit`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="tokenkit", description="Pluggable image-tokenizer building blocks.")
@@ -277,6 +567,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_pre.add_argument("--allow-unlabelled", action="store_true", help="accept images without a label (-1)")
     p_pre.add_argument("--device", default="cpu")
     p_pre.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p_rec = sub.add_parser("reconstruct", help="images -> tokenizer -> side-by-side PNGs (original | reconstruction) "
+                                               "and a PSNR / LPIPS table")
+    p_enc = sub.add_parser("encode", help="images -> token ids (.safetensors, with the image names and model spec)")
+    p_dec = sub.add_parser("decode", help="token ids (.safetensors from tokenkit encode) -> one PNG per image")
+    for p in (p_rec, p_enc):
+        p.add_argument("images", nargs="+", metavar="IMAGES",
+                       help="image files and/or folders (searched recursively)")
+        p.add_argument("--model", required=True, help="tokenizer model name (e.g. titok-l32), or a saved tokenizer "
+                                                      "folder/file ('' with --weights: the composition from the weights)")
+        p.add_argument("--size", type=int, help="image side (default: the model's image size)")
+        p.add_argument("--no-exif", action="store_true", help="ignore the EXIF orientation of photos")
+        p.add_argument("--skip-unreadable", action="store_true",
+                       help="skip files that cannot be decoded, with a warning (default: stop with an error)")
+    p_rec.add_argument("--out", required=True, help="output folder: NAME.png per image and metrics.json")
+    p_rec.add_argument("--no-lpips", action="store_true", help="leave out LPIPS")
+    p_enc.add_argument("--out", required=True, help="output .safetensors file")
+    p_dec.add_argument("ids", help=".safetensors file written by tokenkit encode")
+    p_dec.add_argument("--out", required=True, help="output folder: one NAME.png per image")
+    p_dec.add_argument("--model", help="tokenizer model name or saved tokenizer (default: the spec stored in the file)")
+    for p in (p_rec, p_enc, p_dec):
+        p.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
+        p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ablate":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -294,6 +608,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_command(args)
         elif args.command == "pretokenize":
             pretokenize_command(args)
+        elif args.command == "reconstruct":
+            reconstruct_command(args)
+        elif args.command == "encode":
+            encode_command(args)
+        elif args.command == "decode":
+            decode_command(args)
         else:
             info = model_info(args.name)
             print(json.dumps(info, indent=2)) if args.json else _print_info(info)
