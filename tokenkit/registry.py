@@ -25,7 +25,9 @@ from typing import Any
 
 from tokenkit.errors import RegistryError
 
-KINDS: tuple[str, ...] = ("backbone", "encoder", "quantizer", "decoder", "generator", "loss", "discriminator", "dataset")
+KINDS: tuple[str, ...] = (
+    "backbone", "encoder", "quantizer", "decoder", "generator", "loss", "discriminator", "dataset", "feature",
+)
 """The part kinds tokenkit knows. Each has its own registry."""
 
 _PARTS: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
