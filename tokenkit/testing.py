@@ -324,9 +324,30 @@ def check_discriminator(module: nn.Module, config: Any, batch: int = 3, size: in
     _assert_batch_independent(module, images, "discriminator")
 
 
+def check_feature(module: nn.Module, config: Any, batch: int = 3) -> None:
+    """images ``(B, 3, H, W)`` in [0, 255] (uint8 or float, any size) -> ``(pool, logits | None, spatial)``,
+    each ``(B, ...)`` and finite; no gradients needed; batch items independent."""
+    size = getattr(config, "input_size", 299)
+    images = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
+    out = module(images)
+    _assert(isinstance(out, tuple) and hasattr(out, "pool") and hasattr(out, "logits") and hasattr(out, "spatial"),
+            "feature output must be a NamedTuple (pool, logits, spatial)")
+    for name in ("pool", "logits", "spatial"):
+        value = getattr(out, name)
+        if value is None and name == "logits":
+            continue
+        _assert(isinstance(value, torch.Tensor) and value.ndim == 2 and value.shape[0] == batch,
+                f"feature {name} must be (B, D), got {None if value is None else tuple(value.shape)}")
+        _assert(bool(torch.isfinite(value).all()), f"feature {name} has non-finite values")
+    resized = module(torch.randint(0, 256, (batch, 3, size + 7, size - 5), dtype=torch.uint8).float())
+    _assert(resized.pool.shape == out.pool.shape, "feature output must not depend on the input size (resized inside)")
+    _assert(not any(p.requires_grad for p in module.parameters()), "feature parts are fixed: no trainable parameters")
+    _assert_batch_independent(module, images.float(), "feature", output=lambda o: o.pool)
+
+
 CHECKS = {"backbone": check_backbone, "encoder": check_encoder, "quantizer": check_quantizer,
           "decoder": check_decoder, "generator": check_generator, "dataset": check_dataset,
-          "loss": check_loss, "discriminator": check_discriminator}
+          "loss": check_loss, "discriminator": check_discriminator, "feature": check_feature}
 """Contract check per kind."""
 
 
