@@ -223,18 +223,26 @@ IDS_FORMAT = "tokenkit.ids"
 """``format`` metadata of the files ``tokenkit encode`` writes."""
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _warn(message: str) -> None:
     print(f"tokenkit: warning: {message}", file=sys.stderr)
 
 
-def _tokenizer(model: str, weights: str | None, device: str):
-    """``(tokenizer, weights source or None)`` for ``--model`` / ``--weights`` (a saved folder or file works too)."""
+def _tokenizer(model: str, weights: str | None, device: str, *, discrete: bool = False):
+    """``(tokenizer, weights source or None)`` for ``--model`` / ``--weights`` (a saved folder or file works too);
+    ``discrete``: refuse a continuous tokenizer (no token ids)."""
     if weights is None and model and Path(model).exists():  # a saved tokenizer folder or file
         tok, source = tk.from_pretrained(model, device=device), model
     else:
         tok, source = _load(model, weights, device), weights
     if not isinstance(tok, tk.Tokenizer):
         raise tk.ConfigError(f"{model or weights!r} is not a tokenizer (e.g. titok-l32)")
+    if discrete and tok.codebook_size is None:
+        raise tk.ConfigError(f"{model or weights!r} has a continuous bottleneck ({tok.spec.quantizer.name!r}): "
+                             "it has no token ids; use tokenkit reconstruct, or tok.encode(images).codes in Python")
     if source is None:
         _warn(f"{model} has random weights (no --weights given): its token ids and reconstructions are meaningless")
     return tok.eval(), source
@@ -376,7 +384,7 @@ def reconstruct_command(args: argparse.Namespace) -> None:
                "images": [{**r, "psnr": finite(r["psnr"])} for r in rows],
                "mean": {"psnr": finite(mean("psnr")), "lpips": mean("lpips") if with_lpips else None},
                "lpips_note": lpips_reason}, out / "metrics.json")
-    print(f"wrote {len(rows)} images (original | reconstruction) and metrics.json to {out}")
+    print(f"wrote {_plural(len(rows), 'image')} (original | reconstruction) and metrics.json to {out}")
 
 
 def state_dict_sha256(module) -> str:
@@ -404,11 +412,7 @@ def encode_command(args: argparse.Namespace) -> None:
         raise tk.ConfigError(f"--out {str(out)!r} must end in .safetensors")
     _refuse_existing([out], args.overwrite)
     paths, all_names = _image_files(args.images)
-    tok, source = _tokenizer(args.model, args.weights, args.device)
-    if tok.codebook_size is None:
-        raise tk.ConfigError(f"{args.model or args.weights!r} has a continuous bottleneck "
-                             f"({tok.spec.quantizer.name!r}): it has no token ids to encode; "
-                             "use tokenkit reconstruct, or tok.encode(images).codes in Python")
+    tok, source = _tokenizer(args.model, args.weights, args.device, discrete=True)
     size = _image_size(tok, args.size)
     names, ids = [], []
     with torch.no_grad():
@@ -422,7 +426,7 @@ def encode_command(args: argparse.Namespace) -> None:
                 "image_size": str(size), "num_tokens": str(tok.num_tokens), "codebook_size": str(tok.codebook_size),
                 "num_codebooks": str(tok.num_codebooks), "model": args.model}
     save_safetensors({"ids": ids}, out, metadata)
-    print(f"wrote {out}: ids {tuple(ids.shape)} int64 of {len(names)} images "
+    print(f"wrote {out}: ids {tuple(ids.shape)} int64 of {_plural(len(names), 'image')} "
           f"({tok.num_tokens} tokens each, codebook {tok.codebook_size})")
 
 
@@ -483,15 +487,15 @@ def decode_command(args: argparse.Namespace) -> None:
     out = Path(args.out)
     _refuse_existing([out / f"{n}.png" for n in names], args.overwrite)
     if args.model:
-        tok, source = _tokenizer(args.model, args.weights, args.device)
+        tok, source = _tokenizer(args.model, args.weights, args.device, discrete=True)
     elif "tokenizer" in meta:
         spec = TokenizerSpec.from_json(meta["tokenizer"])
         tok = tk.build(spec, pretrained=args.weights, device=args.device)
         source = args.weights
         if source is None:
-            hint = f"; they were encoded with --weights {meta['weights']}" if meta.get("weights") else ""
-            _warn(f"the tokenizer is rebuilt from the spec in {args.ids} with random weights (no --weights "
-                  f"given){hint}: the images are noise")
+            hint = f"; the ids were encoded with --weights {meta['weights']}" if meta.get("weights") else ""
+            _warn(f"no --weights: the tokenizer rebuilt from the spec in {args.ids} has random weights, so the "
+                  f"images are noise{hint}")
     else:
         raise tk.ConfigError(f"{args.ids} stores no tokenizer spec; pass --model (and --weights)")
     if not isinstance(tok, tk.Tokenizer) or tok.codebook_size is None:
@@ -503,7 +507,7 @@ def decode_command(args: argparse.Namespace) -> None:
         for start in range(0, count, args.batch_size):
             images = tok.detokenize(ids[start : start + args.batch_size].to(args.device))
             written += save_images(images, out, names[start : start + args.batch_size], overwrite=True)
-    print(f"wrote {len(written)} images ({tok.image_size}x{tok.image_size}) to {out}")
+    print(f"wrote {_plural(len(written), 'image')} ({tok.image_size}x{tok.image_size}) to {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
