@@ -10,7 +10,7 @@ palette, alpha, CMYK, 16-bit and float images and the EXIF orientation.
 ``save_images`` writes a batch back as PNG (or JPEG / WebP) files, atomically, and never
 overwrites a file unless asked to.
 
-Example:
+Examples:
     >>> import tempfile
     >>> from pathlib import Path
     >>> import tokenkit as tk
