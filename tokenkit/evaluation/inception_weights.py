@@ -221,6 +221,8 @@ _CACHE: dict[tuple[str, int, int], tuple[dict[str, torch.Tensor], str]] = {}
 
 
 def _read_cached(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    if not path.is_file():
+        raise WeightsError(f"Inception weights file {str(path)!r} does not exist")
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _CACHE:

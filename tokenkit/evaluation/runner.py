@@ -290,7 +290,8 @@ def _inception_metrics(state: PassState, wanted: list[str], protocol: Protocol, 
 
 def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protocol = "titok",
                             metrics: Sequence[str] | str | None = None, reference: Any = None,
-                            num_images: int | None = None, batch_size: int = 50, weights: str | None = None,
+                            num_images: int | None = None, num_tokens: int | None = None, batch_size: int = 50,
+                            weights: str | None = None,
                             inception_weights: str | None = None, device: torch.device | str | None = None,
                             precision: str = "fp32", num_workers: int = 0, state_dir: str | Path | None = None,
                             save_every: int = 20, progress: bool = True) -> EvaluationResult:
@@ -311,6 +312,8 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
         reference: Statistics of the real images (a file from ``tokenkit eval reference``) instead of
             computing them from ``data`` again; checked against the protocol and Inception weights.
         num_images: Evaluate only the first ``num_images``.
+        num_tokens: Decode only the first ``num_tokens`` tokens (a prefix-capable ``tail-drop``
+            bottleneck); bits per image and codebook usage count those tokens only.
         batch_size: Images per batch (the batch split of the pass and of its resume points).
         weights: Weights of a tokenizer given by name.
         inception_weights: Inception weights file (else looked up, see `tokenkit.evaluation.inception_weights`).
@@ -346,6 +349,10 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
         raise ConfigError(f"{type(tok).__name__} is not a tokenizer (evaluate_reconstruction needs encode/decode)")
     if tok.pixel_decoder is None and getattr(tok.decoder, "output_kind", "images") != "images":
         raise ConfigError("this composition decodes to proxy-code logits (stage 1); evaluate it with a pixel decoder")
+    if num_tokens is not None and num_tokens != tok.num_tokens:
+        if not tok.supports_prefix or not 1 <= num_tokens <= tok.num_tokens:
+            raise ConfigError(f"num_tokens={num_tokens}: this tokenizer decodes only all {tok.num_tokens} tokens "
+                              "(prefixes need a tail-drop bottleneck, with 1 <= num_tokens <= N)")
     dev = _device(tok, device)
     tok.to(dev)
     if tok.codebook_size is None and "usage" in wanted:
@@ -375,7 +382,8 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
     rank, world, dist_state = _process()
     signature = {"task": "reconstruction", "protocol": protocol.to_dict(), "metrics": wanted,
                  "weights_sha256": model_info["weights_sha256"], "data": src_info.description,
-                 "batch_size": batch_size, "num_images": num_images, "features": features.fingerprint,
+                 "batch_size": batch_size, "num_images": num_images, "num_tokens": num_tokens,
+                 "features": features.fingerprint,
                  "precision": precision, "world": world}
     state, folder = _open_state(state_dir, rank, signature, sets, world)
     total = len(source) if hasattr(source, "__len__") else None
@@ -396,6 +404,9 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
                 indices = batch["index"][ok]
                 with torch.no_grad(), autocast:
                     q = tok.encode(images)
+                    if num_tokens is not None and num_tokens < tok.num_tokens:
+                        q = q._replace(codes=q.codes[:, :num_tokens],
+                                       indices=None if q.indices is None else q.indices[:, :num_tokens])
                     recon = tok.decode(q.codes)
                 recon = recon.float()
                 real8 = protocol.to_uint8(images, "real")
@@ -433,7 +444,7 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
 
         metrics_out.update({k: float(v) for k, v in counts_stats(state.code_counts).items()})
     if tok.bits_per_image is not None:
-        metrics_out["bits_per_image"] = float(tok.bits_per_image)
+        metrics_out["bits_per_image"] = float(tok.bits_per_image) * (num_tokens or tok.num_tokens) / tok.num_tokens
     count = state.sets["fake"].count if inception else state.counts.get("psnr", state.counts.get("ssim", 0))
     if not count and not state.done:
         raise ConfigError("no image was evaluated")
@@ -442,6 +453,7 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
     if src_info.ignored:
         notes.append(f"{len(src_info.ignored)} non-image file(s) ignored, e.g. {src_info.ignored[0]}")
     info = {"task": "reconstruction", "protocol": protocol.to_dict(), "num_images": count,
+            "num_tokens": num_tokens or getattr(tok, "num_tokens", None),
             "skipped": len(state.skipped), "skipped_files": state.skipped[:20], "ignored_files": len(src_info.ignored),
             "data": src_info.description, "features": features.info, "model": model_info,
             "reference": None if ref is None else {k: v for k, v in ref.info.items()},
