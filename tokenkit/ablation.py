@@ -1,4 +1,4 @@
-"""Ablations as grids of compositions: cost of every combination of knob values and part swaps.
+"""Ablations as grids of compositions: cost (and quality) of every combination of knob values and part swaps.
 
     result = tk.ablate("titok-tiny", num_tokens=[8, 16, 32], quantizer=["vq", "fsq"])
     print(result.to_markdown()); result.to_csv("ablation.csv"); result.plot("ablation.png")
@@ -8,6 +8,12 @@ fatal) and measured: parameters, tokens and bits per image, FLOPs per image of
 encoding and decoding (``torch.utils.flop_counter`` on the ``meta`` device,
 so no memory or compute is spent) and, optionally, measured encode/decode
 throughput on real tensors.
+
+With ``eval_data`` every composition is also evaluated with
+[`evaluate_reconstruction`][tokenkit.evaluation.runner.evaluate_reconstruction]
+(PSNR, rFID, LPIPS, ...), with the weights given per setting in ``weights``;
+a composition without weights is evaluated with random weights and its
+``weights`` column says ``random``.
 """
 
 from __future__ import annotations
@@ -42,11 +48,22 @@ class AblationRow:
     encode_images_per_s: float | None = None
     decode_images_per_s: float | None = None
     error: str | None = None
+    weights: str | None = None
+    """Weights source of the quality columns (``"random"`` when none was given; ``None``: not evaluated)."""
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Quality of the reconstructions (``psnr``, ``rfid``, ``lpips``, ...), from ``evaluate_reconstruction``."""
+    notes: list[str] = dataclasses.field(default_factory=list)
+    """The evaluation's notes (metrics left out, small-sample warnings)."""
 
     @property
     def label(self) -> str:
         """``axis=value`` pairs, comma separated."""
         return ", ".join(f"{k}={v}" for k, v in self.setting.items())
+
+    @property
+    def random_weights(self) -> bool:
+        """Whether the quality columns were measured with randomly initialised weights."""
+        return self.weights == "random"
 
 
 COLUMNS = ("parameters", "tokens_per_image", "bits_per_image", "gflops_encode", "gflops_decode",
@@ -65,32 +82,84 @@ def _fmt(value: Any) -> str:
 
 @dataclasses.dataclass
 class AblationResult:
-    """The rows of an ablation, with table and plot writers."""
+    """The rows of an ablation, with table and plot writers.
+
+    Attributes:
+        base: The base model name (``"spec"`` for a spec).
+        axes: Axis names, in order.
+        rows: One [`AblationRow`][tokenkit.ablation.AblationRow] per composition.
+        quality: Quality columns (metric keys such as ``psnr``, ``rfid``, ``lpips``) when the
+            grid was evaluated on images; empty otherwise.
+        notes: Remarks printed under the markdown table (random weights, metrics left out).
+    """
 
     base: str
     axes: list[str]
     rows: list[AblationRow]
+    quality: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def _columns(self) -> list[str]:
+        """Cost columns, then ``weights`` and the quality columns when evaluated, then ``error``."""
+        if not self.quality:
+            return list(COLUMNS)
+        return [*COLUMNS[:-1], "weights", *self.quality, "error"]
+
+    @staticmethod
+    def _value(row: AblationRow, column: str) -> Any:
+        return getattr(row, column) if column in COLUMNS or column == "weights" else row.metrics.get(column)
+
+    def note_lines(self) -> list[str]:
+        """The notes under the table: random weights, metrics left out, then each row's notes (once)."""
+        from tokenkit.evaluation.rate_distortion import grouped_notes
+
+        lines = [f"note: {n}" for n in self.notes]
+        random = [r.label for r in self.rows if r.random_weights]
+        if random:
+            every = len(random) == len(self.rows)
+            lines.append(f"note: {'every row' if every else f'{len(random)} of {len(self.rows)} rows'} "
+                         "(weights = random) evaluated with randomly initialised weights: their quality "
+                         f"columns ({', '.join(self.quality)}) say nothing about trained models; "
+                         "give weights={label: source}")
+        lines.extend(grouped_notes([(r.label, r.notes) for r in self.rows], "all rows"))
+        return lines
 
     def to_markdown(self) -> str:
-        """A markdown table (one row per composition)."""
-        head = [*self.axes, *COLUMNS]
+        """A markdown table (one row per composition), and the notes under it when it was evaluated.
+
+        Examples:
+            >>> from tokenkit.ablation import AblationResult, AblationRow
+            >>> row = AblationRow({"num_tokens": "8"}, parameters=1000, bits_per_image=64.0, weights="random",
+            ...                   metrics={"psnr": 9.75})
+            >>> print(AblationResult("titok-tiny", ["num_tokens"], [row], quality=["psnr"]).to_markdown())
+            | num_tokens | parameters | tokens_per_image | bits_per_image | gflops_encode | gflops_decode | encode_images_per_s | decode_images_per_s | weights | psnr | error |
+            |---|---|---|---|---|---|---|---|---|---|---|
+            | 8 | 1,000 |  | 64 |  |  |  |  | random | 9.75 |  |
+            <BLANKLINE>
+            note: every row (weights = random) evaluated with randomly initialised weights: their quality columns (psnr) say nothing about trained models; give weights={label: source}
+        """
+        head = [*self.axes, *self._columns()]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in self.rows:
-            cells = [row.setting[a] for a in self.axes] + [_fmt(getattr(row, c)) for c in COLUMNS]
+            cells = [row.setting[a] for a in self.axes] + [_fmt(self._value(row, c)) for c in self._columns()]
             lines.append("| " + " | ".join(cells) + " |")
-        return "\n".join(lines)
+        notes = self.note_lines() if self.quality else []
+        return "\n".join(lines + ([""] + notes if notes else []))
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the table as CSV (raw numbers)."""
+        """Write the table as CSV (raw numbers; with quality columns, a last ``notes`` column)."""
+        columns = self._columns()
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow([*self.axes, *COLUMNS])
+            writer.writerow([*self.axes, *columns] + (["notes"] if self.quality else []))
             for row in self.rows:
-                writer.writerow([row.setting[a] for a in self.axes] + ["" if getattr(row, c) is None
-                                                                       else getattr(row, c) for c in COLUMNS])
+                values = [self._value(row, c) for c in columns]
+                writer.writerow([row.setting[a] for a in self.axes] + ["" if v is None else v for v in values]
+                                + ([" | ".join(row.notes)] if self.quality else []))
 
     def plot(self, path: str | os.PathLike) -> None:
-        """Bar charts of parameters, GFLOPs per image and throughput per composition, as a PNG."""
+        """Bar charts of parameters, GFLOPs per image, throughput and (when evaluated) each quality
+        metric per composition, as a PNG; rows with random weights are marked under their label."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -99,7 +168,7 @@ class AblationResult:
         rows = [r for r in self.rows if r.error is None]
         if not rows:
             raise ConfigError("no valid composition to plot")
-        labels = [r.label.replace(", ", "\n") for r in rows]
+        labels = [r.label.replace(", ", "\n") + ("\n(random weights)" if r.random_weights else "") for r in rows]
         x = range(len(rows))
         panels = [("parameters (M)", [[(r.parameters or 0) / 1e6 for r in rows]], [None]),
                   ("GFLOPs per image", [[r.gflops_encode or 0 for r in rows], [r.gflops_decode or 0 for r in rows]],
@@ -108,6 +177,15 @@ class AblationResult:
         if any(r.encode_images_per_s for r in rows):
             panels.append(("images / s", [[r.encode_images_per_s or 0 for r in rows],
                                           [r.decode_images_per_s or 0 for r in rows]], ["encode", "decode"]))
+        from tokenkit.evaluation.rate_distortion import HIGHER_IS_BETTER
+        from tokenkit.evaluation.result import METRIC_LABELS
+
+        for key in self.quality:
+            values = [r.metrics.get(key, math.nan) for r in rows]
+            if all(math.isnan(v) for v in values):
+                continue  # not measured (e.g. its weights are missing): said in the notes
+            better = {True: "\nhigher is better", False: "\nlower is better"}.get(HIGHER_IS_BETTER.get(key), "")
+            panels.append((METRIC_LABELS.get(key, key) + better, [values], [None]))
         fig, axes = plt.subplots(len(panels), 1, figsize=(max(6, 1.1 * len(rows) + 2), 2.6 * len(panels)),
                                  sharex=True, squeeze=False)
         for ax, (title, series, names) in zip(axes[:, 0], panels):
@@ -196,8 +274,56 @@ def measure(spec: TokenizerSpec, *, throughput: bool = True, batch: int = 4, rep
     return out
 
 
+def _weights_by_row(weights: Any, rows: list[AblationRow], axes: Sequence[str]) -> dict[int, Any]:
+    """``{row index: weights source}`` from ``weights`` (a mapping of labels, or one source for one row)."""
+    if weights is None:
+        return {}
+    if not isinstance(weights, Mapping):
+        if len(rows) != 1:
+            raise ConfigError(f"one weights source applies to a one-composition grid; this grid has {len(rows)}: "
+                              "give weights={label: source} with labels among " + "; ".join(r.label for r in rows))
+        return {0: weights}
+    names: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        names[row.label] = i
+        names.setdefault(", ".join(row.setting[a] for a in axes), i)  # "8, vq" for "num_tokens=8, quantizer=vq"
+    unknown = [str(k) for k in weights if str(k) not in names]
+    if unknown:
+        raise ConfigError(f"weights given for unknown setting(s) {', '.join(map(repr, unknown))}; the settings are "
+                          + "; ".join(repr(r.label) for r in rows))
+    out: dict[int, Any] = {}
+    for key, source in weights.items():
+        i = names[str(key)]
+        if i in out:
+            raise ConfigError(f"weights given twice for {rows[i].label!r}")
+        out[i] = source
+    return out
+
+
+def _evaluate_row(row: AblationRow, composition: TokenizerSpec, source: Any, evaluator: Any,
+                  device: str | torch.device) -> None:
+    """Fill the quality columns of ``row`` (``source``: weights file / folder / Hub id, a built model or ``None``)."""
+    from tokenkit.api import build
+    from tokenkit.evaluation.rate_distortion import random_weights_note
+
+    if source is None:
+        model, row.weights = build(composition, device=device), "random"
+        row.notes.append(random_weights_note(row.label))
+    elif isinstance(source, torch.nn.Module):
+        if getattr(source, "spec", None) != composition:
+            raise ConfigError(f"the model given as weights for {row.label!r} is another composition than the row's")
+        model, row.weights = source, "in memory"
+    else:
+        model, row.weights = build(composition, pretrained=source, device=device), str(source)
+    result = evaluator(model)
+    row.metrics = {k: v for k, v in result.metrics.items() if k != "bits_per_image"}
+    row.notes.extend(result.notes)
+
+
 def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4, repeats: int = 2,
-           device: str | torch.device = "cpu", progress: bool = False, **axes: Any) -> AblationResult:
+           device: str | torch.device = "cpu", progress: bool = False, eval_data: Any = None, weights: Any = None,
+           eval_metrics: Sequence[str] | str | None = None, protocol: Any = "titok", num_images: int | None = None,
+           eval_batch_size: int = 50, inception_weights: Any = None, **axes: Any) -> AblationResult:
     """Measure every combination of the ``axes`` applied to ``base``.
 
     Args:
@@ -208,34 +334,70 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
         throughput: Also time encode and decode on real tensors (builds each model).
         batch: Images per timed call.
         repeats: Timed calls (the median is reported).
-        device: Device for the timings.
+        device: Device for the timings (and the evaluation).
         progress: Show a tqdm progress bar.
+        eval_data: Real images to evaluate every composition on (folder, files, ``.npz``,
+            ``.tar`` shards, a dataset or a tensor ``(B, 3, H, W)`` in [0, 1]); adds the
+            ``weights`` column and one column per metric. ``None``: cost only.
+        weights: Weights of the compositions: a mapping from a setting's label
+            (``"num_tokens=8, quantizer=vq"``, or just its values ``"8, vq"``) to a weights
+            source (file, saved folder, Hub id, or a built tokenizer of that composition), or
+            one source for a one-composition grid. A composition without weights is evaluated
+            with random weights: its ``weights`` column says ``random`` and a note says so.
+        eval_metrics: Metrics of ``evaluate_reconstruction`` (``psnr, lpips, fid, ssim, usage,
+            kid, ...``). Default: ``psnr, fid``, each left out with a note when its weights are
+            missing (an explicitly requested one raises instead).
+        protocol: Evaluation protocol (``"titok"``, ``"adm"``, ``"clean"``).
+        num_images: Evaluate on the first ``num_images`` images only.
+        eval_batch_size: Images per evaluation batch.
+        inception_weights: Inception weights file, ``None`` (looked up) or a built feature part.
         **axes: ``name=[values]``, or ``name={label: {knob: value, ...}}`` for a
             setting that changes several knobs at once (e.g. encoder and decoder size).
 
     Returns:
         [`AblationResult`][tokenkit.ablation.AblationResult]; invalid combinations
-        are kept as rows with ``error`` set.
+        (and compositions whose evaluation failed, e.g. weights that do not fit) are
+        kept as rows with ``error`` set.
+
+    Raises:
+        ConfigError: No axis, ``weights`` without ``eval_data``, or weights for a setting
+            that is not in the grid.
 
     Example:
         >>> import tokenkit as tk
         >>> result = tk.ablate("titok-tiny", num_tokens=[4, 8], throughput=False)
         >>> print([row.bits_per_image for row in result.rows])
         [32.0, 64.0]
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     result = tk.ablate("titok-tiny", num_tokens=[4, 8], throughput=False, eval_metrics="psnr",
+        ...                        eval_data=tk.data.sample_images(32, seed=0))
+        >>> [(row.weights, sorted(row.metrics)) for row in result.rows]
+        [('random', ['psnr']), ('random', ['psnr'])]
     """
     from tokenkit.api import spec as named_spec
 
     if not axes:
         raise ConfigError("ablate needs at least one axis, e.g. num_tokens=[32, 64, 128]")
+    if weights is not None and eval_data is None:
+        raise ConfigError("weights only matter for the quality columns: give eval_data (real images) too")
     grid = _grid(axes)
-    rows = []
-    iterator = grid
+    rows = [AblationRow(setting=labels) for labels, _ in grid]
+    sources = _weights_by_row(weights, rows, list(axes))
+    evaluator = None
+    if eval_data is not None:
+        from tokenkit.evaluation.rate_distortion import SharedEvaluation
+
+        evaluator = SharedEvaluation(eval_data, metrics=eval_metrics, default=("psnr", "fid"), protocol=protocol,
+                                     num_images=num_images, batch_size=eval_batch_size,
+                                     inception_weights=inception_weights, device=device, progress=False)
+    iterator = zip(rows, grid)
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(grid, desc="ablation", unit="composition")
-    for labels, knobs in iterator:
-        row = AblationRow(setting=labels)
+        iterator = tqdm(iterator, total=len(grid), desc="ablation", unit="composition")
+    for i, (row, (_, knobs)) in enumerate(iterator):
         try:
             if isinstance(base, TokenizerSpec):
                 composition = base.replace(**knobs)
@@ -246,7 +408,17 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
             for key, value in measure(composition, throughput=throughput, batch=batch, repeats=repeats,
                                       device=device).items():
                 setattr(row, key, value)
+            if evaluator is not None:
+                _evaluate_row(row, composition, sources.get(i), evaluator, device)
         except TokenkitError as err:
             row.error = str(err).splitlines()[0]
-        rows.append(row)
-    return AblationResult(base=base if isinstance(base, str) else "spec", axes=list(axes), rows=rows)
+    random = sum(row.random_weights for row in rows)
+    if random:
+        import warnings
+
+        warnings.warn(f"ablate: {random} of {len(rows)} compositions evaluated with random weights (no weights "
+                      "given for them): their quality columns say nothing about trained models", UserWarning,
+                      stacklevel=2)
+    return AblationResult(base=base if isinstance(base, str) else "spec", axes=list(axes), rows=rows,
+                          quality=[] if evaluator is None else evaluator.columns,
+                          notes=[] if evaluator is None else list(evaluator.notes))
