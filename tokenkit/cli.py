@@ -1,5 +1,5 @@
 """The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate``, ``demo``, ``train``,
-``pretokenize``, ``reconstruct``, ``encode`` and ``decode``."""
+``pretokenize``, ``reconstruct``, ``encode``, ``decode`` and ``eval`` (see ``tokenkit.evaluation.cli``)."""
 
 from __future__ import annotations
 
@@ -595,6 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
         p.add_argument("--device", default="cpu")
         p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    from tokenkit.evaluation import cli as eval_cli
+
+    eval_cli.add_parser(sub)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ablate":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -618,6 +621,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             encode_command(args)
         elif args.command == "decode":
             decode_command(args)
+        elif args.command == "eval":
+            eval_cli.run(args)
         else:
             info = model_info(args.name)
             print(json.dumps(info, indent=2)) if args.json else _print_info(info)

@@ -100,6 +100,14 @@ def provenance_lines(info: dict[str, Any]) -> list[str]:
         elif key == "features" and isinstance(value, dict):
             value = (f"{value.get('source')} {value.get('path') or ''} "
                      f"(features sha256 {str(value.get('features_sha256'))[:16]}...)").replace("  ", " ")
+        elif key in ("model", "generator", "tokenizer") and isinstance(value, dict):
+            spec = value.get("spec") or {}
+            name = value.get("name") or ", ".join(f"{k}={v.get('part')}" for k, v in spec.items()
+                                                    if isinstance(v, dict) and "part" in v)
+            value = f"{name} (weights: {value.get('weights')}, sha256 {str(value.get('weights_sha256'))[:16]}...)"
+        elif key == "reference" and isinstance(value, dict):
+            value = (f"{value.get('path') or value.get('source')} ({value.get('count')} images, protocol "
+                     f"{value.get('protocol')})")
         elif isinstance(value, (dict, list)):
             value = json.dumps(value, default=str)
             value = value if len(value) <= 160 else value[:157] + "..."

@@ -65,7 +65,9 @@ def _process() -> tuple[int, int, Any]:
     if dist.is_available() and dist.is_initialized() or int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        state = PartialState()
+        from tokenkit.train.trainer import _multi_process_without_accelerator
+
+        state = PartialState(cpu=_multi_process_without_accelerator())
         return state.process_index, state.num_processes, state
     return 0, 1, None
 
