@@ -198,6 +198,7 @@ def _load_reference(reference: Any, protocol: Protocol, features: _Features, siz
             ref = None  # an .npz of images without statistics: computed below
         if ref is not None:
             ref.check(protocol.name, features.fingerprint)
+            _check_size(ref, size)
             return ref
     else:
         ref = None
@@ -207,7 +208,15 @@ def _load_reference(reference: Any, protocol: Protocol, features: _Features, siz
         ref = reference_statistics(reference, protocol=protocol, size=size, batch_size=batch_size,
                                    inception_weights=features.net, num_workers=num_workers, progress=progress)
     ref.check(protocol.name, features.fingerprint)
+    _check_size(ref, size)
     return ref
+
+
+def _check_size(ref: ReferenceStatistics, size: int) -> None:
+    theirs = ref.info.get("size")
+    if theirs is not None and int(theirs) != int(size):
+        raise ConfigError(f"reference statistics {ref.info.get('path', '')} are of {theirs}x{theirs} images, this "
+                          f"evaluation makes {size}x{size} images; recompute them with --size {size}")
 
 
 def _finish_pass(state: PassState, state_dir: Path | None, rank: int, world: int, dist_state: Any) -> PassState:
