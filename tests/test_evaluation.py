@@ -344,3 +344,38 @@ def test_two_processes_give_the_single_process_numbers(tmp_path):
     assert two.info["processes"] == 2 and two.info["num_images"] == single.info["num_images"]
     for key, value in single.metrics.items():
         assert two.metrics[key] == pytest.approx(value, rel=1e-9, abs=1e-9), key
+
+
+# ---- the command line ------------------------------------------------------------------------------------------------
+def test_eval_cli_reconstruct_reference_and_errors(tmp_path, capsys):
+    from tokenkit.cli import main
+
+    folder = _folder_with_bad_files(tmp_path)
+    out = tmp_path / "eval"
+    assert main(["eval", "reconstruct", "titok-tiny", str(folder), "--metrics", "psnr,ssim,usage", "--out", str(out),
+                 "--batch-size", "2", "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert "| PSNR (dB) |" in printed.out and "random weights" in printed.err
+    result = tk.evaluation.result.EvaluationResult.load(out / "result.json")
+    assert result.info["num_images"] == 4 and result.info["skipped"] == 1 and (out / "result.md").is_file()
+    assert main(["eval", "reconstruct", "titok-tiny", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "neither an image file nor a folder" in capsys.readouterr().err
+    assert main(["eval", "reconstruct", "titok-tiny", str(folder), "--metrics", "psnr,fvd", "--out", str(out)]) == 2
+    assert "unknown metric(s) fvd" in capsys.readouterr().err
+    assert main(["eval", "reconstruct", "titok-tiny", str(folder), "--batch-size", "0", "--out", str(out)]) == 2
+
+
+@needs_real_weights
+def test_eval_cli_reference_statistics_are_checked_against_the_evaluation(tmp_path, capsys):
+    from tokenkit.cli import main
+    from tokenkit.evaluation.cli import compare_weights
+
+    ref = tmp_path / "ref.npz"
+    assert main(["eval", "reference", str(BUNDLED), "--size", "64", "--protocol", "adm", "--out", str(ref)]) == 0
+    assert load_reference(ref).info["size"] == 64
+    # the tokenizer reads 32x32 images: statistics of 64x64 images are refused, naming both sizes
+    assert main(["eval", "reconstruct", "titok-tiny", str(BUNDLED), "--protocol", "adm", "--ref-stats", str(ref),
+                 "--metrics", "fid", "--out", str(tmp_path / "e")]) == 2
+    assert "64x64 images, this evaluation makes 32x32" in capsys.readouterr().err
+    assert main(["eval", "weights"]) == 0 and REAL.features_sha256 in capsys.readouterr().out
+    assert compare_weights(REAL.path, REAL.path) == 0.0
