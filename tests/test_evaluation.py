@@ -299,7 +299,7 @@ def test_find_image_files_reports_non_images(tmp_path):
     folder = _folder_with_bad_files(tmp_path)
     files, ignored = find_image_files(folder)
     assert len(files) == 5 and [Path(i).name for i in ignored] == ["notes.txt"]
-    with pytest.raises(ConfigError, match="neither an image file nor a folder"):
+    with pytest.raises(ConfigError, match="no such file or folder"):
         find_image_files(tmp_path / "missing")
 
 
@@ -359,7 +359,7 @@ def test_eval_cli_reconstruct_reference_and_errors(tmp_path, capsys):
     result = tk.evaluation.result.EvaluationResult.load(out / "result.json")
     assert result.info["num_images"] == 4 and result.info["skipped"] == 1 and (out / "result.md").is_file()
     assert main(["eval", "reconstruct", "titok-tiny", str(tmp_path / "missing"), "--out", str(out)]) == 2
-    assert "neither an image file nor a folder" in capsys.readouterr().err
+    assert "no such file or folder" in capsys.readouterr().err
     assert main(["eval", "reconstruct", "titok-tiny", str(folder), "--metrics", "psnr,fvd", "--out", str(out)]) == 2
     assert "unknown metric(s) fvd" in capsys.readouterr().err
     assert main(["eval", "reconstruct", "titok-tiny", str(folder), "--batch-size", "0", "--out", str(out)]) == 2

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from tokenkit.datasets.transforms import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
+from tokenkit.datasets.transforms import ImageDecodeError, decode_image
 from tokenkit.errors import ConfigError
 from tokenkit.evaluation.protocols import Protocol
 
@@ -36,30 +36,22 @@ class SourceInfo:
     skipped: list[str] = dataclasses.field(default_factory=list)
 
 
-def find_image_files(paths: str | os.PathLike | Sequence[str | os.PathLike],
-                     extensions: Sequence[str] = IMAGE_EXTENSIONS) -> tuple[list[Path], list[str]]:
-    """Image files under ``paths`` (files and folders, folders searched recursively, sorted), and the
-    non-image files met in the folders (by extension).
+def find_image_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> tuple[list[Path], list[str]]:
+    """The image files [`list_images`][tokenkit.images.list_images] finds under ``paths``, and the other
+    (non-hidden) files met in the folders, which an evaluation ignores and counts.
 
     Raises:
-        ConfigError: A path that does not exist, or no image at all.
+        ConfigError: A path that does not exist, or a folder without images.
     """
+    from tokenkit.images import list_images
+
+    files = list_images(paths)
+    listed = set(files)
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    exts = {e.lower().lstrip(".") for e in extensions}
-    files: list[Path] = []
-    ignored: list[str] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.relative_to(path).as_posix())
-            for p in found:
-                (files.append(p) if p.suffix.lower().lstrip(".") in exts else ignored.append(str(p)))
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise ConfigError(f"{str(path)!r} is neither an image file nor a folder")
-    if not files:
-        raise ConfigError(f"no images ({', '.join(sorted(exts))}) in {', '.join(str(i) for i in items)}")
+    ignored = [str(p) for item in items if Path(item).expanduser().is_dir()
+               for p in sorted(Path(item).expanduser().rglob("*"))
+               if p.is_file() and p not in listed
+               and not any(part.startswith(".") for part in p.relative_to(Path(item).expanduser()).parts)]
     return files, ignored
 
 

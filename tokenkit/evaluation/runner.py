@@ -350,7 +350,7 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
         ...     result = tk.evaluate_reconstruction("titok-tiny", tk.data.sample_images(32, seed=0),
         ...                                         metrics="psnr,ssim,usage", progress=False)
         >>> sorted(result.metrics), result.info["num_images"], result.info["protocol"]["name"]
-        (['psnr', 'ssim', 'usage', 'perplexity'], 6, 'titok')
+        (['bits_per_image', 'perplexity', 'psnr', 'ssim', 'usage'], 6, 'titok')
     """
     started = time.perf_counter()
     protocol = get_protocol(protocol)
