@@ -59,6 +59,17 @@ def _load(name: str, weights: str | None, device: str):
     return tk.build(name, device=device)
 
 
+def list_command(args: argparse.Namespace) -> None:
+    """``tokenkit list``: reference models, or registered parts of one kind."""
+    print("\n".join(tk.list_parts(args.parts, args.pattern) if args.parts else tk.list_models(args.pattern)))
+
+
+def info_command(args: argparse.Namespace) -> None:
+    """``tokenkit info``: a model's composition, parameters, tokens and bits per image."""
+    info = model_info(args.name)
+    print(json.dumps(info, indent=2)) if args.json else _print_info(info)
+
+
 def generate_command(args: argparse.Namespace) -> None:
     """``tokenkit generate``: class labels -> PNG grid (and optionally one PNG per sample)."""
     import contextlib
@@ -602,30 +613,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "ablate":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        if args.command == "list":
-            names = tk.list_parts(args.parts, args.pattern) if args.parts else tk.list_models(args.pattern)
-            print("\n".join(names))
-        elif args.command == "generate":
-            generate_command(args)
-        elif args.command == "ablate":
-            ablate_command(args, extra)
-        elif args.command == "demo":
-            demo_command(args)
-        elif args.command == "train":
-            train_command(args)
-        elif args.command == "pretokenize":
-            pretokenize_command(args)
-        elif args.command == "reconstruct":
-            reconstruct_command(args)
-        elif args.command == "encode":
-            encode_command(args)
-        elif args.command == "decode":
-            decode_command(args)
-        elif args.command == "eval":
-            eval_cli.run(args)
-        else:
-            info = model_info(args.name)
-            print(json.dumps(info, indent=2)) if args.json else _print_info(info)
+        handlers = {
+            "list": list_command, "info": info_command, "generate": generate_command,
+            "ablate": lambda a: ablate_command(a, extra), "demo": demo_command, "train": train_command,
+            "pretokenize": pretokenize_command, "reconstruct": reconstruct_command, "encode": encode_command,
+            "decode": decode_command, "eval": eval_cli.run,
+        }
+        handlers[args.command](args)
     except TokenkitError as err:
         print(f"tokenkit: error: {err}", file=sys.stderr)
         return 2
