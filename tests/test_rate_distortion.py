@@ -165,16 +165,21 @@ def test_ablate_quality_columns_and_random_weights(images, tiny_inception, tmp_p
     result.plot(tmp_path / "a.png")
     assert (tmp_path / "a.png").stat().st_size > 0
 
-    # weights by the values-only label, from a saved folder; a composition the weights do not fit is an error row
+    # weights by the values-only label, from a saved folder; a composition the weights do not fit is an error
+    # row; with evaluate_random=False a composition without weights is not evaluated
     trained.save_pretrained(tmp_path / "four")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = tk.ablate("titok-tiny", num_tokens=[4, 8], throughput=False, eval_data=images, eval_metrics="psnr",
-                           weights={"4": str(tmp_path / "four"), "8": str(tmp_path / "four")})
+        warnings.simplefilter("error")  # no random-weights warning
+        result = tk.ablate("titok-tiny", num_tokens=[4, 8, 16], throughput=False, eval_data=images,
+                           eval_metrics="psnr", weights={"4": str(tmp_path / "four"), "8": str(tmp_path / "four")},
+                           evaluate_random=False)
     assert result.rows[0].weights == str(tmp_path / "four") and result.rows[0].error is None
     assert result.rows[0].metrics["psnr"] == pytest.approx(four.metrics["psnr"])
     assert result.rows[1].error and not result.rows[1].metrics
-    assert "random" not in result.to_markdown()
+    assert result.rows[2].weights is None and not result.rows[2].metrics and result.rows[2].error is None
+    table = result.to_markdown()
+    assert "random" not in table.replace("evaluate_random", "")
+    assert "note: 1 composition(s) without weights not evaluated (evaluate_random=False)" in table
 
 
 def test_ablate_without_eval_data_is_unchanged_and_bad_weights_raise(images):

@@ -323,7 +323,8 @@ def _evaluate_row(row: AblationRow, composition: TokenizerSpec, source: Any, eva
 def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4, repeats: int = 2,
            device: str | torch.device = "cpu", progress: bool = False, eval_data: Any = None, weights: Any = None,
            eval_metrics: Sequence[str] | str | None = None, protocol: Any = "titok", num_images: int | None = None,
-           eval_batch_size: int = 50, inception_weights: Any = None, **axes: Any) -> AblationResult:
+           eval_batch_size: int = 50, inception_weights: Any = None, evaluate_random: bool = True,
+           **axes: Any) -> AblationResult:
     """Measure every combination of the ``axes`` applied to ``base``.
 
     Args:
@@ -351,6 +352,9 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
         num_images: Evaluate on the first ``num_images`` images only.
         eval_batch_size: Images per evaluation batch.
         inception_weights: Inception weights file, ``None`` (looked up) or a built feature part.
+        evaluate_random: Also evaluate the compositions without weights (with random weights,
+            marked ``random``). ``False`` leaves their quality columns empty (saves the time
+            of evaluating untrained models, e.g. in a large grid with a few trained cells).
         **axes: ``name=[values]``, or ``name={label: {knob: value, ...}}`` for a
             setting that changes several knobs at once (e.g. encoder and decoder size).
 
@@ -373,8 +377,8 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
         ...     warnings.simplefilter("ignore")
         ...     result = tk.ablate("titok-tiny", num_tokens=[4, 8], throughput=False, eval_metrics="psnr",
         ...                        eval_data=tk.data.sample_images(32, seed=0))
-        >>> [(row.weights, sorted(row.metrics)) for row in result.rows]
-        [('random', ['psnr']), ('random', ['psnr'])]
+        >>> result.quality, result.rows[0].weights, result.rows[1].weights
+        (['psnr'], 'random', 'random')
     """
     from tokenkit.api import spec as named_spec
 
@@ -408,10 +412,14 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
             for key, value in measure(composition, throughput=throughput, batch=batch, repeats=repeats,
                                       device=device).items():
                 setattr(row, key, value)
-            if evaluator is not None:
+            if evaluator is not None and (evaluate_random or i in sources):
                 _evaluate_row(row, composition, sources.get(i), evaluator, device)
         except TokenkitError as err:
             row.error = str(err).splitlines()[0]
+    notes = [] if evaluator is None else list(evaluator.notes)
+    if evaluator is not None and not evaluate_random and len(sources) < len(rows):
+        notes.append(f"{len(rows) - len(sources)} composition(s) without weights not evaluated "
+                     "(evaluate_random=False): their quality columns are empty")
     random = sum(row.random_weights for row in rows)
     if random:
         import warnings
@@ -421,4 +429,4 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
                       stacklevel=2)
     return AblationResult(base=base if isinstance(base, str) else "spec", axes=list(axes), rows=rows,
                           quality=[] if evaluator is None else evaluator.columns,
-                          notes=[] if evaluator is None else list(evaluator.notes))
+                          notes=notes)

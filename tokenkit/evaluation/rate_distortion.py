@@ -431,6 +431,11 @@ class RateDistortionResult:
                         label=label + (" (random weights)" if random else ""))
             if max(xs) > 4 * max(min(xs), 1e-9):
                 ax.set_xscale("log", base=2)
+            ticks = sorted(set(xs))
+            if len(ticks) <= 10:  # the measured rates themselves
+                ax.set_xticks(ticks, [_number(float(x)) for x in ticks], fontsize=8,
+                              rotation=45 if len(ticks) > 5 else 0)
+                ax.minorticks_off()
             ax.set_xlabel("bits per image" if use_bits else "tokens per image (continuous bottleneck)")
             better = {True: "higher is better", False: "lower is better"}.get(HIGHER_IS_BETTER.get(key))
             ax.set_ylabel(METRIC_LABELS.get(key, key) + (f" ({better})" if better else ""))
