@@ -379,3 +379,19 @@ def test_eval_cli_reference_statistics_are_checked_against_the_evaluation(tmp_pa
     assert "64x64 images, this evaluation makes 32x32" in capsys.readouterr().err
     assert main(["eval", "weights"]) == 0 and REAL.features_sha256 in capsys.readouterr().out
     assert compare_weights(REAL.path, REAL.path) == 0.0
+
+
+def test_rate_distortion_and_ablate_quality_from_the_command_line(tmp_path, capsys):
+    from tokenkit.cli import main
+
+    assert main(["eval", "rate-distortion", "titok-tiny", "--data", str(BUNDLED), "--metrics", "psnr",
+                 "--out", str(tmp_path / "rd"), "--no-progress"]) == 0
+    assert (tmp_path / "rd" / "rate_distortion.png").is_file() and "| titok-tiny | 8 | 64 |" in capsys.readouterr().out
+    assert main(["eval", "rate-distortion", "titok-tiny", "--data", str(BUNDLED), "--num-tokens", "1,x",
+                 "--out", str(tmp_path / "rd")]) == 2
+    assert main(["ablate", "titok-tiny", "--num-tokens", "8,16", "--no-throughput", "--eval-data", str(BUNDLED),
+                 "--eval-metrics", "psnr", "--out", str(tmp_path / "abl")]) == 0
+    out = capsys.readouterr().out
+    assert "| random |" in out and "every row (weights = random)" in out
+    assert main(["ablate", "titok-tiny", "--num-tokens", "8,16", "--weights", "8", "--out", str(tmp_path / "a")]) == 2
+    assert "--weights needs --eval-data" in capsys.readouterr().err

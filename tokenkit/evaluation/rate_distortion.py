@@ -37,16 +37,11 @@ from typing import Any
 import torch
 
 from tokenkit.errors import ConfigError, WeightsError
-from tokenkit.evaluation.result import METRIC_LABELS, EvaluationResult
+from tokenkit.evaluation.result import METRIC_KEYS, METRIC_LABELS, EvaluationResult
+from tokenkit.evaluation.runner import INCEPTION_METRICS, RECONSTRUCTION_METRICS, choose_metrics, random_weights_note
 
 DEFAULT_METRICS = ("psnr", "lpips", "fid")
 """Metrics of ``rate_distortion`` when none are given (an unavailable one is left out with a note)."""
-
-METRIC_KEYS: dict[str, tuple[str, ...]] = {
-    "fid": ("rfid",), "is": ("is",), "kid": ("kid",), "pr": ("precision", "recall"), "sfid": ("sfid",),
-    "psnr": ("psnr",), "ssim": ("ssim",), "lpips": ("lpips",), "usage": ("usage", "perplexity"),
-}
-"""Result keys (table columns) of each metric name of ``evaluate_reconstruction``."""
 
 HIGHER_IS_BETTER: dict[str, bool] = {
     "psnr": True, "ssim": True, "is": True, "precision": True, "recall": True, "usage": True, "perplexity": True,
@@ -54,23 +49,6 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 }
 """Direction of each column (shown as an arrow in tables and plots)."""
 
-_INCEPTION = ("fid", "is", "kid", "pr", "sfid")
-
-
-def choose_metrics(metrics: Sequence[str] | str | None, default: Sequence[str]) -> tuple[list[str], bool]:
-    """``(metric names, explicit)`` from a comma-separated string or a list (``None``: ``default``).
-
-    Raises:
-        ConfigError: An unknown metric name, or none at all.
-    """
-    if metrics is None:
-        return list(default), False
-    names = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
-    unknown = [m for m in names if m not in METRIC_KEYS]
-    if unknown or not names:
-        raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; "
-                          f"choose from {', '.join(METRIC_KEYS)}")
-    return list(dict.fromkeys(names)), True
 
 
 def metric_columns(metrics: Sequence[str]) -> list[str]:
@@ -86,12 +64,6 @@ def column_title(key: str) -> str:
 
 def _first_line(err: Exception) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
-
-
-def random_weights_note(label: str) -> str:
-    """The note (and warning) of a model evaluated with randomly initialised weights."""
-    return (f"the tokenizer {label!r} has random weights (no weights given): its numbers say nothing "
-            "about the trained model")
 
 
 class SharedEvaluation:
@@ -130,14 +102,14 @@ class SharedEvaluation:
         self.device, self.precision, self.num_workers, self.progress = torch.device(device), precision, \
             num_workers, progress
         self.protocol = get_protocol(protocol)
-        self.metrics, self.explicit = choose_metrics(metrics, default)
+        self.metrics, self.explicit = choose_metrics(metrics, RECONSTRUCTION_METRICS, default)
         self.requested = list(self.metrics)
         self.notes: list[str] = []
         self.net: torch.nn.Module | None = None
         self._references: dict[int, Any] = {}
         if num_images is not None and num_images < 1:
             raise ConfigError(f"num_images must be positive, got {num_images}")
-        inception = [m for m in self.metrics if m in _INCEPTION]
+        inception = [m for m in self.metrics if m in INCEPTION_METRICS]
         if inception:
             if isinstance(inception_weights, torch.nn.Module):
                 self.net = inception_weights.to(self.device)
@@ -151,7 +123,7 @@ class SharedEvaluation:
                     if self.explicit:
                         raise
                     self.notes.append(f"{', '.join(inception)} not computed: {_first_line(err)}")
-                    self.metrics = [m for m in self.metrics if m not in _INCEPTION]
+                    self.metrics = [m for m in self.metrics if m not in INCEPTION_METRICS]
         if "is" in self.metrics and self.net is not None and getattr(self.net, "fc", True) is None:
             from tokenkit.evaluation.inception_weights import missing_weights_message
 
@@ -182,7 +154,7 @@ class SharedEvaluation:
         """The ``reference=`` of every evaluation at image side ``size`` (computed on first use)."""
         from tokenkit.evaluation.reference import ReferenceStatistics
 
-        if self.net is None or not any(m in _INCEPTION for m in self.metrics):
+        if self.net is None or not any(m in INCEPTION_METRICS for m in self.metrics):
             return None
         ref = self.reference
         if isinstance(ref, ReferenceStatistics):
@@ -209,7 +181,7 @@ class SharedEvaluation:
         """``evaluate_reconstruction`` of a built tokenizer (decoding the first ``num_tokens`` tokens)."""
         from tokenkit.evaluation.runner import evaluate_reconstruction
 
-        inception = any(m in _INCEPTION for m in self.metrics)
+        inception = any(m in INCEPTION_METRICS for m in self.metrics)
         return evaluate_reconstruction(
             tokenizer, self.data, protocol=self.protocol, metrics=self.metrics,
             reference=self.reference_for(tokenizer.image_size), num_images=self.num_images, num_tokens=num_tokens,
@@ -635,7 +607,7 @@ def rate_distortion(models: Any, data: Any, *, num_tokens: int | Sequence[int] |
     for model, label, source, counts in resolved:
         own = []
         if source == "random":
-            own.append(random_weights_note(label))
+            own.append(random_weights_note("tokenizer", label))
             warnings.warn(own[-1], UserWarning, stacklevel=2)
         k_bits = None if model.codebook_size is None else model.num_codebooks * math.log2(model.codebook_size)
         for k in counts:

@@ -21,6 +21,12 @@ METRIC_LABELS: dict[str, str] = {
 }
 """How each metric key is shown in tables."""
 
+METRIC_KEYS: dict[str, tuple[str, ...]] = {
+    "fid": ("rfid",), "is": ("is",), "kid": ("kid",), "pr": ("precision", "recall"), "sfid": ("sfid",),
+    "psnr": ("psnr",), "ssim": ("ssim",), "lpips": ("lpips",), "usage": ("usage", "perplexity"),
+}
+"""Result keys (table columns) of each metric name of ``evaluate_reconstruction``."""
+
 
 @dataclasses.dataclass
 class EvaluationResult:

@@ -28,26 +28,37 @@ from tokenkit.evaluation.accumulate import ImageSetStatistics, PassState, state_
 from tokenkit.evaluation.data import SourceInfo, iterate_batches, open_source
 from tokenkit.evaluation.protocols import Protocol, get_protocol
 from tokenkit.evaluation.reference import ReferenceStatistics, load_reference
-from tokenkit.evaluation.result import EvaluationResult, environment, state_dict_sha256
+from tokenkit.evaluation.result import METRIC_KEYS, EvaluationResult, environment, state_dict_sha256
 from tokenkit.evaluation.scores import frechet_distance, kernel_inception_distance, precision_recall, warn_if_few
 
 INCEPTION_METRICS = ("fid", "is", "kid", "pr", "sfid")
-RECONSTRUCTION_METRICS = (*INCEPTION_METRICS, "psnr", "ssim", "lpips", "usage")
+RECONSTRUCTION_METRICS = tuple(METRIC_KEYS)
 RECONSTRUCTION_DEFAULT = ("fid", "is", "psnr", "ssim", "lpips", "usage")
 GENERATION_METRICS = INCEPTION_METRICS
 GENERATION_DEFAULT = ("fid", "is", "sfid", "pr")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def _choose_metrics(metrics: Sequence[str] | str | None, known: Sequence[str], default: Sequence[str]
-                    ) -> tuple[list[str], bool]:
+def choose_metrics(metrics: Sequence[str] | str | None, known: Sequence[str], default: Sequence[str]
+                   ) -> tuple[list[str], bool]:
+    """``(metric names, explicit)`` from a comma-separated string or a list (``None``: ``default``).
+
+    Raises:
+        ConfigError: An unknown metric name, or none at all.
+    """
     if metrics is None:
         return list(default), False
     names = [m.strip().lower() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     unknown = [m for m in names if m not in known]
     if unknown or not names:
         raise ConfigError(f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}")
-    return names, True
+    return list(dict.fromkeys(names)), True
+
+
+def random_weights_note(what: str, name: str) -> str:
+    """The note (and warning) of a model evaluated with randomly initialised weights."""
+    return (f"the {what} {name!r} has random weights (no weights given): its numbers say nothing "
+            "about the trained model")
 
 
 def _autocast(precision: str, device: torch.device):
@@ -157,8 +168,7 @@ def _resolve_model(model: Any, weights: str | None, device: torch.device | str |
             source = weights
         else:
             built, source = tk.build(name, device=device), None
-            notes.append(f"the {what} {name!r} has random weights (no weights given): its numbers say nothing "
-                         "about the trained model")
+            notes.append(random_weights_note(what, name))
             warnings.warn(notes[-1], UserWarning, stacklevel=3)
     else:
         built, source = model, "a built model (weights given in memory)"
@@ -354,7 +364,7 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
     """
     started = time.perf_counter()
     protocol = get_protocol(protocol)
-    wanted, explicit = _choose_metrics(metrics, RECONSTRUCTION_METRICS, RECONSTRUCTION_DEFAULT)
+    wanted, explicit = choose_metrics(metrics, RECONSTRUCTION_METRICS, RECONSTRUCTION_DEFAULT)
     tok, model_info, notes = _resolve_model(tokenizer, weights, device, "tokenizer")
     if not hasattr(tok, "encode") or not hasattr(tok, "decode"):
         raise ConfigError(f"{type(tok).__name__} is not a tokenizer (evaluate_reconstruction needs encode/decode)")
@@ -573,7 +583,7 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
     started = time.perf_counter()
     base = get_protocol(protocol)
     protocol = base.for_generation()
-    wanted, explicit = _choose_metrics(metrics, GENERATION_METRICS, GENERATION_DEFAULT)
+    wanted, explicit = choose_metrics(metrics, GENERATION_METRICS, GENERATION_DEFAULT)
     if num_images < 1 or batch_size < 1:
         raise ConfigError(f"num_images and batch_size must be positive, got {num_images} and {batch_size}")
     gen, gen_info, notes = _resolve_model(generator, generator_weights, device, "generator")
