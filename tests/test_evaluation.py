@@ -395,3 +395,17 @@ def test_rate_distortion_and_ablate_quality_from_the_command_line(tmp_path, caps
     assert "| random |" in out and "every row (weights = random)" in out
     assert main(["ablate", "titok-tiny", "--num-tokens", "8,16", "--weights", "8", "--out", str(tmp_path / "a")]) == 2
     assert "--weights needs --eval-data" in capsys.readouterr().err
+
+
+def test_num_images_also_bounds_a_streamed_source():
+    images = tk.data.sample_images(32, per_image=2, seed=0)
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return ({"image": image} for image in images)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = tk.evaluate_reconstruction("titok-tiny", Stream(), metrics="psnr", num_images=5, batch_size=2,
+                                            progress=False)
+    assert result.info["num_images"] == 5

@@ -417,6 +417,11 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
     try:
         for number, batch in iterate_batches(source, batch_size, rank=rank, world=world, done=state.done,
                                              num_workers=num_workers):
+            if num_images is not None and total is None:  # a stream: stop after num_images items
+                left = num_images - number * batch_size
+                if left <= 0:
+                    break
+                batch = {k: v[:left] for k, v in batch.items()}
             ok = batch["ok"]
             state.skipped.extend(f"{k} ({e})" for k, e, good in zip(batch["key"], batch["error"], ok.tolist())
                                  if not good)
