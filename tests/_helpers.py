@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import tokenkit as tk
 
-KEYS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "official_keys"
+KEYS_DIR = Path(__file__).resolve().parent / "fixtures" / "official_keys"
 
 TINY_VQGAN = dict(hidden_channels=16, channel_mult=(1, 1, 2, 2), num_res_blocks=1, z_channels=8, norm_groups=8)
 """A MaskGIT-VQGAN pixel decoder upsampling by 8 (= the tiny patch size)."""
 
 
 def official_keys(name: str) -> dict[str, tuple[int, ...]]:
-    """``{key: shape}`` of an official checkpoint listing (skips the test where shared/ is absent)."""
+    """``{key: shape}`` of an official checkpoint listing (``tests/fixtures/official_keys/NAME.txt``)."""
     path = KEYS_DIR / f"{name}.txt"
-    if not path.exists():
-        pytest.skip(f"official key listing {path} not available")
     rows = (line.split("\t") for line in path.read_text().splitlines() if line.strip())
     return {key: tuple(int(s) for s in shape.strip("()").split(",") if s.strip()) for key, shape, *_ in rows}
 
