@@ -84,7 +84,9 @@ def test_adm_preset_crops_as_center_crop_arr():
 
 def test_clean_preset_resizes_float_channels_with_pil_bicubic():
     protocol = PROTOCOLS["clean"]
-    images = torch.randint(0, 256, (2, 3, 40, 33), dtype=torch.uint8)
+    reals = torch.stack([ImageFiles(FILES, 64, protocol)[i]["image"] for i in range(2)])  # as `titok`: resize + crop
+    images = protocol.to_uint8(reals, "real")
+    assert torch.equal(images, (reals * 255).round().to(torch.uint8))
     out = protocol.inception_input(images, 299)
     for i in range(2):
         for c in range(3):  # clean-fid resize.py make_resizer("PIL", False, "bicubic", (299, 299))
