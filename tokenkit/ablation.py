@@ -7,7 +7,8 @@ Each combination is expanded into a spec (so an invalid one is reported, not
 fatal) and measured: parameters, tokens and bits per image, FLOPs per image of
 encoding and decoding (``torch.utils.flop_counter`` on the ``meta`` device,
 so no memory or compute is spent) and, optionally, measured encode/decode
-throughput on real tensors.
+throughput on real tensors: the median images/s of several timed calls after a
+warm-up, with its spread (see [`time_calls`][tokenkit.ablation.time_calls]).
 
 With ``eval_data`` every composition is also evaluated with
 [`evaluate_reconstruction`][tokenkit.evaluation.runner.evaluate_reconstruction]
@@ -25,7 +26,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -46,7 +47,15 @@ class AblationRow:
     gflops_encode: float | None = None
     gflops_decode: float | None = None
     encode_images_per_s: float | None = None
+    """Images per second of ``encode``: batch size over the median wall time of the timed calls."""
+    encode_spread: float | None = None
+    """Relative interquartile range of the encode call times ([`Timing.spread`][tokenkit.ablation.Timing.spread])."""
     decode_images_per_s: float | None = None
+    """Images per second of ``decode`` (codes to images), as for encode."""
+    decode_spread: float | None = None
+    """Relative interquartile range of the decode call times."""
+    timed_calls: int | None = None
+    """Timed calls behind each of the two rates (the fewer of encode's and decode's)."""
     error: str | None = None
     weights: str | None = None
     """Weights source of the quality columns (``"random"`` when none was given; ``None``: not evaluated)."""
@@ -67,12 +76,15 @@ class AblationRow:
 
 
 COLUMNS = ("parameters", "tokens_per_image", "bits_per_image", "gflops_encode", "gflops_decode",
-           "encode_images_per_s", "decode_images_per_s", "error")
+           "encode_images_per_s", "encode_spread", "decode_images_per_s", "decode_spread", "error")
+SPREAD_COLUMNS = frozenset({"encode_spread", "decode_spread"})
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, column: str = "") -> str:
     if value is None:
         return ""
+    if column in SPREAD_COLUMNS:
+        return f"{value * 100:.1f}%"
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):
@@ -91,6 +103,8 @@ class AblationResult:
         quality: Quality columns (metric keys such as ``psnr``, ``rfid``, ``lpips``) when the
             grid was evaluated on images; empty otherwise.
         notes: Remarks printed under the markdown table (random weights, metrics left out).
+        timing: How the images/s columns were measured (``batch``, ``warmup``, ``repeats``,
+            ``min_time``, ``device``, ``threads``); ``None`` when throughput was not measured.
     """
 
     base: str
@@ -98,16 +112,44 @@ class AblationResult:
     rows: list[AblationRow]
     quality: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    timing: dict[str, Any] | None = None
 
-    def _columns(self) -> list[str]:
-        """Cost columns, then ``weights`` and the quality columns when evaluated, then ``error``."""
+    def timing_note(self) -> str | None:
+        """One line saying how the images/s columns were measured, or ``None`` without timings.
+
+        Examples:
+            >>> from tokenkit.ablation import AblationResult, AblationRow
+            >>> row = AblationRow({"num_tokens": "8"}, encode_images_per_s=900.0, encode_spread=0.04,
+            ...                   decode_images_per_s=700.0, decode_spread=0.02, timed_calls=12)
+            >>> timing = dict(batch=4, warmup=2, repeats=5, min_time=1.0, device="cpu", threads=2)
+            >>> print(AblationResult("titok-tiny", ["num_tokens"], [row], timing=timing).timing_note())
+            timing: images/s = batch 4 / median call time of 12 timed calls (at least 5 and 1 s per measurement, after 2 warm-up calls), cpu, 2 threads; spread = interquartile range of the call times / median
+        """
+        if self.timing is None:
+            return None
+        t = self.timing
+        calls = [r.timed_calls for r in self.rows if r.timed_calls]
+        if not calls:
+            return None
+        count = f"{min(calls)}" if min(calls) == max(calls) else f"{min(calls)}-{max(calls)}"
+        floor = f"at least {t['repeats']}" + (f" and {t['min_time']:g} s per measurement" if t["min_time"] else "")
+        return (f"timing: images/s = batch {t['batch']} / median call time of {count} timed calls ({floor}, "
+                f"after {t['warmup']} warm-up calls), {t['device']}, {t['threads']} threads; "
+                "spread = interquartile range of the call times / median")
+
+    def _columns(self, csv: bool = False) -> list[str]:
+        """Cost columns (and ``timed_calls`` in the CSV), then ``weights`` and the quality columns when
+        evaluated, then ``error``."""
+        cost = [*COLUMNS[:-1], "timed_calls"] if csv else list(COLUMNS[:-1])
         if not self.quality:
-            return list(COLUMNS)
-        return [*COLUMNS[:-1], "weights", *self.quality, "error"]
+            return [*cost, "error"]
+        return [*cost, "weights", *self.quality, "error"]
 
     @staticmethod
     def _value(row: AblationRow, column: str) -> Any:
-        return getattr(row, column) if column in COLUMNS or column == "weights" else row.metrics.get(column)
+        if column in COLUMNS or column in ("weights", "timed_calls"):
+            return getattr(row, column)
+        return row.metrics.get(column)
 
     def note_lines(self) -> list[str]:
         """The notes under the table: random weights, metrics left out, then each row's notes (once)."""
@@ -132,23 +174,26 @@ class AblationResult:
             >>> row = AblationRow({"num_tokens": "8"}, parameters=1000, bits_per_image=64.0, weights="random",
             ...                   metrics={"psnr": 9.75})
             >>> print(AblationResult("titok-tiny", ["num_tokens"], [row], quality=["psnr"]).to_markdown())
-            | num_tokens | parameters | tokens_per_image | bits_per_image | gflops_encode | gflops_decode | encode_images_per_s | decode_images_per_s | weights | psnr | error |
-            |---|---|---|---|---|---|---|---|---|---|---|
-            | 8 | 1,000 |  | 64 |  |  |  |  | random | 9.75 |  |
+            | num_tokens | parameters | tokens_per_image | bits_per_image | gflops_encode | gflops_decode | encode_images_per_s | encode_spread | decode_images_per_s | decode_spread | weights | psnr | error |
+            |---|---|---|---|---|---|---|---|---|---|---|---|---|
+            | 8 | 1,000 |  | 64 |  |  |  |  |  |  | random | 9.75 |  |
             <BLANKLINE>
             note: every row (weights = random) evaluated with randomly initialised weights: their quality columns (psnr) say nothing about trained models; give weights={label: source}
         """
         head = [*self.axes, *self._columns()]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in self.rows:
-            cells = [row.setting[a] for a in self.axes] + [_fmt(self._value(row, c)) for c in self._columns()]
+            cells = [row.setting[a] for a in self.axes] + [_fmt(self._value(row, c), c) for c in self._columns()]
             lines.append("| " + " | ".join(cells) + " |")
         notes = self.note_lines() if self.quality else []
+        timing = self.timing_note()
+        notes = ([f"note: {timing}"] if timing else []) + notes
         return "\n".join(lines + ([""] + notes if notes else []))
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write the table as CSV (raw numbers; with quality columns, a last ``notes`` column)."""
-        columns = self._columns()
+        """Write the table as CSV (raw numbers: spreads as fractions, plus ``timed_calls``; with quality
+        columns, a last ``notes`` column)."""
+        columns = self._columns(csv=True)
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow([*self.axes, *columns] + (["notes"] if self.quality else []))
@@ -174,9 +219,14 @@ class AblationResult:
                   ("GFLOPs per image", [[r.gflops_encode or 0 for r in rows], [r.gflops_decode or 0 for r in rows]],
                    ["encode", "decode"]),
                   ("bits per image", [[r.bits_per_image or 0 for r in rows]], [None])]
+        errors: dict[str, list[list[float]]] = {}
         if any(r.encode_images_per_s for r in rows):
-            panels.append(("images / s", [[r.encode_images_per_s or 0 for r in rows],
-                                          [r.decode_images_per_s or 0 for r in rows]], ["encode", "decode"]))
+            title = "images / s\n(bars: interquartile range)"
+            panels.append((title, [[r.encode_images_per_s or 0 for r in rows],
+                                   [r.decode_images_per_s or 0 for r in rows]], ["encode", "decode"]))
+            # the rate at the first / third quartile of the call times, around the median rate
+            errors[title] = [[(r.encode_images_per_s or 0) * (r.encode_spread or 0) / 2 for r in rows],
+                             [(r.decode_images_per_s or 0) * (r.decode_spread or 0) / 2 for r in rows]]
         from tokenkit.evaluation.rate_distortion import HIGHER_IS_BETTER
         from tokenkit.evaluation.result import METRIC_LABELS
 
@@ -191,7 +241,9 @@ class AblationResult:
         for ax, (title, series, names) in zip(axes[:, 0], panels):
             width = 0.8 / len(series)
             for i, (values, name) in enumerate(zip(series, names)):
-                ax.bar([p + (i - (len(series) - 1) / 2) * width for p in x], values, width, label=name)
+                yerr = errors[title][i] if title in errors else None
+                ax.bar([p + (i - (len(series) - 1) / 2) * width for p in x], values, width, label=name,
+                       yerr=yerr, capsize=3 if yerr else 0)
             ax.set_ylabel(title)
             ax.grid(axis="y", alpha=0.3)
             if names[0]:
@@ -238,19 +290,82 @@ def _gflops(fn, *args) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _rate(fn, batch: int, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """Wall times of repeated calls, after a warm-up (see [`time_calls`][tokenkit.ablation.time_calls]).
+
+    Examples:
+        >>> t = Timing((0.10, 0.11, 0.12, 0.13, 0.50), warmup=2)
+        >>> round(t.median, 3), round(t.spread, 3), t.rate(4) == 4 / t.median
+        (0.12, 0.167, True)
+    """
+
+    times: tuple[float, ...]
+    """Seconds per timed call, in call order."""
+    warmup: int = 0
+    """Untimed warm-up calls made before."""
+
+    @property
+    def median(self) -> float:
+        """Median seconds per call."""
+        return statistics.median(self.times)
+
+    def quartiles(self) -> tuple[float, float]:
+        """First and third quartile of the call times (both the single time for one call)."""
+        if len(self.times) < 2:
+            return self.times[0], self.times[0]
+        q = statistics.quantiles(self.times, n=4, method="inclusive")
+        return q[0], q[2]
+
+    @property
+    def spread(self) -> float:
+        """Relative interquartile range ``(Q3 - Q1) / median`` of the call times (0.05: the middle half of
+        the calls lie within 5% of the median's size; 0 for one call). Robust to a single outlier."""
+        q1, q3 = self.quartiles()
+        return (q3 - q1) / self.median
+
+    def rate(self, items: float) -> float:
+        """``items`` per second at the median call time (images/s for a batch of ``items``)."""
+        return items / self.median
+
+
+def time_calls(fn: Callable[[], Any], *, warmup: int = 2, repeats: int = 5, min_time: float = 0.0,
+               max_repeats: int = 1000, sync: Callable[[], Any] | None = None) -> Timing:
+    """Time ``fn()``: ``warmup`` untimed calls, then at least ``repeats`` timed calls, continuing until the
+    timed calls add up to ``min_time`` seconds (at most ``max_repeats`` calls).
+
+    A fast call is timed many times (``min_time``), so a noisy machine moves its median
+    little; a slow one ``repeats`` times. ``sync`` (e.g. ``torch.cuda.synchronize``) is
+    called before each clock reading, for asynchronous devices.
+
+    Examples:
+        >>> t = time_calls(lambda: sum(range(1000)), warmup=1, repeats=3)
+        >>> len(t.times) >= 3 and t.warmup == 1 and t.spread >= 0
+        True
+    """
+    if repeats < 1 or warmup < 0 or max_repeats < repeats:
+        raise ConfigError(f"time_calls needs repeats >= 1, warmup >= 0 and max_repeats >= repeats; got "
+                          f"repeats={repeats}, warmup={warmup}, max_repeats={max_repeats}")
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_time and len(times) < max_repeats):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return Timing(tuple(times), warmup)
 
 
-def measure(spec: TokenizerSpec, *, throughput: bool = True, batch: int = 4, repeats: int = 2,
-            device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Parameters, tokens and bits per image, GFLOPs per image and (optionally) images/s of ``spec``."""
+def measure(spec: TokenizerSpec, *, throughput: bool = True, batch: int = 4, repeats: int = 5, warmup: int = 2,
+            min_time: float = 1.0, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Parameters, tokens and bits per image, GFLOPs per image and (optionally) images/s of ``spec``.
+
+    The images/s are medians over timed calls made by [`time_calls`][tokenkit.ablation.time_calls]
+    (``warmup``, ``repeats``, ``min_time``), with their spreads.
+    """
     from tokenkit.api import build
 
     meta = build(spec, device="meta")
@@ -265,12 +380,18 @@ def measure(spec: TokenizerSpec, *, throughput: bool = True, batch: int = 4, rep
                                  else meta.decoder(c), torch.empty(1, meta.num_tokens, meta.code_dim, device="meta")),
     }
     if throughput:
-        model = build(spec, device=device)
+        device = torch.device(device)
+        model = build(spec, device=device).eval()
         images = torch.rand(batch, channels, size, size, device=device)
+        sync = torch.cuda.synchronize if device.type == "cuda" else None
+        timing = dict(warmup=warmup, repeats=repeats, min_time=min_time, sync=sync)
         with torch.no_grad():
             codes = model.encode(images).codes
-            out["encode_images_per_s"] = _rate(lambda: model.encode(images), batch, repeats)
-            out["decode_images_per_s"] = _rate(lambda: model.decode(codes), batch, repeats)
+            enc = time_calls(lambda: model.encode(images), **timing)
+            dec = time_calls(lambda: model.decode(codes), **timing)
+        out.update(encode_images_per_s=enc.rate(batch), encode_spread=enc.spread,
+                   decode_images_per_s=dec.rate(batch), decode_spread=dec.spread,
+                   timed_calls=min(len(enc.times), len(dec.times)))
     return out
 
 
@@ -318,8 +439,8 @@ def _evaluate_row(row: AblationRow, composition: TokenizerSpec, source: Any, eva
     row.notes.extend(result.notes)
 
 
-def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4, repeats: int = 2,
-           device: str | torch.device = "cpu", progress: bool = False, eval_data: Any = None, weights: Any = None,
+def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4, repeats: int = 5,
+           warmup: int = 2, min_time: float = 1.0, device: str | torch.device = "cpu", progress: bool = False, eval_data: Any = None, weights: Any = None,
            eval_metrics: Sequence[str] | str | None = None, protocol: Any = "titok", num_images: int | None = None,
            eval_batch_size: int = 50, inception_weights: Any = None, evaluate_random: bool = True,
            **axes: Any) -> AblationResult:
@@ -332,7 +453,11 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
             ``quantizer=[tk.Part("vq"), tk.Part("fsq")]``).
         throughput: Also time encode and decode on real tensors (builds each model).
         batch: Images per timed call.
-        repeats: Timed calls (the median is reported).
+        repeats: Least number of timed calls per measurement (the median is reported,
+            with the spread of the call times in ``encode_spread`` / ``decode_spread``).
+        warmup: Untimed calls before each measurement.
+        min_time: Keep timing a measurement until its timed calls add up to this many
+            seconds (at most 1,000 calls), so a fast composition gets many calls.
         device: Device for the timings (and the evaluation).
         progress: Show a tqdm progress bar.
         eval_data: Real images to evaluate every composition on (folder, files, ``.npz``,
@@ -362,8 +487,8 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
         kept as rows with ``error`` set.
 
     Raises:
-        ConfigError: No axis, ``weights`` without ``eval_data``, or weights for a setting
-            that is not in the grid.
+        ConfigError: No axis, ``weights`` without ``eval_data``, weights for a setting
+            that is not in the grid, or ``repeats < 1`` / ``warmup < 0`` / ``min_time < 0``.
 
     Example:
         >>> import tokenkit as tk
@@ -382,6 +507,9 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
 
     if not axes:
         raise ConfigError("ablate needs at least one axis, e.g. num_tokens=[32, 64, 128]")
+    if throughput and (repeats < 1 or warmup < 0 or min_time < 0):
+        raise ConfigError(f"timing needs repeats >= 1, warmup >= 0 and min_time >= 0; got repeats={repeats}, "
+                          f"warmup={warmup}, min_time={min_time}")
     if weights is not None and eval_data is None:
         raise ConfigError("weights only matter for the quality columns: give eval_data (real images) too")
     grid = _grid(axes)
@@ -408,7 +536,7 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
             if not isinstance(composition, TokenizerSpec):
                 raise ConfigError(f"ablate measures tokenizers; {base!r} is not one")
             for key, value in measure(composition, throughput=throughput, batch=batch, repeats=repeats,
-                                      device=device).items():
+                                      warmup=warmup, min_time=min_time, device=device).items():
                 setattr(row, key, value)
             if evaluator is not None and (evaluate_random or i in sources):
                 _evaluate_row(row, composition, sources.get(i), evaluator, device)
@@ -425,6 +553,10 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
         warnings.warn(f"ablate: {random} of {len(rows)} compositions evaluated with random weights (no weights "
                       "given for them): their quality columns say nothing about trained models", UserWarning,
                       stacklevel=2)
+    timing = None
+    if throughput:
+        timing = dict(batch=batch, warmup=warmup, repeats=repeats, min_time=min_time, device=str(device),
+                      threads=torch.get_num_threads())
     return AblationResult(base=base if isinstance(base, str) else "spec", axes=list(axes), rows=rows,
                           quality=[] if evaluator is None else evaluator.columns,
-                          notes=notes)
+                          notes=notes, timing=timing)
