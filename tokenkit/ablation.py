@@ -440,10 +440,10 @@ def _evaluate_row(row: AblationRow, composition: TokenizerSpec, source: Any, eva
 
 
 def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4, repeats: int = 5,
-           warmup: int = 2, min_time: float = 1.0, device: str | torch.device = "cpu", progress: bool = False, eval_data: Any = None, weights: Any = None,
-           eval_metrics: Sequence[str] | str | None = None, protocol: Any = "titok", num_images: int | None = None,
-           eval_batch_size: int = 50, inception_weights: Any = None, evaluate_random: bool = True,
-           **axes: Any) -> AblationResult:
+           warmup: int = 2, min_time: float = 1.0, device: str | torch.device = "cpu", progress: bool = False,
+           eval_data: Any = None, weights: Any = None, eval_metrics: Sequence[str] | str | None = None,
+           protocol: Any = "titok", num_images: int | None = None, eval_batch_size: int = 50,
+           inception_weights: Any = None, evaluate_random: bool = True, **axes: Any) -> AblationResult:
     """Measure every combination of the ``axes`` applied to ``base``.
 
     Args:
