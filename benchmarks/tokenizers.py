@@ -407,6 +407,14 @@ def time_pair(work: Workload, warmup: int, repeats: int, count: bool, device: to
 
 
 # ---- the table ---------------------------------------------------------------------------------------------------
+def numbers(side: dict[str, Any], flops: int, batch: int) -> dict[str, Any]:
+    """The reported numbers of one implementation's measurement (``time_pair``'s entry for it)."""
+    t: Timing = side["timing"]
+    return dict(seconds=t.median, spread=t.spread, times=list(t.times), images_per_s=t.rate(batch), flops=flops,
+                gflop_per_image=flops / batch / 1e9, gflop_per_s=flops / t.median / 1e9,
+                added_mib=side["added_bytes"] / 2**20, peak_mib=side["peak_bytes"] / 2**20)
+
+
 def _f(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -527,7 +535,7 @@ def main(argv: list[str] | None = None) -> None:
                 net = build_official(classes, model, spec, device)
             except (ValueError, tk.TokenkitError) as err:
                 notes.append(f"{name}: not compared with the official code ({err})")
-                print(f"{name}: {notes[-1]}", file=sys.stderr, flush=True)
+                print(notes[-1], file=sys.stderr, flush=True)
         params = sum(p.numel() for p in model.parameters())
         print(f"{name}: {params / 1e6:,.1f} M parameters", file=sys.stderr, flush=True)
         for batch in batches:
@@ -546,21 +554,10 @@ def main(argv: list[str] | None = None) -> None:
                                             if side in result}
                     row = dict(model=name, workload=work.name, batch=batch, precision=requested, resolved=resolved,
                                precision_label=requested if requested == resolved else f"{requested} ({resolved})",
-                               parameters=params)
-                    for side in ("tokenkit", "official"):
-                        if side not in result:
-                            continue
-                        t: Timing = result[side]["timing"]
-                        f = flops[work.name][side]
-                        entry = dict(seconds=t.median, spread=t.spread, times=list(t.times),
-                                     images_per_s=t.rate(batch), flops=f, gflop_per_image=f / batch / 1e9,
-                                     gflop_per_s=f / t.median / 1e9, added_mib=result[side]["added_bytes"] / 2**20,
-                                     peak_mib=result[side]["peak_bytes"] / 2**20)
-                        if side == "tokenkit":
-                            row.update(entry)
-                        else:
-                            row["official"] = entry
-                    row["ids_equal"], row["max_abs_diff"] = result.get("ids_equal"), result.get("max_abs_diff")
+                               parameters=params, **numbers(result["tokenkit"], flops[work.name]["tokenkit"], batch),
+                               ids_equal=result.get("ids_equal"), max_abs_diff=result.get("max_abs_diff"))
+                    if "official" in result:
+                        row["official"] = numbers(result["official"], flops[work.name]["official"], batch)
                     rows.append(row)
                     extra = ""
                     if "official" in row:
