@@ -207,3 +207,22 @@ def test_cli_generate_writes_pngs(tmp_path, capsys):
         "00000_class1.png", "00001_class2.png", "00002_class3.png"]
     assert main(["generate", "maskgit-tiny", "titok-tiny", "--labels", "x"]) == 2
     assert "--labels must be comma-separated" in capsys.readouterr().err
+
+
+def test_cli_generate_precision_and_the_deprecated_bf16_flag(tmp_path, capsys):
+    from tokenkit.cli import main
+
+    base = ["generate", "maskgit-tiny", "titok-tiny", "--labels", "1", "--steps", "1", "--out", str(tmp_path / "g.png")]
+    assert main([*base, "--precision", "fp32"]) == 0
+    captured = capsys.readouterr()
+    assert "precision fp32 (" in captured.out and "deprecated" not in captured.err
+    assert main(base) == 0
+    assert capsys.readouterr().out.count("precision auto -> ") == 1  # printed once, with the reason
+    assert main([*base, "--bf16"]) == 0
+    captured = capsys.readouterr()
+    assert "precision bf16 (" in captured.out and "--bf16 is deprecated; use --precision bf16" in captured.err
+    assert main([*base, "--bf16", "--precision", "fp32"]) == 2
+    assert "--bf16 contradicts --precision fp32" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--precision", "half"])
+    assert "invalid choice: 'half'" in capsys.readouterr().err

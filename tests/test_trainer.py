@@ -90,8 +90,12 @@ def test_ema_follows_the_model():
 
 
 def test_bad_config_is_refused():
-    with pytest.raises(tk.ConfigError, match="mixed_precision"):
-        TrainConfig(mixed_precision="fp16")
+    with pytest.raises(tk.ConfigError, match="precision must be one of auto, fp32, bf16, fp16"):
+        TrainConfig(precision="bf32")
+    with pytest.raises(tk.ConfigError, match="mixed_precision is deprecated"):
+        TrainConfig(mixed_precision="fp8")
+    with pytest.raises(tk.ConfigError, match="contradicts"):
+        TrainConfig(mixed_precision="bf16", precision="fp32")
     with pytest.raises(tk.ConfigError, match="steps must be a positive int"):
         TrainConfig(steps=0)
 
@@ -115,9 +119,14 @@ def test_recipe_runs_and_resumes_from_the_cli(tmp_path, capsys):
 def test_demo_command_writes_the_grid_and_metrics(tmp_path, capsys):
     from tokenkit.cli import main
 
-    assert main(["demo", "--steps", "3", "--out", str(tmp_path / "demo")]) == 0
+    assert main(["demo", "--steps", "3", "--out", str(tmp_path / "demo"), "--precision", "fp32"]) == 0
     text = capsys.readouterr().out
     assert "PSNR" in text and "SSIM" in text and "codebook usage" in text
+    assert text.count("precision fp32 (") == 1  # the trainer says once what it computes in, and why
+    import json
+
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["precision"] == "fp32" and metrics["steps"] == 3 and "torch CPU capability" in metrics["cpu"]
     assert (tmp_path / "demo" / "reconstructions.png").is_file()
     assert tk.from_pretrained(tmp_path / "demo" / "model").num_tokens == 8
 
@@ -292,9 +301,9 @@ def test_default_loss_weights_a_kl_like_the_official_vae_recipe():
 
 def test_trainers_with_different_precisions_in_one_process(tmp_path, images):
     """accelerate fixes its precision per process; the trainer applies its own, run by run."""
-    for name, precision, expected in (("a", "no", torch.float32), ("b", "bf16", torch.bfloat16),
-                                      ("c", "no", torch.float32)):
-        trainer = Trainer(_config(tmp_path, name, steps=1, mixed_precision=precision), images)
+    for name, precision, expected in (("a", "fp32", torch.float32), ("b", "bf16", torch.bfloat16),
+                                      ("c", "fp32", torch.float32)):
+        trainer = Trainer(_config(tmp_path, name, steps=1, precision=precision), images)
         seen = []
         trainer.accelerator.unwrap_model(trainer.model).encoder.register_forward_hook(
             lambda module, args, out: seen.append(out.dtype))

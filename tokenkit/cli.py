@@ -13,6 +13,12 @@ from pathlib import Path
 
 import tokenkit as tk
 from tokenkit.errors import TokenkitError
+from tokenkit.precision import PRECISIONS
+
+
+PRECISION_CHOICES = PRECISIONS
+PRECISION_HELP = ("arithmetic (default: auto = bf16 where the hardware runs it natively: CUDA with bf16, "
+                  "CPUs with AVX-512-bf16 / AMX; fp16 on CUDA without bf16; fp32 otherwise)")
 
 
 def _count(module) -> int:
@@ -72,10 +78,10 @@ def info_command(args: argparse.Namespace) -> None:
 
 def generate_command(args: argparse.Namespace) -> None:
     """``tokenkit generate``: class labels -> PNG grid (and optionally one PNG per sample)."""
-    import contextlib
-
     import torch
     from torchvision.utils import make_grid, save_image
+
+    from tokenkit.precision import describe, resolve_precision
 
     try:
         labels = [int(v) for v in args.labels.split(",") if v.strip()]
@@ -83,18 +89,24 @@ def generate_command(args: argparse.Namespace) -> None:
         raise tk.ConfigError(f"--labels must be comma-separated class ids, got {args.labels!r}") from None
     if not labels:
         raise tk.ConfigError("--labels is empty")
+    precision = args.precision
+    if args.bf16:  # the deprecated flag
+        if precision not in ("auto", "bf16"):
+            raise tk.ConfigError(f"--bf16 contradicts --precision {precision}; give only --precision")
+        _warn("--bf16 is deprecated; use --precision bf16 (or --precision auto, the default)")
+        precision = "bf16"
+    resolve_precision(precision, args.device)  # a bad combination fails before the models are built
     generator = _load(args.generator, args.generator_weights, args.device)
     tokenizer = _load(args.tokenizer, args.tokenizer_weights, args.device)
     sampling = {k: getattr(args, k) for k in ("steps", "guidance", "temperature", "guidance_decay", "schedule")
                 if getattr(args, k) is not None}
-    autocast = (torch.autocast(torch.device(args.device).type, dtype=torch.bfloat16) if args.bf16
-                else contextlib.nullcontext())
+    device = next(generator.parameters()).device
+    print(describe(precision, device))
     images = []
-    with autocast:
-        for start in range(0, len(labels), args.batch_size):
-            chunk = labels[start : start + args.batch_size]
-            images.append(tk.generate_images(generator, tokenizer, chunk, seed=args.seed + start, progress=True,
-                                             **sampling).float().cpu())
+    for start in range(0, len(labels), args.batch_size):
+        chunk = labels[start : start + args.batch_size]
+        images.append(tk.generate_images(generator, tokenizer, chunk, seed=args.seed + start, progress=True,
+                                         precision=precision, **sampling).float().cpu())
     images = torch.cat(images)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,10 +171,10 @@ def ablate_command(args: argparse.Namespace, extra: Sequence[str]) -> None:
 
 def demo_command(args: argparse.Namespace) -> None:
     """``tokenkit demo``: train a small tokenizer on the bundled images, write a grid, print metrics."""
-    from tokenkit.train.demo import run_demo
+    from tokenkit.train.demo import DEMO_STEPS, run_demo
 
-    print(f"training a small 1D tokenizer on the bundled images for {args.steps} steps (CPU) ...")
-    metrics = run_demo(args.out, steps=args.steps, seed=args.seed)
+    print(f"training a small 1D tokenizer on the bundled images for {args.steps or DEMO_STEPS} steps (CPU) ...")
+    metrics = run_demo(args.out, steps=args.steps, seed=args.seed, precision=args.precision)
     print(f"PSNR {metrics['psnr']:.2f} dB | SSIM {metrics['ssim']:.3f} | codebook usage {metrics['usage'] * 100:.1f}% "
           f"(perplexity {metrics['perplexity']:.0f}) | {metrics['seconds']:.0f} s")
     print(f"wrote {Path(args.out) / 'reconstructions.png'} (originals above, reconstructions below), "
@@ -560,7 +572,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_gen.add_argument("--seed", type=int, default=0)
     p_gen.add_argument("--batch-size", type=int, default=8)
     p_gen.add_argument("--device", default="cpu")
-    p_gen.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p_gen.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
+    p_gen.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)  # deprecated: --precision bf16
     p_gen.add_argument("--out", default="samples.png", help="PNG grid to write (default: samples.png)")
     p_gen.add_argument("--nrow", type=int, help="images per grid row")
     p_gen.add_argument("--separate", metavar="DIR", help="also write one PNG per sample into DIR")
@@ -587,7 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                   "weights empty instead of evaluating random weights")
     p_demo = sub.add_parser("demo", help="train a small tokenizer on the bundled images (CPU, offline), "
                                          "write a reconstruction grid and print PSNR/SSIM/codebook usage")
-    p_demo.add_argument("--steps", type=int, default=2500)
+    p_demo.add_argument("--steps", type=int, help="training steps (default: the demo's own, see the training guide)")
+    p_demo.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--out", default="tokenkit-demo", help="output folder (default: tokenkit-demo)")
     p_train = sub.add_parser("train", help="train with a recipe file (or a bundled recipe name)")

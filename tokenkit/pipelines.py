@@ -34,7 +34,7 @@ def check_pair(generator: nn.Module, tokenizer: Tokenizer) -> None:
 @torch.no_grad()
 def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Tensor | list[int], *,
                     seed: int | None = None, rng: torch.Generator | None = None, progress: bool = False,
-                    **sampling: Any) -> torch.Tensor:
+                    precision: str = "auto", **sampling: Any) -> torch.Tensor:
     """Generate images of classes ``labels``: sample tokens with ``generator``, decode with ``tokenizer``.
 
     Args:
@@ -44,13 +44,18 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
         seed: Seed of a fresh ``torch.Generator`` (ignored when ``rng`` is given).
         rng: Random generator for sampling.
         progress: Show a tqdm progress bar over the sampling steps.
+        precision: ``auto`` (default: bf16 autocast where the hardware runs it natively, fp16 on CUDA
+            without bf16, else fp32; see [`resolve_precision`][tokenkit.precision.resolve_precision]),
+            ``fp32``, ``bf16`` or ``fp16``, resolved for the generator's device. Sampling and decoding
+            run under it; the images are returned in float32 either way.
         **sampling: Sampling overrides (``steps``, ``guidance``, ``temperature``, ...).
 
     Returns:
-        ``(B, C, H, W)`` images in [0, 1].
+        ``(B, C, H, W)`` float32 images in [0, 1].
 
     Raises:
         ContractError: The generator does not match the tokenizer, or bad labels.
+        ConfigError: An unknown precision, or one the device cannot run.
 
     Example:
         >>> import torch, tokenkit as tk
@@ -58,8 +63,11 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
         >>> images.shape
         torch.Size([2, 3, 32, 32])
     """
+    from tokenkit.precision import autocast, resolve_precision
+
     check_pair(generator, tokenizer)
     device = next(generator.parameters()).device
+    resolved = resolve_precision(precision, device)
     if rng is None and seed is not None:
         rng = torch.Generator(device=device).manual_seed(seed)
     bar = None
@@ -69,9 +77,13 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
         steps = sampling.get("steps", generator.config.sampling.steps)
         bar = tqdm(total=steps, desc="sampling", unit="step")
     try:
-        ids = generator.generate(labels, generator=rng, callback=(lambda step, ids: bar.update(1)) if bar else None,
-                                 **sampling)
+        with autocast(resolved, device):
+            ids = generator.generate(labels, generator=rng,
+                                     callback=(lambda step, ids: bar.update(1)) if bar else None, **sampling)
     finally:
         if bar is not None:
             bar.close()
-    return tokenizer.detokenize(ids.to(next(tokenizer.parameters()).device))
+    tok_device = next(tokenizer.parameters()).device
+    with autocast(resolved if tok_device == device else precision, tok_device):
+        images = tokenizer.detokenize(ids.to(tok_device))
+    return images.float()

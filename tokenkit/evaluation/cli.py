@@ -19,8 +19,9 @@ def _common(p: argparse.ArgumentParser, *, metrics: str, resumable: bool = True)
     p.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
     p.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file (see below)")
     p.add_argument("--device", default="cpu", help="device (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="model arithmetic (default: fp32; the Inception always runs in the protocol's precision)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="model arithmetic (default: auto = bf16 where the device runs it natively, fp16 on CUDA "
+                        "without bf16, else fp32; the Inception always runs in the protocol's precision)")
     if resumable:
         p.add_argument("--state-dir", metavar="DIR", help="resume points; needed (shared) under several processes")
     p.add_argument("--out", metavar="DIR", default="eval", help="folder for result.json and result.md (default: eval)")

@@ -87,7 +87,8 @@ class SharedEvaluation:
         batch_size: Images per batch.
         inception_weights: Inception weights file, ``None`` (looked up) or a built feature part.
         device: Where the Inception runs (and the tokenizers are moved).
-        precision: Tokenizer arithmetic (``fp32``, ``bf16``, ``fp16``).
+        precision: Tokenizer arithmetic: ``auto`` (default, see
+            [`resolve_precision`][tokenkit.precision.resolve_precision]), ``fp32``, ``bf16`` or ``fp16``.
         num_workers: DataLoader workers.
         progress: Progress bars.
     """
@@ -95,12 +96,14 @@ class SharedEvaluation:
     def __init__(self, data: Any, *, metrics: Sequence[str] | str | None, default: Sequence[str],
                  protocol: Any = "titok", reference: Any = None, num_images: int | None = None,
                  batch_size: int = 50, inception_weights: Any = None, device: torch.device | str = "cpu",
-                 precision: str = "fp32", num_workers: int = 0, progress: bool = True) -> None:
+                 precision: str = "auto", num_workers: int = 0, progress: bool = True) -> None:
         from tokenkit.evaluation.protocols import get_protocol
+        from tokenkit.precision import resolve_precision
 
         self.data, self.reference, self.num_images, self.batch_size = data, reference, num_images, batch_size
         self.device, self.precision, self.num_workers, self.progress = torch.device(device), precision, \
             num_workers, progress
+        resolve_precision(precision, self.device)  # a bad name fails before any work
         self.protocol = get_protocol(protocol)
         self.metrics, self.explicit = choose_metrics(metrics, RECONSTRUCTION_METRICS, default)
         self.requested = list(self.metrics)
@@ -520,7 +523,7 @@ def rate_distortion(models: Any, data: Any, *, num_tokens: int | Sequence[int] |
                     protocol: Any = "titok", metrics: Sequence[str] | str | None = None, weights: Any = None,
                     reference: Any = None, num_images: int | None = None, batch_size: int = 50,
                     inception_weights: Any = None, device: torch.device | str | None = None,
-                    precision: str = "fp32", num_workers: int = 0, progress: bool = True) -> RateDistortionResult:
+                    precision: str = "auto", num_workers: int = 0, progress: bool = True) -> RateDistortionResult:
     """Reconstruction quality against bits per image: a prefix sweep of one tokenizer, or several models.
 
     Args:
@@ -547,7 +550,10 @@ def rate_distortion(models: Any, data: Any, *, num_tokens: int | Sequence[int] |
         inception_weights: Inception weights file, ``None`` (looked up) or a built feature part
             (e.g. a tiny random ``InceptionV3FID`` in tests).
         device: Where to run (default: the first model's device).
-        precision: Tokenizer arithmetic: ``fp32``, ``bf16`` or ``fp16``.
+        precision: Tokenizer arithmetic: ``auto`` (default: bf16 autocast where the device runs it
+            natively, fp16 on CUDA without bf16, else fp32; see
+            [`resolve_precision`][tokenkit.precision.resolve_precision]), ``fp32``, ``bf16`` or ``fp16``.
+            The resolved and requested ones are in ``info`` (and in every point's ``info``).
         num_workers: DataLoader workers.
         progress: Progress bars.
 
@@ -620,6 +626,7 @@ def rate_distortion(models: Any, data: Any, *, num_tokens: int | Sequence[int] |
     assert last is not None
     info = {"protocol": shared.protocol.name, "metrics": shared.metrics, "data": last.info.get("data"),
             "num_images": last.info.get("num_images"), "features": last.info.get("features"),
+            "precision": last.info.get("precision"), "precision_requested": precision,
             "reference": "computed once per image size from the data" if reference is None
             else (reference if isinstance(reference, (str, os.PathLike)) else type(reference).__name__),
             "seconds": round(time.perf_counter() - started, 2)}

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from tokenkit.errors import ConfigError, WeightsError
+from tokenkit.precision import autocast, resolve_precision
 from tokenkit.evaluation.accumulate import ImageSetStatistics, PassState, state_path
 from tokenkit.evaluation.data import SourceInfo, iterate_batches, open_source
 from tokenkit.evaluation.protocols import Protocol, get_protocol
@@ -36,7 +37,6 @@ RECONSTRUCTION_METRICS = tuple(METRIC_KEYS)
 RECONSTRUCTION_DEFAULT = ("fid", "is", "psnr", "ssim", "lpips", "usage")
 GENERATION_METRICS = INCEPTION_METRICS
 GENERATION_DEFAULT = ("fid", "is", "sfid", "pr")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def choose_metrics(metrics: Sequence[str] | str | None, known: Sequence[str], default: Sequence[str]
@@ -61,12 +61,11 @@ def random_weights_note(what: str, name: str) -> str:
             "about the trained model")
 
 
-def _autocast(precision: str, device: torch.device):
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+def precision_info(requested: str, resolved: str, device: torch.device) -> dict[str, str]:
+    """``{"precision": resolved, "precision_requested": ..., "precision_reason": ...}`` of a result's info."""
+    from tokenkit.precision import describe
+
+    return {"precision": resolved, "precision_requested": requested, "precision_reason": describe(requested, device)}
 
 
 def _process() -> tuple[int, int, Any]:
@@ -314,7 +313,7 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
                             num_images: int | None = None, num_tokens: int | None = None, batch_size: int = 50,
                             weights: str | None = None,
                             inception_weights: str | None = None, device: torch.device | str | None = None,
-                            precision: str = "fp32", num_workers: int = 0, state_dir: str | Path | None = None,
+                            precision: str = "auto", num_workers: int = 0, state_dir: str | Path | None = None,
                             save_every: int = 20, progress: bool = True) -> EvaluationResult:
     """Reconstruction quality of a tokenizer on real images: rFID, IS, PSNR, SSIM, LPIPS, codebook usage, ...
 
@@ -339,8 +338,11 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
         weights: Weights of a tokenizer given by name.
         inception_weights: Inception weights file (else looked up, see `tokenkit.evaluation.inception_weights`).
         device: Where to run (default: the tokenizer's device).
-        precision: Tokenizer arithmetic: ``fp32``, ``bf16`` or ``fp16`` autocast (the Inception
-            always runs in the protocol's precision).
+        precision: Tokenizer arithmetic: ``auto`` (default: bf16 autocast where the device runs it
+            natively, fp16 on CUDA without bf16, else fp32; see
+            [`resolve_precision`][tokenkit.precision.resolve_precision]), ``fp32``, ``bf16`` or ``fp16``.
+            The Inception always runs in the protocol's precision. ``info`` records the resolved
+            ``precision`` and the ``precision_requested``.
         num_workers: DataLoader workers decoding images.
         state_dir: Folder for resume points (and for merging processes); removed after success.
         save_every: Batches between resume points.
@@ -375,6 +377,7 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
             raise ConfigError(f"num_tokens={num_tokens}: this tokenizer decodes only all {tok.num_tokens} tokens "
                               "(prefixes need a tail-drop bottleneck, with 1 <= num_tokens <= N)")
     dev = _device(tok, device)
+    resolved = resolve_precision(precision, dev)
     tok.to(dev)
     if tok.codebook_size is None and "usage" in wanted:
         wanted.remove("usage")
@@ -405,12 +408,11 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
                  "weights_sha256": model_info["weights_sha256"], "data": src_info.description,
                  "batch_size": batch_size, "num_images": num_images, "num_tokens": num_tokens,
                  "features": features.fingerprint,
-                 "precision": precision, "world": world}
+                 "precision": resolved, "world": world}
     state, folder = _open_state(state_dir, rank, signature, sets, world)
     total = len(source) if hasattr(source, "__len__") else None
     bar = _progress(None if total is None else max(0, total - len(state.done) * batch_size) // world,
                     "evaluating reconstructions", progress and rank == 0)
-    autocast = _autocast(precision, dev)
     from tokenkit.metrics import lpips as lpips_metric
     from tokenkit.metrics import psnr, ssim
 
@@ -428,7 +430,7 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
             if ok.any():
                 images = batch["image"][ok].to(dev)
                 indices = batch["index"][ok]
-                with torch.no_grad(), autocast:
+                with torch.no_grad(), autocast(resolved, dev):
                     q = tok.encode(images)
                     if num_tokens is not None and num_tokens < tok.num_tokens:
                         q = q._replace(codes=q.codes[:, :num_tokens],
@@ -483,8 +485,8 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
             "skipped": len(state.skipped), "skipped_files": state.skipped[:20], "ignored_files": len(src_info.ignored),
             "data": src_info.description, "features": features.info, "model": model_info,
             "reference": None if ref is None else {k: v for k, v in ref.info.items()},
-            "precision": precision, "batch_size": batch_size, "device": str(dev), "processes": world,
-            "seconds": round(time.perf_counter() - started, 2), **environment()}
+            **precision_info(precision, resolved, dev), "batch_size": batch_size, "device": str(dev),
+            "processes": world, "seconds": round(time.perf_counter() - started, 2), **environment()}
     if folder is not None and rank == 0 and state_dir is not None:
         _clean_state(folder, world)
     return EvaluationResult(metrics_out, info, notes)
@@ -550,7 +552,7 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
                         batch_size: int = 50, seed: int = 42, npz: str | Path | None = None,
                         generator_weights: str | None = None, tokenizer_weights: str | None = None,
                         inception_weights: str | None = None, device: torch.device | str | None = None,
-                        precision: str = "fp32", state_dir: str | Path | None = None, save_every: int = 20,
+                        precision: str = "auto", state_dir: str | Path | None = None, save_every: int = 20,
                         progress: bool = True, **sampling: Any) -> EvaluationResult:
     """Generation quality: gFID, sFID, IS, precision / recall (and KID) of class-conditional samples.
 
@@ -574,7 +576,9 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
         tokenizer_weights: Weights of a tokenizer given by name.
         inception_weights: Inception weights file.
         device: Where to run.
-        precision: Generator / tokenizer arithmetic (``fp32``, ``bf16``, ``fp16``).
+        precision: Generator / tokenizer arithmetic: ``auto`` (default, see
+            [`resolve_precision`][tokenkit.precision.resolve_precision]), ``fp32``, ``bf16`` or ``fp16``;
+            the Inception runs in the protocol's precision. ``info`` records the resolved and requested ones.
         state_dir: Resume points (and process merging); the sample chunks of ``npz`` live there too.
         save_every: Batches between resume points.
         progress: Progress bar.
@@ -596,6 +600,7 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
     notes.extend(tok_notes)
     check_pair(gen, tok)
     dev = _device(gen, device)
+    resolved = resolve_precision(precision, dev)
     gen.to(dev)
     tok.to(dev)
     num_classes = getattr(gen, "num_classes", None)
@@ -619,7 +624,7 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
     signature = {"task": "generation", "protocol": protocol.to_dict(), "metrics": wanted, "num_images": num_images,
                  "generator": gen_info["weights_sha256"], "tokenizer": tok_info["weights_sha256"], "seed": seed,
                  "batch_size": batch_size, "sampling": {k: v for k, v in sorted(sampling.items())},
-                 "labels": hashlib.sha256(labels.numpy().tobytes()).hexdigest(), "features": features.fingerprint, "precision": precision,
+                 "labels": hashlib.sha256(labels.numpy().tobytes()).hexdigest(), "features": features.fingerprint, "precision": resolved,
                  "world": world, "npz": None if npz is None else str(npz)}
     if npz is not None and state_dir is None:
         state_dir = Path(str(npz) + ".parts")
@@ -628,12 +633,10 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
     if chunks is not None:
         chunks.mkdir(parents=True, exist_ok=True)
     batches = [k for k in range(rank, (num_images + batch_size - 1) // batch_size, world) if k not in state.done]
-    autocast = _autocast(precision, dev)
     with _progress(len(batches) * batch_size, "sampling + features", progress and rank == 0) as bar:
         for k in batches:
             chunk = labels[k * batch_size:(k + 1) * batch_size]
-            with autocast:
-                images = generate_images(gen, tok, chunk.to(dev), seed=seed + k, **sampling)
+            images = generate_images(gen, tok, chunk.to(dev), seed=seed + k, precision=resolved, **sampling)
             samples8 = protocol.to_uint8(images.float(), "sample")
             if chunks is not None:
                 import numpy as np
@@ -656,8 +659,8 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
             if num_classes and torch.equal(labels, torch.arange(num_images) % num_classes) else "given",
             "sampling": sampling, "generator": gen_info, "tokenizer": tok_info, "features": features.info,
             "reference": None if ref is None else ref.info, "npz": None if npz is None else str(npz),
-            "precision": precision, "batch_size": batch_size, "device": str(dev), "processes": world,
-            "seconds": round(time.perf_counter() - started, 2), **environment()}
+            **precision_info(precision, resolved, dev), "batch_size": batch_size, "device": str(dev),
+            "processes": world, "seconds": round(time.perf_counter() - started, 2), **environment()}
     if folder is not None and rank == 0:
         _clean_state(folder, world)
         if chunks is not None:

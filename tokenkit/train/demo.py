@@ -5,7 +5,9 @@ FSQ bottleneck: 8 tokens of 1000 codes = 80 bits per 32x32 image) on random
 crops of the six bundled photographs, then writes a PNG grid of held-out
 originals (top rows) and their reconstructions (bottom rows), and prints
 PSNR, SSIM and codebook usage. Everything is offline; a progress bar follows
-the training steps. Matmuls run in bf16 (autocast), which CPUs with AVX-512 bf16 run fastest.
+the training steps. The precision is ``auto`` (see [`tokenkit.precision`][tokenkit.precision]):
+bf16 autocast on CPUs that run bf16 natively (AVX-512-bf16 / AMX), fp32 elsewhere,
+where emulated bf16 would be many times slower.
 """
 
 from __future__ import annotations
@@ -16,37 +18,59 @@ from pathlib import Path
 import torch
 
 DEMO_KNOBS = {"encoder_size": (128, 2, 4), "decoder_size": (128, 2, 4), "patch_size": 8, "quantizer": "fsq"}
+DEMO_STEPS = 2500
+"""Training steps of ``tokenkit demo`` (batch ``DEMO_BATCH``, learning rate ``DEMO_LR``)."""
+DEMO_BATCH = 32
+DEMO_LR = 6e-4
 
 
-def run_demo(output: str | Path = "tokenkit-demo", *, steps: int = 2500, batch_size: int = 32, seed: int = 0,
-             progress: bool = True) -> dict[str, float]:
+def run_demo(output: str | Path = "tokenkit-demo", *, steps: int | None = None, batch_size: int = DEMO_BATCH,
+             seed: int = 0, precision: str = "auto", progress: bool = True) -> dict[str, float | str]:
     """Train, evaluate and write ``output/reconstructions.png`` and ``output/metrics.json``.
 
+    Args:
+        output: Output folder.
+        steps: Training steps (default ``DEMO_STEPS``).
+        batch_size: Crops per step.
+        seed: Seed of the weights, the crops and the training.
+        precision: ``auto`` (default), ``fp32``, ``bf16`` or ``fp16`` (see
+            [`resolve_precision`][tokenkit.precision.resolve_precision]).
+        progress: Print the chosen precision and show a progress bar.
+
     Returns:
-        ``{"psnr", "ssim", "usage", "perplexity", "seconds", "steps"}`` on held-out crops.
+        Held-out ``psnr``, ``ssim``, ``usage``, ``perplexity``; ``seconds`` (from data to saved model,
+        without Python start-up and imports), ``steps``, ``batch_size``; ``precision`` (resolved),
+        ``precision_requested``, ``device``, ``hardware`` (the one-line reason of the choice), ``cpu``
+        (name, torch's CPU capability, native bf16 or not) and ``threads``. The same go to
+        ``metrics.json``.
     """
     import json
 
     from torchvision.utils import make_grid, save_image
 
     import tokenkit as tk
+    from tokenkit.precision import cpu_description, describe
     from tokenkit.train.trainer import TrainConfig, Trainer
 
     output = Path(output)
+    steps = DEMO_STEPS if steps is None else steps
     start = time.perf_counter()
     train_images = tk.data.sample_images(32, per_image=64, resize=64, seed=seed)
     held_out = tk.data.sample_images(32, per_image=4, resize=64, seed=seed + 1000)
-    config = TrainConfig(model="titok-tiny", knobs=DEMO_KNOBS, steps=steps, batch_size=batch_size, lr=6e-4,
-                         end_lr=6e-5, warmup_steps=min(100, steps // 10), weight_decay=1e-4, ema_decay=0.99,
-                         mixed_precision="bf16", seed=seed, output_dir=str(output), log_every=max(1, steps // 20))
+    config = TrainConfig(model="titok-tiny", knobs=DEMO_KNOBS, steps=steps, batch_size=batch_size, lr=DEMO_LR,
+                         end_lr=DEMO_LR / 10, warmup_steps=min(100, steps // 10), weight_decay=1e-4, ema_decay=0.99,
+                         precision=precision, seed=seed, output_dir=str(output), log_every=max(1, steps // 20))
     trainer = Trainer(config, train_images)
     trainer.train(progress=progress)
     result = trainer.evaluate(held_out)
     model = trainer.trained_model()
-    with torch.no_grad():
-        rec = model.detokenize(model.tokenize(held_out))
+    with torch.no_grad(), trainer.autocast():
+        rec = model.detokenize(model.tokenize(held_out)).float()
     metrics = {"psnr": result["psnr"], "ssim": result["ssim"], "usage": result["usage"],
-               "perplexity": result["perplexity"], "seconds": time.perf_counter() - start, "steps": steps}
+               "perplexity": result["perplexity"], "seconds": time.perf_counter() - start, "steps": steps,
+               "batch_size": batch_size, "precision": trainer.precision, "precision_requested": precision,
+               "device": str(trainer.accelerator.device), "hardware": describe(precision, trainer.accelerator.device),
+               "cpu": cpu_description(), "threads": torch.get_num_threads()}
     output.mkdir(parents=True, exist_ok=True)
     shown = 12
     save_image(make_grid(torch.cat([held_out[:shown], rec[:shown]]), nrow=shown, padding=1),

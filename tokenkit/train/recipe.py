@@ -6,14 +6,19 @@ A recipe file has these sections (only ``model`` is required)::
     knobs: {quantizer: fsq}            # its knob overrides
     data: {part: bundled, config: {size: 32}}   # a dataset part (kind "dataset")
     eval: {part: bundled, config: {seed: 1}}    # held-out data (train.eval_every; and at the end)
-    train: {steps: 1000, batch_size: 32, lr: 3.0e-4}   # TrainConfig fields
+    train: {steps: 1000, batch_size: 32, lr: 3.0e-4}   # TrainConfig fields (precision: auto by default)
     loss: {part: composite, config: {...}}      # optional loss part (kind "loss")
     teacher: {model: maskgit-vqgan, pretrained: SRC}   # TiTok stage 1 targets / stage 2 pixel decoder
     init: {weights: SRC, pixel_decoder: teacher}       # start from weights (stage 2: + the teacher's decoder)
     objective: {schedule: arccos}      # generator training options (MaskedTokensConfig)
 
 ``tokenkit train RECIPE [section.key=value ...]`` runs it; overrides use dotted
-keys (``train.steps=200``, ``knobs.num_tokens=16``) and YAML values.
+keys (``train.steps=200``, ``knobs.num_tokens=16``, ``train.precision=fp32``) and YAML values.
+
+``train.precision`` is ``auto`` unless a recipe says otherwise (bf16 where the
+hardware runs it natively, fp16 with loss scaling on CUDA without bf16, fp32
+elsewhere). Old recipes' ``mixed_precision: no`` / ``bf16`` / ``fp16`` are read
+as ``precision: fp32`` / ``bf16`` / ``fp16`` with a ``FutureWarning``.
 """
 
 from __future__ import annotations
@@ -142,7 +147,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
         raise ConfigError("recipe needs 'model: <tokenizer model name>'")
     train = dict(data.get("train") or {})
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    bad = sorted(set(train) - fields)
+    bad = sorted(set(train) - fields - {"mixed_precision"})  # the deprecated name is read (and mapped) by TrainConfig
     if bad:
         raise ConfigError(f"unknown train option(s) {', '.join(bad)}; options are {', '.join(sorted(fields))}")
     for key in ("betas", "freeze", "log_with"):

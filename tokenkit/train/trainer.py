@@ -1,7 +1,8 @@
 """A trainer on Hugging Face ``accelerate``: one CPU, one GPU or many, with the same code.
 
 It owns the loop: AdamW (decay on linear/conv weights only), warm-up + cosine
-schedule, gradient accumulation and clipping, bf16 autocast, EMA weights,
+schedule, gradient accumulation and clipping, automatic precision (bf16 / fp16
+autocast where the hardware runs it natively, see [`tokenkit.precision`][tokenkit.precision]), EMA weights,
 frozen sub-modules, JSONL + console logging with a tqdm bar (TensorBoard / W&B
 optional), atomic periodic checkpoints and exact resume (model, EMA,
 optimizer, scheduler, RNG states and data position). What one step computes is
@@ -19,15 +20,18 @@ import dataclasses
 import json
 import random
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from tokenkit.contracts import TokenizerOutput
 from tokenkit.errors import ConfigError
+from tokenkit.precision import PRECISIONS, describe, resolve_precision
+from tokenkit.precision import autocast as precision_autocast
 from tokenkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from tokenkit.train.data import BatchStream, to_device
 from tokenkit.train.objectives import (
@@ -43,6 +47,9 @@ from tokenkit.train.optim import EMA, cosine_schedule, parameter_groups
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
 """Experiment trackers ``log_with`` accepts, and the package each needs."""
+
+LEGACY_MIXED_PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}
+"""The deprecated ``mixed_precision`` values (accelerate's names) and the ``precision`` each means."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +78,17 @@ class TrainConfig:
     """AdamW weight decay (linear and conv weights only)."""
     clip: float = 1.0
     """Gradient-norm clipping (0 disables)."""
-    mixed_precision: Literal["no", "bf16"] = "no"
-    """``bf16``: forward passes and losses under ``torch.autocast`` in bfloat16 (no loss scaling needed).
-    The trainer applies it itself, so several trainers with different precisions can run in one
-    process (accelerate's own setting is fixed per process)."""
+    precision: str = "auto"
+    """Arithmetic of forward passes and losses: ``auto`` (default: bf16 where the hardware runs it
+    natively, i.e. CUDA with bf16 and CPUs with AVX-512-bf16 / AMX; fp16 on CUDA without bf16; fp32
+    otherwise, see [`resolve_precision`][tokenkit.precision.resolve_precision]), ``fp32``, ``bf16``
+    (``torch.autocast``, no loss scaling needed) or ``fp16`` (autocast with a dynamic loss scale,
+    ``torch.amp.GradScaler``). The trainer applies it itself, so several trainers with different
+    precisions can run in one process (accelerate's own setting is fixed per process). The resolved
+    precision is in every line of ``metrics.jsonl`` and in the checkpoints."""
+    mixed_precision: dataclasses.InitVar[str | None] = None
+    """Deprecated spelling of ``precision`` (accelerate's names): ``no`` means ``fp32``, ``bf16`` and
+    ``fp16`` mean themselves. Read from old recipes with a warning; not stored."""
     ema_decay: float = 0.999
     """EMA decay (0 disables the EMA)."""
     seed: int = 0
@@ -106,7 +120,23 @@ class TrainConfig:
     eval_lpips: bool = False
     """Evaluations also report LPIPS (needs the VGG16 weights in the torch cache)."""
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, mixed_precision: str | None = None) -> None:
+        if isinstance(mixed_precision, dataclasses.InitVar):  # dataclasses.replace() passes the class default
+            mixed_precision = None
+        if mixed_precision is not None:
+            if mixed_precision not in LEGACY_MIXED_PRECISION:
+                raise ConfigError(f"mixed_precision is deprecated and only reads the old values 'no', 'bf16' and "
+                                  f"'fp16'; got {mixed_precision!r}. Use precision: one of {', '.join(PRECISIONS)}")
+            meant = LEGACY_MIXED_PRECISION[mixed_precision]
+            if self.precision not in ("auto", meant):
+                raise ConfigError(f"mixed_precision={mixed_precision!r} (that is, precision {meant!r}) contradicts "
+                                  f"precision={self.precision!r}; give only precision")
+            warnings.warn(f"mixed_precision: {mixed_precision} is deprecated; it is read as precision: {meant}. "
+                          "Write precision: auto (bf16 only where the hardware runs it natively), fp32, bf16 or fp16",
+                          FutureWarning, stacklevel=3)
+            object.__setattr__(self, "precision", meant)
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("freeze", "log_with"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
@@ -139,8 +169,6 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if self.mixed_precision not in ("no", "bf16"):
-            raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
@@ -190,6 +218,10 @@ class Trainer:
                                        mixed_precision=None if is_initialized() else "no",
                                        gradient_accumulation_steps=config.grad_accum,
                                        log_with=list(config.log_with) or None, project_dir=str(self.output))
+        self.precision = resolve_precision(config.precision, self.accelerator.device)
+        """The resolved precision of this run (``fp32``, ``bf16`` or ``fp16``)."""
+        self.scaler = _grad_scaler(self.precision, self.accelerator.device)
+        self._announced = False
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.model = model if model is not None else tk.build(config.model, **dict(config.knobs))
@@ -211,6 +243,7 @@ class Trainer:
         d_lr = config.lr if config.d_lr is None else config.d_lr
         self.d_optimizer = (torch.optim.AdamW(d_params, lr=d_lr, betas=tuple(config.betas),
                                               weight_decay=config.weight_decay) if d_params else None)
+        self.d_scaler = _grad_scaler(self.precision, self.accelerator.device) if d_params else None
         # as officially: the generator's warm-up/cosine multiplier, over the steps the discriminator trains
         d_start = min((getattr(getattr(m, "config", None), "start_step", 0) for m in self.adversarial), default=0)
         self.d_scheduler = (cosine_schedule(self.d_optimizer, warmup_steps=config.warmup_steps,
@@ -229,12 +262,12 @@ class Trainer:
         # the scheduler is stepped by hand once per optimizer step (a prepared one would step once per process)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if config.log_with:
-            self.accelerator.init_trackers(config.project, config=_flat(dataclasses.asdict(config)))
+            self.accelerator.init_trackers(config.project, config={**_flat(dataclasses.asdict(config)),
+                                                                   "precision_resolved": self.precision})
 
-    def autocast(self) -> torch.autocast:
-        """The precision context of forward passes: bf16 autocast with ``mixed_precision="bf16"``."""
-        return torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16,
-                              enabled=self.config.mixed_precision == "bf16")
+    def autocast(self):
+        """The precision context of forward passes and losses: autocast in bf16 / fp16, nothing for fp32."""
+        return precision_autocast(self.precision, self.accelerator.device)
 
     def _default_objective(self, loss_fn: LossFn | None, teacher: nn.Module | None) -> Objective:
         if hasattr(self.model, "mask_id"):
@@ -285,6 +318,9 @@ class Trainer:
             "cuda_rng": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else None,
             "python_rng": list(random.getstate()[1]),
             "python_gauss": random.getstate()[2],
+            "precision": self.precision,
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "d_scaler": None if self.d_scaler is None else self.d_scaler.state_dict(),
             "config": json.loads(json.dumps(dataclasses.asdict(self.config))),
         }
 
@@ -300,6 +336,14 @@ class Trainer:
         if self.d_optimizer is not None and state.get("d_optimizer") is not None:
             self.d_optimizer.load_state_dict(state["d_optimizer"])
             self.d_scheduler.load_state_dict(state["d_scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        if self.d_scaler is not None and state.get("d_scaler") is not None:
+            self.d_scaler.load_state_dict(state["d_scaler"])
+        if state.get("precision", self.precision) != self.precision and self.accelerator.is_main_process:
+            warnings.warn(f"the checkpoint was trained in {state['precision']}; this run continues in "
+                          f"{self.precision} ({describe(self.config.precision, self.accelerator.device)})",
+                          UserWarning, stacklevel=2)
         torch.set_rng_state(state["torch_rng"])
         cuda_rng = state.get("cuda_rng")  # one state per process (its current device)
         if cuda_rng is not None and torch.cuda.is_available() and len(cuda_rng) == self.accelerator.num_processes:
@@ -340,26 +384,38 @@ class Trainer:
         return save_checkpoint(state, self.output / "checkpoints", self.step)
 
     # ---- loop -----------------------------------------------------------------------------------------------
-    def train(self, *, stop_after: int | None = None, progress: bool = True) -> dict[str, float]:
-        """Run until ``config.steps`` (or ``stop_after`` more steps); returns the last logged metrics."""
+    def train(self, *, stop_after: int | None = None, progress: bool = True) -> dict[str, Any]:
+        """Run until ``config.steps`` (or ``stop_after`` more steps); returns the last logged metrics
+        (numbers, and ``precision``: the resolved precision). With ``progress`` the main process prints
+        the precision and why it was chosen once, then shows a progress bar."""
         from tqdm.auto import tqdm
 
         config, acc = self.config, self.accelerator
         end = config.steps if stop_after is None else min(config.steps, self.step + stop_after)
+        if progress and acc.is_main_process and not self._announced:
+            print(describe(config.precision, acc.device), flush=True)
+            self._announced = True
         bar = tqdm(total=config.steps, initial=self.step, desc="training", unit="step",
                    disable=not (progress and acc.is_main_process))
-        last: dict[str, float] = {}
+        last: dict[str, Any] = {}
         start_time = time.perf_counter()
         while self.step < end:
             for _ in range(config.grad_accum):
                 batch = to_device(self.data.next(), acc.device)
-                with acc.accumulate(self.model), self.autocast():
-                    result = self.objective(self.model, batch, self.step)
-                    acc.backward(result.loss)
-                    if acc.sync_gradients and config.clip > 0:
-                        acc.clip_grad_norm_(self.model.parameters(), config.clip)
-                    self.optimizer.step()
+                with acc.accumulate(self.model):
+                    with self.autocast():  # forward and loss; backward and the step run outside autocast
+                        result = self.objective(self.model, batch, self.step)
+                    acc.backward(result.loss if self.scaler is None else self.scaler.scale(result.loss))
                     if acc.sync_gradients:
+                        if self.scaler is not None:
+                            self.scaler.unscale_(self.optimizer)  # clip the true gradients
+                        if config.clip > 0:
+                            acc.clip_grad_norm_(self.model.parameters(), config.clip)
+                        if self.scaler is not None:  # skips the step if a gradient is inf / nan
+                            self.scaler.step(self.optimizer)
+                            self.scaler.update()
+                        else:
+                            self.optimizer.step()
                         self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
             terms = dict(result.terms)
@@ -373,7 +429,8 @@ class Trainer:
                 last = {"step": self.step, "loss": result.loss.item(), "lr": self.scheduler.get_last_lr()[0],
                         **{k: float(v) for k, v in terms.items()},
                         **{k: float(v) for k, v in result.stats.items()},
-                        "seconds": time.perf_counter() - start_time}
+                        **({} if self.scaler is None else {"loss_scale": float(self.scaler.get_scale())}),
+                        "seconds": time.perf_counter() - start_time, "precision": self.precision}
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 self._log(last)
             if config.checkpoint_every and self.step % config.checkpoint_every == 0:
@@ -410,14 +467,16 @@ class Trainer:
         acc.wait_for_everyone()
         return result
 
-    def _log(self, line: dict[str, float]) -> None:
-        """Append ``line`` to ``metrics.jsonl`` (main process) and send it to the trackers, if any."""
+    def _log(self, line: dict[str, Any]) -> None:
+        """Append ``line`` (with the resolved ``precision``) to ``metrics.jsonl`` (main process) and send
+        its numbers to the trackers, if any."""
         if self.accelerator.is_main_process:
             self.output.mkdir(parents=True, exist_ok=True)
             with open(self.output / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(line) + "\n")
+                f.write(json.dumps({**line, "precision": self.precision}) + "\n")
         if self.config.log_with:
-            self.accelerator.log({k: v for k, v in line.items() if k != "step"}, step=self.step)
+            self.accelerator.log({k: v for k, v in line.items() if k != "step" and isinstance(v, (int, float))},
+                                 step=self.step)
 
     def finish(self) -> None:
         """Close the experiment trackers (TensorBoard / W&B), if any."""
@@ -463,11 +522,18 @@ class Trainer:
         with self.autocast():
             d_loss = sum(m.discriminator_loss(inputs) for m in active)
         self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
+        scaler = self.d_scaler
+        (d_loss if scaler is None else scaler.scale(d_loss)).backward()
+        if scaler is not None:
+            scaler.unscale_(self.d_optimizer)
         if self.config.clip > 0:
             torch.nn.utils.clip_grad_norm_([p for g in self.d_optimizer.param_groups for p in g["params"]],
                                            self.config.clip)
-        self.d_optimizer.step()
+        if scaler is not None:
+            scaler.step(self.d_optimizer)
+            scaler.update()
+        else:
+            self.d_optimizer.step()
         self.d_scheduler.step()
         return {"discriminator_loss": d_loss.detach()}
 
@@ -475,6 +541,17 @@ class Trainer:
         """The trained model (its EMA weights by default), in eval mode."""
         model = self.ema.shadow if (ema and self.ema is not None) else self.accelerator.unwrap_model(self.model)
         return model.eval()
+
+
+def _grad_scaler(precision: str, device: torch.device) -> Any:
+    """The dynamic loss scale of fp16 training (``torch.amp.GradScaler``), ``None`` otherwise."""
+    if precision != "fp16":
+        return None
+    try:
+        return torch.amp.GradScaler(device.type)
+    except (RuntimeError, ValueError, AttributeError) as err:
+        raise ConfigError(f"precision 'fp16' needs a loss scale, and torch has no GradScaler for {device.type!r} "
+                          f"({err}); use precision: auto, bf16 or fp32") from None
 
 
 def _multi_process_without_accelerator() -> bool:
