@@ -1,13 +1,16 @@
-"""Benchmark a generator's sampling: per-step time and samples/s, fp32 vs bf16 autocast.
+"""Benchmark a generator's sampling: per-step time and samples/s, fp32 vs the automatic precision.
 
     python benchmarks/generate.py                                  # maskgit-titok-l32, batch 4, 8 steps
     python benchmarks/generate.py --model maskgit-tiny --batch 16 --steps 8 --repeats 5
     python benchmarks/generate.py --weights generator_titok_l32.bin  # official or tokenkit weights
+    python benchmarks/generate.py --precision bf16                 # compare fp32 with bf16 even where it is emulated
 
-It prints, for fp32 and for bf16 autocast, the median time of one ``generate``
-call (after a warm-up), the time per step and the samples per second, then the
-fraction of token ids on which bf16 agrees with fp32 at sampling temperature 0
-(deterministic decoding).
+It prints the precision that ``auto`` picks here and why (CPU name, torch's CPU
+capability, native bf16 or not; see ``tokenkit.precision``), then, for fp32 and
+for that precision, the median time of one ``generate`` call (after a warm-up),
+the time per step and the samples per second, then the fraction of token ids
+on which the two agree at sampling temperature 0 (deterministic decoding).
+Where ``auto`` is fp32 (no native bf16) it says so and times fp32 only.
 
 Random weights are a degenerate regime for that agreement: their logits are
 nearly flat, so the confidence ranking that decides which tokens are kept is
@@ -21,7 +24,6 @@ reported for that model too (about a minute for maskgit-titok-l32 at 100 steps).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 
@@ -29,12 +31,13 @@ import torch
 
 import tokenkit as tk
 from tokenkit.generators.sampling import mask_tokens, masked_token_loss
+from tokenkit.precision import PRECISIONS, describe, resolve_precision
+from tokenkit.precision import autocast as precision_autocast
 
 
-def autocast(dtype: str) -> contextlib.AbstractContextManager:
-    if dtype == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def autocast(dtype: str):
+    """The autocast context of a resolved precision on the CPU (nothing for fp32)."""
+    return precision_autocast(dtype, "cpu")
 
 
 def time_generate(gen, labels, dtype: str, repeats: int, **sampling) -> tuple[float, torch.Tensor]:
@@ -49,18 +52,18 @@ def time_generate(gen, labels, dtype: str, repeats: int, **sampling) -> tuple[fl
     return statistics.median(times), ids
 
 
-def agreement(gen, labels, **sampling) -> float:
-    """Fraction of ids equal between fp32 and bf16 autocast at temperature 0."""
+def agreement(gen, labels, dtype: str, **sampling) -> float:
+    """Fraction of ids equal between fp32 and ``dtype`` autocast at temperature 0."""
     _, a = time_generate(gen, labels, "fp32", 1, temperature=0.0, **sampling)
-    _, b = time_generate(gen, labels, "bf16", 1, temperature=0.0, **sampling)
+    _, b = time_generate(gen, labels, dtype, 1, temperature=0.0, **sampling)
     return (a == b).float().mean().item()
 
 
-def fit(gen, labels: torch.Tensor, steps: int, lr: float, batch: int = 16) -> float:
+def fit(gen, labels: torch.Tensor, steps: int, lr: float, batch: int = 16, dtype: str = "fp32") -> float:
     """Fit ``gen``'s ``lm_head`` to one fixed random token sequence per label. Returns the last loss.
 
     Only the output layer is trained (a linear read-out of the frozen random
-    features, with bf16 features), which is cheap and enough to make the
+    features, computed in ``dtype``), which is cheap and enough to make the
     predictions confident, as a trained generator's are.
     """
     g = torch.Generator().manual_seed(1)
@@ -71,7 +74,7 @@ def fit(gen, labels: torch.Tensor, steps: int, lr: float, batch: int = 16) -> fl
     for _ in range(steps):
         pick = torch.randint(0, labels.shape[0], (batch,), generator=g)
         masked, mask = mask_tokens(targets[pick], gen.mask_id, generator=g)
-        with torch.no_grad(), autocast("bf16"):
+        with torch.no_grad(), autocast(dtype):
             tokens = torch.cat([labels[pick][:, None] + gen.codebook_size + 1, masked], dim=1)
             hidden = gen.norm(gen.backbone(gen.token_embedding(tokens) + gen.position_embedding))
         loss = masked_token_loss(gen.lm_head(hidden[:, 1:].float()), targets[pick], mask)
@@ -92,6 +95,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--fit-steps", type=int, default=0, help="fit the generator first (see the module docs)")
     parser.add_argument("--fit-lr", type=float, default=1e-2, help="learning rate of the fit")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="what to compare with fp32 (default: auto, the precision tokenkit picks here)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -104,19 +109,26 @@ def main() -> None:
     s = gen.config.sampling
     print(f"{args.model}: batch {args.batch}, {args.steps} steps, guidance {sampling.get('guidance', s.guidance)} "
           f"({s.guidance_decay}), temperature {s.temperature}, {args.threads} threads, torch {torch.__version__}")
+    other = resolve_precision(args.precision, "cpu")
+    print(f"  {describe(args.precision, 'cpu')}")
+    if other == "fp32":
+        print("  auto = fp32 here (no native bf16): only fp32 is timed; --precision bf16 times emulated bf16 too"
+              if args.precision == "auto" else "  fp32 asked for: only fp32 is timed")
     results = {}
-    for dtype in ("fp32", "bf16"):
+    for dtype in dict.fromkeys(("fp32", other)):
         seconds, _ = time_generate(gen, labels, dtype, args.repeats, **sampling)
         results[dtype] = seconds
         print(f"  {dtype}: {seconds:.3f} s per generate, {seconds / args.steps * 1e3:.1f} ms per step, "
               f"{args.batch / seconds:.2f} samples/s")
-    print(f"  bf16 speed-up: {results['fp32'] / results['bf16']:.2f}x")
-    print(f"  temperature-0 agreement bf16 vs fp32 ({'given' if args.weights else 'random'} weights): "
-          f"{agreement(gen, labels, **sampling) * 100:.1f}%")
+    if other == "fp32":
+        return
+    print(f"  {other} speed-up over fp32: {results['fp32'] / results[other]:.2f}x")
+    print(f"  temperature-0 agreement {other} vs fp32 ({'given' if args.weights else 'random'} weights): "
+          f"{agreement(gen, labels, other, **sampling) * 100:.1f}%")
     if args.fit_steps:
-        loss = fit(gen, labels, args.fit_steps, args.fit_lr)
-        print(f"  after fitting {args.fit_steps} steps (loss {loss:.3f}): temperature-0 agreement bf16 vs fp32 "
-              f"{agreement(gen, labels, **sampling) * 100:.1f}%")
+        loss = fit(gen, labels, args.fit_steps, args.fit_lr, dtype=other)
+        print(f"  after fitting {args.fit_steps} steps (loss {loss:.3f}): temperature-0 agreement {other} vs fp32 "
+              f"{agreement(gen, labels, other, **sampling) * 100:.1f}%")
 
 
 if __name__ == "__main__":
