@@ -13,6 +13,7 @@ import tokenkit as tk
 from tokenkit.decoders.vqgan import VQGANDecoderConfig
 from tokenkit.encoders.vqgan import VQGANEncoderConfig
 from tokenkit.layers import ResnetBlock
+from tokenkit.layers.vqgan_blocks import upsample_conv
 from tokenkit.quantizers.vqgan import VQGANQuantizerConfig
 
 TINY = dict(hidden_channels=32, channel_mult=(1, 2), num_res_blocks=1, z_channels=8, norm_groups=8)
@@ -107,6 +108,54 @@ def test_soft_decoding_equals_decoding_expected_code():
     logits = 3 * torch.randn(2, 4, 16)
     torch.testing.assert_close(soft(logits), hard(logits.softmax(-1) @ codebook))
     assert soft.config.in_dim == 16 and hard.config.in_dim == 8
+
+
+def test_upsample_conv_is_nearest_upsampling_then_conv():
+    """UpLevel runs "nearest x2, then 3x3 conv" as one transposed convolution: same values and gradients."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1)
+    x = torch.randn(2, 6, 5, 7, requires_grad=True)
+    ours = upsample_conv(x, conv)
+    ref = conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    grads = torch.autograd.grad(ours.square().sum(), (x, conv.weight, conv.bias))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (x, conv.weight, conv.bias))
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-4)
+
+
+def test_no_grad_fast_path_equals_autograd_path():
+    """Without autograd SiLU and residual adds run in place: same numbers, inputs untouched."""
+    torch.manual_seed(0)
+    dec = tk.build_part("decoder", tk.Part("vqgan", codebook_size=16, **TINY)).eval()
+    logits = 3 * torch.randn(2, 16, 16)
+    with_grad = dec(logits)
+    assert with_grad.requires_grad
+    before = logits.clone()
+    with torch.no_grad():
+        assert torch.equal(dec(logits), with_grad.detach())
+    with torch.inference_mode():
+        assert torch.equal(dec(logits), with_grad.detach())
+    assert torch.equal(logits, before)
+    block = ResnetBlock(8, 8, norm_groups=4)
+    x = torch.randn(2, 8, 5, 5)
+    x0 = x.clone()
+    with torch.no_grad():
+        block(x)
+    assert torch.equal(x, x0)
+
+
+def test_channels_last_weights_select_the_channels_last_layout():
+    torch.manual_seed(0)
+    dec = tk.build_part("decoder", tk.Part("vqgan", **TINY)).eval()
+    codes = torch.randn(2, 16, 8)
+    assert dec.memory_format() == torch.contiguous_format
+    ref = dec(codes)
+    dec.to(memory_format=torch.channels_last)
+    assert dec.memory_format() == torch.channels_last
+    out = dec(codes)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
 
 
 def test_quantizer_puts_beta_on_codebook_term():

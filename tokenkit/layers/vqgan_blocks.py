@@ -9,6 +9,12 @@ kernel ``k`` that is exactly symmetric zero padding ``k // 2``, so plain
 ``nn.Conv2d(..., padding=k // 2)`` gives identical results (all convolutions
 here have stride 1 and kernel 1 or 3).
 
+Speed (same parameters, same math): without autograd the blocks apply SiLU and
+the residual add in place, and a decoder level's "nearest x2 upsampling, then
+3x3 convolution" runs as one stride-2 transposed convolution on the
+low-resolution input (see [`upsample_conv`][tokenkit.layers.vqgan_blocks.upsample_conv]):
+4 instead of 9 multiply-adds per output value and no upsampled copy.
+
 Attribute names (``norm1``, ``conv1``, ``block``, ``upsample_conv``, ...)
 follow the official state-dict keys so that loading released weights is a
 pure prefix rename.
@@ -33,6 +39,54 @@ def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
 def conv(in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True) -> nn.Conv2d:
     """Stride-1 convolution with TF-"SAME" padding (= symmetric ``kernel_size // 2`` for odd kernels)."""
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
+
+
+def silu_(x: torch.Tensor) -> torch.Tensor:
+    """SiLU, in place when autograd is off (``x`` must then be a temporary the caller owns)."""
+    return F.silu(x, inplace=not torch.is_grad_enabled())
+
+
+def upsample_conv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The ``(I, O, 4, 4)`` transposed-convolution kernel equal to nearest x2 upsampling + a 3x3 convolution.
+
+    Output row ``2i`` of "upsample, then conv with kernel rows ``w0, w1, w2``" reads
+    input rows ``i - 1`` (``w0``) and ``i`` (``w1 + w2``); row ``2i + 1`` reads rows ``i``
+    (``w0 + w1``) and ``i + 1`` (``w2``); the same holds for columns. A stride-2,
+    padding-1 transposed convolution with taps ``[w2, w1 + w2, w0 + w1, w0]`` per axis
+    computes exactly these sums (zero padding included), so the two differ only by
+    float rounding of the summed taps.
+
+    Args:
+        weight: ``(O, I, 3, 3)`` convolution kernel.
+    """
+    out_channels, in_channels = weight.shape[:2]
+    taps = torch.tensor([[0, 0, 1], [0, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=weight.dtype, device=weight.device)
+    # One small matrix product applies the (4, 3) tap map to rows and columns: (O*I, 9) @ (9, 16).
+    flat = weight.reshape(out_channels * in_channels, 9) @ torch.kron(taps, taps).t()
+    return flat.reshape(out_channels, in_channels, 4, 4).transpose(0, 1)
+
+
+def upsample_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(F.interpolate(x, scale_factor=2, mode="nearest"))`` for a 3x3, padding-1 ``conv``, computed as
+    one transposed convolution of ``x`` (2.25x fewer multiply-adds; differences are float rounding).
+
+    Args:
+        x: ``(B, C, H, W)``.
+        conv: A stride-1 ``nn.Conv2d`` with a 3x3 kernel and padding 1.
+
+    Returns:
+        ``(B, O, 2H, 2W)``.
+
+    Examples:
+        >>> import torch, torch.nn.functional as F
+        >>> conv = torch.nn.Conv2d(4, 5, 3, padding=1)
+        >>> x = torch.randn(2, 4, 6, 6)
+        >>> y = conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        >>> torch.allclose(upsample_conv(x, conv), y, atol=1e-5)
+        True
+    """
+    return F.conv_transpose2d(x, upsample_conv_weight(conv.weight).to(x.dtype),
+                              None if conv.bias is None else conv.bias.to(x.dtype), stride=2, padding=1)
 
 
 def check_conv_widths(hidden_channels: int, channel_mult: tuple[int, ...], norm_groups: int,
@@ -87,11 +141,10 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: ``(B, C_in, H, W)``. Returns: ``(B, C_out, H, W)``."""
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
-        if self.nin_shortcut is not None:
-            return h + self.nin_shortcut(h)  # MaskGIT quirk: shortcut of the output, not of x
-        return h + x
+        h = self.conv1(silu_(self.norm1(x)))
+        h = self.conv2(silu_(self.norm2(h)))
+        residual = x if self.nin_shortcut is None else self.nin_shortcut(h)  # MaskGIT quirk: shortcut of the output
+        return h.add_(residual) if not torch.is_grad_enabled() else h + residual
 
 
 class DownLevel(nn.Module):
@@ -124,6 +177,9 @@ class DownLevel(nn.Module):
 class UpLevel(nn.Module):
     """One decoder resolution level: ``num_blocks`` ResnetBlocks, then optional nearest x2 + 3x3 ``upsample_conv``.
 
+    The upsampling and its convolution run as one transposed convolution
+    ([`upsample_conv`][tokenkit.layers.vqgan_blocks.upsample_conv]); the parameter is the 3x3 ``upsample_conv``.
+
     Args:
         in_channels: Input channels of the first block.
         out_channels: Channels of every block output.
@@ -144,5 +200,5 @@ class UpLevel(nn.Module):
         for block in self.block:
             x = block(x)
         if self.upsample_conv is not None:
-            x = self.upsample_conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+            x = upsample_conv(x, self.upsample_conv)
         return x
