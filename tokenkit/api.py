@@ -10,6 +10,7 @@ import torch
 
 from tokenkit.errors import ConfigError
 from tokenkit.factory import instantiate, on_device
+from tokenkit.models.compile import compile_modules
 from tokenkit.models.tokenizer import Tokenizer
 from tokenkit.registry import get_model
 from tokenkit.specs import GeneratorSpec, Spec, TokenizerSpec
@@ -54,7 +55,8 @@ def spec(name: str, **knobs: Any) -> Spec:
 
 
 def build(name_or_spec: str | Spec, *, pretrained: str | os.PathLike | None = None,
-          device: torch.device | str | None = None, **knobs: Any) -> Any:
+          device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,  # noqa: A002
+          **knobs: Any) -> Any:
     """Build a tokenizer or a generator by name or from a spec, in eval mode.
 
     Args:
@@ -64,6 +66,10 @@ def build(name_or_spec: str | Spec, *, pretrained: str | os.PathLike | None = No
             official or tokenkit layout), a folder or a Hub repo id (see
             [`from_pretrained`][tokenkit.weights.pretrained.from_pretrained]). Default: random weights.
         device: Device to build on; ``"meta"`` allocates nothing (to count parameters).
+        compile: Opt-in ``torch.compile``: ``True``, or a dict of ``torch.compile`` options
+            (``{"mode": "max-autotune"}``). A tokenizer compiles its encoder and decoders
+            ([`Tokenizer.compile`][tokenkit.models.tokenizer.Tokenizer.compile]); a generator its
+            ``forward``. Compilation happens at the first call. See ``docs/guides/performance.md``.
         **knobs: Knob overrides for a named model (see [`spec`][tokenkit.spec]).
 
     Returns:
@@ -85,11 +91,21 @@ def build(name_or_spec: str | Spec, *, pretrained: str | os.PathLike | None = No
         composition = name_or_spec
     else:
         raise ConfigError(f"build() takes a model name or a spec, got {type(name_or_spec).__name__}")
+    if compile is not False and not isinstance(compile, (bool, dict)):
+        raise ConfigError(f"compile must be True, False or a dict of torch.compile options, got {compile!r}")
     if pretrained is not None:
         from tokenkit.weights.pretrained import load_pretrained
 
-        return load_pretrained(composition, pretrained, device=device)
-    return build_from_spec(composition, device=device).eval()
+        model = load_pretrained(composition, pretrained, device=device)
+    else:
+        model = build_from_spec(composition, device=device).eval()
+    if compile is not False:
+        options = {} if compile is True else dict(compile)
+        if isinstance(model, Tokenizer):
+            model.compile(**options)
+        else:
+            compile_modules([model], **options)
+    return model
 
 
 def build_from_spec(composition: Spec, *, device: torch.device | str | None = None) -> Any:

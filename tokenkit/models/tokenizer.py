@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -12,7 +15,91 @@ from tokenkit.contracts import QuantizerOutput, TokenizerOutput, check_images, c
 from tokenkit.errors import ContractError
 from tokenkit.factory import instantiate, on_device
 from tokenkit.mixins import PretrainedMixin
+from tokenkit.models.compile import compile_modules
 from tokenkit.specs import TokenizerSpec
+
+
+def batch_slices(n: int, batch_size: int | None) -> Iterator[slice]:
+    """Consecutive slices of ``range(n)`` of at most ``batch_size`` (one slice for ``None``).
+
+    Raises:
+        ContractError: ``batch_size`` is not a positive int.
+    """
+    if batch_size is None:
+        yield slice(0, n)
+        return
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ContractError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    for start in range(0, max(n, 1), batch_size):
+        yield slice(start, min(n, start + batch_size))
+
+
+def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor, batch_size: int | None, *,
+                inference: bool = False,
+                finish: Callable[[torch.Tensor, torch.Tensor], Any] | None = None) -> torch.Tensor:
+    """``fn`` over ``inputs`` in chunks of ``batch_size`` along the first axis, results concatenated.
+
+    Without autograd every chunk result is written into one output allocated
+    when the first chunk is done, so the memory above the inputs and that output
+    is the working memory of one chunk, whatever the number of inputs (no list
+    of chunk results, no ``torch.cat`` copy). With autograd the chunks are
+    concatenated with ``torch.cat`` so that gradients flow.
+
+    Args:
+        fn: ``(b, ...) -> (b, ...)`` for a chunk of ``b`` inputs.
+        inputs: ``(B, ...)``.
+        batch_size: Chunk size, or ``None`` for one call.
+        inference: Run ``fn`` under ``torch.inference_mode``. The returned tensor is
+            still an ordinary tensor (allocated outside inference mode): usable in
+            autograd and in in-place operations afterwards.
+        finish: ``finish(chunk_result, out_slice)`` writes a chunk result into its
+            slice of the output (default: ``out_slice.copy_(chunk_result)``).
+
+    Returns:
+        ``(B, ...)``.
+
+    Examples:
+        >>> import torch
+        >>> x = torch.arange(10.0)
+        >>> map_batches(lambda chunk: chunk * 2, x, batch_size=4)
+        tensor([ 0.,  2.,  4.,  6.,  8., 10., 12., 14., 16., 18.])
+    """
+    slices = list(batch_slices(inputs.shape[0], batch_size))
+    if len(slices) == 1 and not inference:
+        return fn(inputs)
+    if torch.is_grad_enabled() and not inference:
+        return torch.cat([fn(inputs[sl]) for sl in slices])
+    out: torch.Tensor | None = None
+    for sl in slices:
+        with torch.inference_mode() if inference else contextlib.nullcontext():
+            y = fn(inputs[sl])
+        if out is None:
+            out = torch.empty((inputs.shape[0], *y.shape[1:]), dtype=y.dtype, device=y.device)
+        if finish is None:
+            out[sl].copy_(y)
+        else:
+            finish(y, out[sl])
+        del y  # free the chunk result before the next chunk runs
+    return out
+
+
+def merge_outputs(chunks: list[tuple[slice, QuantizerOutput]]) -> QuantizerOutput:
+    """One [`QuantizerOutput`][tokenkit.contracts.QuantizerOutput] from per-chunk outputs.
+
+    Codes and indices are concatenated (``None`` stays ``None``); ``loss`` and each
+    ``stats`` value are the means weighted by chunk size.
+    """
+    sizes = [sl.stop - sl.start for sl, _ in chunks]
+    total = float(sum(sizes))
+
+    def mean(values: list[torch.Tensor]) -> torch.Tensor:
+        return sum(v * (n / total) for v, n in zip(values, sizes, strict=True))
+
+    outs = [q for _, q in chunks]
+    codes = None if outs[0].codes is None else torch.cat([q.codes for q in outs])
+    indices = None if outs[0].indices is None else torch.cat([q.indices for q in outs])
+    stats = {k: mean([q.stats[k] for q in outs]) for k in outs[0].stats}
+    return QuantizerOutput(codes, indices, mean([q.loss for q in outs]), stats)
 
 
 class Tokenizer(PretrainedMixin, nn.Module):
@@ -107,21 +194,44 @@ class Tokenizer(PretrainedMixin, nn.Module):
         return check_images(images, channels=self.in_channels, image_size=self.image_size,
                             patch_size=getattr(self._enc_cfg, "patch_size", None))
 
-    def encode(self, images: torch.Tensor) -> QuantizerOutput:
+    def encode(self, images: torch.Tensor, *, batch_size: int | None = None) -> QuantizerOutput:
         """Encode and quantize.
+
+        Used in training too: it runs with autograd when it is on (wrap it in
+        ``torch.no_grad()`` or use [`tokenize`][tokenkit.models.tokenizer.Tokenizer.tokenize] for inference).
 
         Args:
             images: ``(B, C, H, W)`` float in [0, 1].
+            batch_size: Encode in chunks of this many images (bounded working memory,
+                see [`map_batches`][tokenkit.models.tokenizer.map_batches]); ``None``: one batch.
+                Codes and indices are those of one batch; ``loss`` and every ``stats``
+                value are the chunk-size-weighted means of the per-chunk values (equal to
+                the one-batch value for batch-mean losses; batch statistics such as
+                ``usage`` / ``perplexity`` become per-chunk averages: compute them from the
+                indices of all images with ``tokenkit.quantizers.stats.codebook_stats``).
 
         Returns:
             [`QuantizerOutput`][tokenkit.contracts.QuantizerOutput]: codes ``(B, N, D')``,
             indices ``(B, N)`` (``(B, N, Q)`` with ``Q > 1`` codebooks; ``None`` if continuous), loss, stats.
 
         Raises:
-            ContractError: Wrong rank, channels, size, dtype or value range.
+            ContractError: Wrong rank, channels, size, dtype or value range, or a bad ``batch_size``.
+
+        Examples:
+            >>> import torch, tokenkit as tk
+            >>> tok = tk.build("titok-tiny")
+            >>> images = torch.rand(5, 3, 32, 32)
+            >>> with torch.no_grad():
+            ...     q = tok.encode(images, batch_size=2)
+            >>> q.codes.shape, q.indices.shape
+            (torch.Size([5, 8, 8]), torch.Size([5, 8]))
         """
-        latents = self.encoder(self._check_images(images))
-        return self.quantizer(latents)
+        images = self._check_images(images)
+        slices = list(batch_slices(images.shape[0], batch_size))
+        if len(slices) == 1:
+            return self.quantizer(self.encoder(images))
+        # Codes and indices are small next to the images: concatenating them costs little memory.
+        return merge_outputs([(sl, self.quantizer(self.encoder(images[sl]))) for sl in slices])
 
     @property
     def supports_prefix(self) -> bool:
@@ -134,15 +244,29 @@ class Tokenizer(PretrainedMixin, nn.Module):
             return tokens.shape[1]
         return self.num_tokens
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
         """Decode codes ``(B, N, D')`` to images ``(B, C, H, W)`` (not clamped).
 
         With a prefix-capable bottleneck (``tail-drop``) ``codes`` may hold the
         first ``k <= N`` tokens; the tail is filled with its mask code. For a
         two-stage composition without pixel decoder (stage 1) the result is the
         decoder's proxy-code logits ``(B, L, K)``.
+
+        Used in training too: it runs with autograd when it is on; for inference use
+        [`detokenize`][tokenkit.models.tokenizer.Tokenizer.detokenize] or ``torch.no_grad()``.
+
+        Args:
+            codes: ``(B, N, D')`` (``(B, k, D')`` prefix with a ``tail-drop`` bottleneck).
+            batch_size: Decode in chunks of this many (bounded working memory without
+                autograd, see [`map_batches`][tokenkit.models.tokenizer.map_batches]); ``None``: one batch.
+
+        Raises:
+            ContractError: Wrong shape or dtype, or a bad ``batch_size``.
         """
         codes = check_tokens(codes, "codes", dim=self.code_dim, num_tokens=self._length(codes, 3))
+        return map_batches(self._decode, codes, batch_size)
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.shape[1] < self.num_tokens:
             codes = self.quantizer.pad_codes(codes, self.num_tokens)
         out = self.decoder(codes)
@@ -150,28 +274,61 @@ class Tokenizer(PretrainedMixin, nn.Module):
             out = self.pixel_decoder(out)
         return out
 
-    @torch.no_grad()
-    def tokenize(self, images: torch.Tensor) -> torch.Tensor:
+    def tokenize(self, images: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
         """Images ``(B, C, H, W)`` in [0, 1] -> token ids ``(B, N)`` int64 (``(B, N, Q)`` with ``Q > 1`` codebooks).
 
+        Inference only: runs under ``torch.inference_mode`` (no autograd) and returns an
+        ordinary tensor (usable afterwards in autograd, e.g. as a loss target, and in
+        in-place operations).
+
+        Args:
+            images: ``(B, C, H, W)`` float in [0, 1].
+            batch_size: Tokenize in chunks of this many images; the ids are those of one
+                batch and the working memory is that of one chunk whatever ``B`` is
+                (see [`map_batches`][tokenkit.models.tokenizer.map_batches]). ``None``: one batch.
+
         Raises:
-            ContractError: Bad images, or a continuous bottleneck (use ``encode``).
+            ContractError: Bad images or ``batch_size``, or a continuous bottleneck (use ``encode``).
+
+        Examples:
+            >>> import torch, tokenkit as tk
+            >>> tok = tk.build("titok-tiny")
+            >>> images = torch.rand(5, 3, 32, 32)
+            >>> ids = tok.tokenize(images, batch_size=2)
+            >>> ids.shape, torch.equal(ids, tok.tokenize(images))
+            (torch.Size([5, 8]), True)
         """
         if self.codebook_size is None:
             raise ContractError(f"quantizer {self.spec.quantizer.name!r} is continuous and has no token ids; "
                                 "use encode(images).codes")
-        return self.encode(images).indices
+        images = self._check_images(images)
+        return map_batches(lambda chunk: self.encode(chunk).indices, images, batch_size, inference=True)
 
-    @torch.no_grad()
-    def detokenize(self, indices: torch.Tensor) -> torch.Tensor:
+    def detokenize(self, indices: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
         """Token ids ``(B, N)`` (or the official ``(B, 1, N)``; ``(B, N, Q)`` with ``Q > 1`` codebooks)
         -> images ``(B, C, H, W)`` clamped to [0, 1].
 
         With a prefix-capable bottleneck (``tail-drop``) the first ``k <= N`` ids decode too.
+        Inference only: runs under ``torch.inference_mode`` and returns an ordinary tensor.
+
+        Args:
+            indices: Token ids as above, int64 (any integer dtype is accepted).
+            batch_size: Decode in chunks of this many; the images are those of one batch and
+                the working memory is that of one chunk whatever ``B`` is (the output is
+                allocated once and each chunk is clamped into it;
+                see [`map_batches`][tokenkit.models.tokenizer.map_batches]). ``None``: one batch.
 
         Raises:
             ContractError: Wrong shape (e.g. ``(B, N)`` for a ``Q > 1`` quantizer) or dtype, ids outside
-                the codebook, a continuous bottleneck, or a stage-1 composition that cannot produce pixels.
+                the codebook, a bad ``batch_size``, a continuous bottleneck, or a stage-1 composition
+                that cannot produce pixels.
+
+        Examples:
+            >>> import torch, tokenkit as tk
+            >>> tok = tk.build("titok-tiny")
+            >>> ids = torch.randint(0, tok.codebook_size, (5, tok.num_tokens))
+            >>> tok.detokenize(ids, batch_size=2).shape
+            torch.Size([5, 3, 32, 32])
         """
         if self.codebook_size is None:
             raise ContractError(f"quantizer {self.spec.quantizer.name!r} is continuous and has no token ids; "
@@ -181,7 +338,32 @@ class Tokenizer(PretrainedMixin, nn.Module):
                                 "add a pixel_decoder to get images")
         indices = check_indices(indices, num_tokens=self._length(indices, 2 + (self.num_codebooks > 1)),
                                 codebook_size=self.codebook_size, num_codebooks=self.num_codebooks)
-        return self.decode(self.quantizer.lookup(indices)).clamp(0.0, 1.0)
+        return map_batches(lambda chunk: self.decode(self.quantizer.lookup(chunk)), indices, batch_size,
+                           inference=True, finish=lambda y, out: torch.clamp(y, 0.0, 1.0, out=out))
+
+    def compile(self, **options: Any) -> Tokenizer:
+        """Compile the encoder, decoder and pixel decoder with ``torch.compile`` (opt-in), in place.
+
+        ``tokenize`` / ``detokenize`` / ``encode`` / ``decode`` then run the compiled
+        parts (the quantizer and the input checks stay eager). The first call of each
+        part compiles it, which takes seconds to minutes; a new batch size compiles
+        again (chunked calls see at most two sizes). Numerics follow the compiled
+        kernels (differences are float rounding). Measured speed-ups and compile times:
+        ``docs/guides/performance.md``.
+
+        Args:
+            **options: Passed to ``torch.compile`` (``mode``, ``backend``, ``dynamic``, ...).
+
+        Returns:
+            This tokenizer.
+
+        Raises:
+            ConfigError: The backend cannot run here: the default ``"inductor"`` needs a
+                C++ compiler for CPU parts and Triton for CUDA parts; the message names
+                what is missing. ``backend="eager"`` needs nothing (and gains nothing).
+        """
+        compile_modules([self.encoder, self.decoder, self.pixel_decoder], **options)
+        return self
 
     def forward(self, images: torch.Tensor) -> TokenizerOutput:
         """Encode, quantize and decode; see [`TokenizerOutput`][tokenkit.contracts.TokenizerOutput]."""
