@@ -36,9 +36,10 @@ compute-bound, no kernel-launch overheads), per image:
 On a CPU 250 DiT-XL steps take long, so by default the sampler runs
 ``--timed-dit-steps`` steps after one untimed (FLOP-counting) step and the
 250-step time is the median step time x 250; the output says so. With
-``--timed-dit-steps 250`` (or more than ``--dit-steps``) every step is timed and
-summed. TiTok and the VAE decoder get one untimed FLOP-counting call, then
-``--repeats`` timed calls (median). ``FLOP ratio`` is DiT's FLOPs per image
+``--timed-dit-steps 250`` (or more than ``--dit-steps``) every later step is timed
+and summed (the untimed first step counts at the median step time). TiTok and
+the VAE decoder get one untimed FLOP-counting call, then ``--repeats`` timed
+calls (median). ``FLOP ratio`` is DiT's FLOPs per image
 over TiTok's (torch.utils.flop_counter), a hardware-independent reference.
 This is a benchmark (it prints numbers), not a test.
 """
@@ -364,7 +365,8 @@ def main(argv: list[str] | None = None) -> None:
         say(f"- {describe(p, device)}")
     say(f"- batch {args.batch} image(s) per call on both sides (DiT's guidance runs 2 x {args.batch}); random weights")
     full = args.timed_dit_steps >= args.dit_steps
-    say(f"- DiT sampler: {args.dit_steps} steps, " + ("every step timed" if full else
+    say(f"- DiT sampler: {args.dit_steps} steps, " + ("every step timed but the first, FLOP-counting one, which "
+                                                       "counts at the median step time" if full else
         f"{args.timed_dit_steps} steps timed after one untimed step, {args.dit_steps}-step time = median step "
         f"time x {args.dit_steps} (extrapolated)") + f"; TiTok and VAE decoder: median of {args.repeats} calls "
         "after one untimed call")
@@ -381,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
                 dit = time_dit(size, args.batch, args.repeats, args.dit_steps, args.timed_dit_steps, device, clock)
             titok_s = (titok["generate"].median + titok["decode"].median) / args.batch
             dit_s = (dit["sampler_seconds"] + dit["vae"].median) / args.batch
-            timed = (f"{len(dit['step'].times) + 1} of {args.dit_steps} (all)" if dit["full"] else
+            timed = (f"all {args.dit_steps} (first at the median)" if dit["full"] else
                      f"{len(dit['step'].times)} of {args.dit_steps}, extrapolated")
             rows.append([f"{size}", label, titok["name"], f"{titok['generate'].median:.3g}",
                          f"{titok['decode'].median:.3g}", f"{titok_s:.3g}",
