@@ -2,7 +2,7 @@
 
 It owns the loop: AdamW (decay on linear/conv weights only), warm-up + cosine
 schedule, gradient accumulation and clipping, automatic precision (bf16 / fp16
-autocast where the hardware runs it natively, see [`tokenkit.precision`][tokenkit.precision]), EMA weights,
+autocast where the hardware runs it natively, see ``tokenkit.precision``), EMA weights,
 frozen sub-modules, JSONL + console logging with a tqdm bar (TensorBoard / W&B
 optional), atomic periodic checkpoints and exact resume (model, EMA,
 optimizer, scheduler, RNG states and data position). What one step computes is
@@ -43,7 +43,7 @@ from tokenkit.train.objectives import (
     default_loss,
     loss_from_module,
 )
-from tokenkit.train.optim import EMA, cosine_schedule, parameter_groups
+from tokenkit.train.optim import EMA, adamw, cosine_schedule, parameter_groups
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
 """Experiment trackers ``log_with`` accepts, and the package each needs."""
@@ -81,7 +81,7 @@ class TrainConfig:
     precision: str = "auto"
     """Arithmetic of forward passes and losses: ``auto`` (default: bf16 where the hardware runs it
     natively, i.e. CUDA with bf16 and CPUs with AVX-512-bf16 / AMX; fp16 on CUDA without bf16; fp32
-    otherwise, see [`resolve_precision`][tokenkit.precision.resolve_precision]), ``fp32``, ``bf16``
+    otherwise, see ``tokenkit.precision.resolve_precision``), ``fp32``, ``bf16``
     (``torch.autocast``, no loss scaling needed) or ``fp16`` (autocast with a dynamic loss scale,
     ``torch.amp.GradScaler``). The trainer applies it itself, so several trainers with different
     precisions can run in one process (accelerate's own setting is fixed per process). The resolved
@@ -241,8 +241,8 @@ class Trainer:
                             if callable(getattr(m, "discriminator_loss", None))]
         d_params = [p for m in self.adversarial for p in m.parameters() if p.requires_grad]
         d_lr = config.lr if config.d_lr is None else config.d_lr
-        self.d_optimizer = (torch.optim.AdamW(d_params, lr=d_lr, betas=tuple(config.betas),
-                                              weight_decay=config.weight_decay) if d_params else None)
+        self.d_optimizer = (adamw(d_params, lr=d_lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
+                            if d_params else None)
         self.d_scaler = _grad_scaler(self.precision, self.accelerator.device) if d_params else None
         # as officially: the generator's warm-up/cosine multiplier, over the steps the discriminator trains
         d_start = min((getattr(getattr(m, "config", None), "start_step", 0) for m in self.adversarial), default=0)
@@ -253,7 +253,7 @@ class Trainer:
         groups = parameter_groups(self.model, config.weight_decay)
         if not groups:
             raise ConfigError("nothing to train: every parameter is frozen")
-        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
+        self.optimizer = adamw(groups, lr=config.lr, betas=tuple(config.betas))
         self.scheduler = cosine_schedule(self.optimizer, warmup_steps=config.warmup_steps,
                                          total_steps=config.steps, base_lr=config.lr, end_lr=config.end_lr)
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
