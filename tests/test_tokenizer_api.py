@@ -149,3 +149,21 @@ def test_legacy_reshape_mixes_tokens_and_channels(images):
         finally:
             object.__setattr__(enc.config, "legacy_reshape", True)
     assert not torch.allclose(legacy, plain)
+
+
+def test_fused_inference_matches_plain_linear_arithmetic(images):
+    """CPU float32 inference runs the ViT linear maps as fused oneDNN calls; nn.Linear arithmetic on request."""
+    torch.manual_seed(0)
+    tok = tk.build("titok-tiny")
+    assert tok.encoder.backbone.fused_inference and tok.decoder.fused_inference
+    ids, rec = tok.tokenize(images), tok.detokenize(tok.tokenize(images))
+    tok.encoder.backbone.fused_inference = False
+    tok.decoder.fused_inference = False
+    assert not tok.decoder.backbone.fused_inference
+    assert torch.equal(tok.tokenize(images), ids)
+    torch.testing.assert_close(tok.detokenize(ids), rec, rtol=0, atol=1e-5)
+    # with autograd the plain path runs whatever the flag says (the fused kernels have no backward)
+    tok.decoder.fused_inference = True
+    out = tok.decode(tok.encode(images).codes)
+    out.mean().backward()
+    assert tok.decoder.backbone.blocks[0].mlp.fc1.weight.grad is not None

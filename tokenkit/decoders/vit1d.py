@@ -23,7 +23,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from tokenkit.layers import init_titok_weights
+from tokenkit.layers import init_titok_weights, linear
 from tokenkit.registry import register
 from tokenkit.specs import Part
 from tokenkit.validation import check_positive_ints
@@ -82,6 +82,12 @@ class ViT1DDecoderConfig:
 class ViT1DDecoder(nn.Module):
     """TiTok decoder: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` or logits ``(B, G*G, K)``.
 
+    Without autograd on CPU in float32 the head and (if it supports it) the
+    backbone run their linear maps as fused oneDNN calls
+    ([`linear`][tokenkit.layers.linear.linear]; about 1.5x faster matrix
+    products, outputs equal up to float rounding). ``fused_inference = False``
+    restores plain ``nn.Linear`` arithmetic.
+
     Args:
         config: [`ViT1DDecoderConfig`][tokenkit.decoders.vit1d.ViT1DDecoderConfig]
             with ``in_dim`` set.
@@ -117,6 +123,18 @@ class ViT1DDecoder(nn.Module):
             self.conv_out = nn.Identity()
         for module in (self.decoder_embed, self.ln_pre, self.ln_post, self.ffn, self.conv_out):
             module.apply(init_titok_weights)  # the backbone initialises itself
+        self.fused_inference = True
+
+    @property
+    def fused_inference(self) -> bool:
+        """Fused oneDNN linear maps in CPU float32 inference, for the head and the backbone (default on)."""
+        return self._fused_inference
+
+    @fused_inference.setter
+    def fused_inference(self, value: bool) -> None:
+        self._fused_inference = bool(value)
+        if hasattr(type(self.backbone), "fused_inference"):
+            self.backbone.fused_inference = bool(value)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """Args: codes: ``(B, N, D')``.
@@ -133,9 +151,11 @@ class ViT1DDecoder(nn.Module):
              self.mask_token.to(x.dtype).expand(batch, grid * grid, -1)], dim=1)
         queries = queries + self.positional_embedding.to(x.dtype)
         x = self.backbone(self.ln_pre(torch.cat([queries, x], dim=1)))
-        x = self.ffn(self.ln_post(x[:, 1 : 1 + grid * grid]))
-        if self.config.head == "proxy":
-            return x
+        x = self.ln_post(x[:, 1 : 1 + grid * grid])
+        fused = self._fused_inference
+        if self.config.head == "proxy":  # Linear -> Tanh -> Linear
+            return linear(linear(x, self.ffn[0], activation="tanh", fused=fused), self.ffn[2], fused=fused)
+        x = linear(x, self.ffn[0], fused=fused)
         p = self.config.patch_size
         x = rearrange(x, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=grid, p1=p, p2=p)
         return self.conv_out(x)

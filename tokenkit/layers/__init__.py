@@ -2,7 +2,8 @@
 
 from tokenkit.layers.attention import SelfAttention
 from tokenkit.layers.init import init_titok_weights
+from tokenkit.layers.linear import linear
 from tokenkit.layers.mlp import Mlp
 from tokenkit.layers.vqgan_blocks import ResnetBlock
 
-__all__ = ["SelfAttention", "Mlp", "ResnetBlock", "init_titok_weights"]
+__all__ = ["SelfAttention", "Mlp", "ResnetBlock", "init_titok_weights", "linear"]

@@ -7,12 +7,18 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from tokenkit.layers.linear import linear
+
 
 class SelfAttention(nn.Module):
     """Bidirectional multi-head self-attention with a packed ``qkv`` projection.
 
     The packed weight has rows ordered ``[q; k; v]``, each head-major, which
-    is the layout of ``nn.MultiheadAttention.in_proj_weight``.
+    is the layout of ``nn.MultiheadAttention.in_proj_weight``. One matrix
+    product gives q, k and v; they reach ``F.scaled_dot_product_attention`` as
+    ``(B, H, L, D)`` views of it (no copy), and the attention output, which
+    PyTorch's CPU kernel lays out as ``(B, L, H, D)``, is flattened to
+    ``(B, L, W)`` without a copy either.
 
     Args:
         width: Token width ``W``.
@@ -28,8 +34,16 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width, bias=qkv_bias)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Args: x: ``(B, L, W)``. Returns: ``(B, L, W)``."""
-        q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
+    def forward(self, x: torch.Tensor, *, residual: torch.Tensor | None = None, fused: bool = False) -> torch.Tensor:
+        """Attention of ``x`` ``(B, L, W)``, plus ``residual`` ``(B, L, W)`` if given.
+
+        ``fused`` lets the projections run as oneDNN calls with the residual add
+        fused, where that applies (see [`linear`][tokenkit.layers.linear.linear]).
+
+        Returns:
+            ``(B, L, W)``.
+        """
+        qkv = linear(x, self.qkv, fused=fused)
+        q, k, v = rearrange(qkv, "b l (three h d) -> three b h l d", three=3, h=self.heads)
         out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(rearrange(out, "b h l d -> b l (h d)"))
+        return linear(rearrange(out, "b h l d -> b l (h d)"), self.proj, residual=residual, fused=fused)
