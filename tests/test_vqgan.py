@@ -145,17 +145,21 @@ def test_no_grad_fast_path_equals_autograd_path():
     assert torch.equal(x, x0)
 
 
-def test_channels_last_weights_select_the_channels_last_layout():
+def test_activation_layout():
+    """Channels-last on CPU by default, NCHW on request, channels-last weights elsewhere; same numbers."""
     torch.manual_seed(0)
     dec = tk.build_part("decoder", tk.Part("vqgan", **TINY)).eval()
     codes = torch.randn(2, 16, 8)
-    assert dec.memory_format() == torch.contiguous_format
-    ref = dec(codes)
-    dec.to(memory_format=torch.channels_last)
-    assert dec.memory_format() == torch.channels_last
+    assert dec.channels_last is None and dec.memory_format() == torch.channels_last
+    assert dec.memory_format(torch.device("meta")) == torch.contiguous_format
     out = dec(codes)
     assert out.is_contiguous()
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-4)
+    dec.channels_last = False
+    assert dec.memory_format() == torch.contiguous_format
+    torch.testing.assert_close(dec(codes), out, rtol=0, atol=1e-4)
+    dec.channels_last = None
+    dec.to(memory_format=torch.channels_last)
+    assert dec.memory_format(torch.device("meta")) == torch.channels_last
 
 
 def test_quantizer_puts_beta_on_codebook_term():

@@ -12,16 +12,15 @@ over it: it decodes the softmax-probability-weighted sum of codebook rows
 (TiTok's soft pixel decoding, TITOK_SPEC §2.4 step 6, §7.1 item 3). The
 output is not clamped (``Tokenizer.detokenize`` clamps to [0, 1]).
 
-Speed: the upsampling convolutions run as transposed convolutions and SiLU /
+Speed: the upsampling convolutions run as transposed convolutions, SiLU and
 residual adds run in place without autograd (see
-[`tokenkit.layers.vqgan_blocks`][tokenkit.layers.vqgan_blocks]); outputs equal
-the official decoder's up to float rounding. Activations are NCHW unless the
-convolution weights are channels-last:
-``tok.pixel_decoder.to(memory_format=torch.channels_last)`` makes every convolution
-of this decoder run channels-last, about 15 % faster on CPU (oneDNN) but
-with larger rounding differences, because PyTorch's channels-last CPU GroupNorm
-and convolution kernels are less accurate (about 4e-5 against float64 here,
-against 1e-5 for NCHW; ``docs/guides/performance.md``).
+[`tokenkit.layers.vqgan_blocks`][tokenkit.layers.vqgan_blocks]), and on CPU the
+activations are channels-last (oneDNN's native layout; the ``(B, L, D)`` codes
+already are, so no copy is made). Outputs equal the official decoder's up to
+float rounding: within 4e-5 on [0, 1] images, because PyTorch's channels-last CPU
+GroupNorm and convolution kernels round more than the NCHW ones (the official
+code itself is 5e-5 from a float64 reference at batch 4). ``channels_last = False``
+runs NCHW: about 1e-5 from float64, about 15 % slower (``docs/guides/performance.md``).
 """
 
 from __future__ import annotations
@@ -126,13 +125,21 @@ class VQGANDecoder(nn.Module):
         self.norm_out = group_norm(widths[0], groups)
         self.conv_out = conv(widths[0], config.out_channels, 3)
 
-    def memory_format(self) -> torch.memory_format:
-        """``torch.channels_last`` if the convolution weights are (after ``.to(memory_format=torch.channels_last)``),
-        else ``torch.contiguous_format``: the layout the activations run in."""
+    channels_last: bool | None = None
+    """Layout of the activations: ``None`` (default) channels-last on CPU and, elsewhere, channels-last
+    only if the convolution weights are (``.to(memory_format=torch.channels_last)``); ``True`` / ``False``
+    force channels-last / NCHW."""
+
+    def memory_format(self, device: torch.device | None = None) -> torch.memory_format:
+        """The layout the activations run in on ``device`` (default: the weights' device); see ``channels_last``."""
         weight = self.conv_in.weight
-        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
-            return torch.channels_last
-        return torch.contiguous_format
+        if self.channels_last is None:
+            cpu = (device or weight.device).type == "cpu"
+            weights_cl = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+            use = cpu or weights_cl
+        else:
+            use = self.channels_last
+        return torch.channels_last if use else torch.contiguous_format
 
     def soft_codes(self, logits: torch.Tensor) -> torch.Tensor:
         """Probability-weighted codebook rows: ``(B, L, K)`` logits -> ``(B, L, z_channels)`` codes.
@@ -180,8 +187,8 @@ class VQGANDecoder(nn.Module):
             x = self._soft_grid(codes, side)
         else:
             x = rearrange(codes, "b (h w) c -> b c h w", h=side)
-        # x is a channels-last view of the (B, L, D) codes; the weights choose the layout of every convolution.
-        x = x.contiguous(memory_format=self.memory_format())
+        # x is a channels-last view of the (B, L, D) codes; every convolution keeps the layout chosen here.
+        x = x.contiguous(memory_format=self.memory_format(x.device))
         x = self.conv_in(x)
         for block in self.mid:
             x = block(x)

@@ -57,6 +57,9 @@ def check_compile_backend(backend: Any = "inductor", devices: Iterable[torch.dev
     Raises:
         ConfigError: Naming the missing tool and the ways out (install it, or
             ``backend="eager"`` / no compile).
+
+    Examples:
+        >>> check_compile_backend("eager")   # needs nothing; "inductor" on CPU needs a C++ compiler
     """
     if backend != "inductor":
         return

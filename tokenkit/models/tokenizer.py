@@ -24,6 +24,10 @@ def batch_slices(n: int, batch_size: int | None) -> Iterator[slice]:
 
     Raises:
         ContractError: ``batch_size`` is not a positive int.
+
+    Examples:
+        >>> list(batch_slices(5, 2))
+        [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
     """
     if batch_size is None:
         yield slice(0, n)
@@ -361,6 +365,12 @@ class Tokenizer(PretrainedMixin, nn.Module):
             ConfigError: The backend cannot run here: the default ``"inductor"`` needs a
                 C++ compiler for CPU parts and Triton for CUDA parts; the message names
                 what is missing. ``backend="eager"`` needs nothing (and gains nothing).
+
+        Examples:
+            >>> import tokenkit as tk
+            >>> tok = tk.build("titok-tiny")
+            >>> tok.compile(backend="eager") is tok   # compiles at the first call
+            True
         """
         compile_modules([self.encoder, self.decoder, self.pixel_decoder], **options)
         return self
