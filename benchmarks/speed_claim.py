@@ -40,7 +40,7 @@ On a CPU 250 DiT-XL steps take long, so by default the sampler runs
 and summed (the untimed first step counts at the median step time). TiTok and
 the VAE decoder get one untimed FLOP-counting call, then ``--repeats`` timed
 calls (median). ``FLOP ratio`` is DiT's FLOPs per image
-over TiTok's (torch.utils.flop_counter), a hardware-independent reference.
+over TiTok's (tokenkit.flops.count_flops), a hardware-independent reference.
 This is a benchmark (it prints numbers), not a test.
 """
 
@@ -64,11 +64,10 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
-from torch.utils import flop_counter  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 import tokenkit as tk  # noqa: E402
 from tokenkit.ablation import Timing  # noqa: E402
+from tokenkit.flops import count_flops  # noqa: E402
 from tokenkit.precision import PRECISIONS, autocast, describe, resolve_precision  # noqa: E402
 
 PAPER = {512: "410x (TiTok-L-64 vs DiT-XL/2, GPU)"}  # the abstract's figure; it quotes none at 256 px
@@ -242,17 +241,6 @@ class VAEDecoder(nn.Module):
 
 
 # ---- timing ------------------------------------------------------------------------------------------------------
-def count_cpu_flash_attention() -> None:
-    """Teach FlopCounterMode the CPU flash-attention kernel (torch counts it as 0 FLOPs otherwise)."""
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is None or op in flop_counter.flop_registry or op.default in flop_counter.flop_registry:
-        return
-
-    @flop_counter.register_flop_formula(op)
-    def _flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
 class Clock:
     def __init__(self, device: torch.device) -> None:
         self.sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -263,12 +251,6 @@ class Clock:
         out = fn()
         self.sync()
         return time.perf_counter() - start, out
-
-
-def counted(fn) -> tuple[int, Any]:
-    with FlopCounterMode(display=False) as counter:
-        out = fn()
-    return counter.get_total_flops(), out
 
 
 def time_titok(size: int, batch: int, repeats: int, device: torch.device, clock: Clock) -> dict[str, Any]:
@@ -282,8 +264,8 @@ def time_titok(size: int, batch: int, repeats: int, device: torch.device, clock:
     def generate():
         return gen.generate(labels, steps=8, generator=torch.Generator(device).manual_seed(0))
 
-    flops_gen, ids = counted(generate)  # also the warm-up calls
-    flops_dec, _ = counted(lambda: tok.detokenize(ids))
+    flops_gen, ids = count_flops(generate)  # also the warm-up calls
+    flops_dec, _ = count_flops(lambda: tok.detokenize(ids))
     gen_times, dec_times = [], []
     for _ in range(repeats):
         seconds, ids = clock.time(generate)
@@ -307,7 +289,7 @@ def time_dit(size: int, batch: int, repeats: int, steps: int, timed_steps: int, 
     y = torch.cat([y, torch.full_like(y, dit.num_classes)])  # guidance doubles the batch: [cond; null class]
     x = torch.randn(2 * batch, 4, latent, latent, device=device)
     full = timed_steps >= steps
-    flops_step, x = counted(lambda: diffusion.p_sample(dit, x, steps - 1, y, 4.0))  # untimed warm-up step
+    flops_step, x = count_flops(lambda: diffusion.p_sample(dit, x, steps - 1, y, 4.0))  # untimed warm-up step
     step_times = []
     for i in range(steps - 1 if full else min(timed_steps, steps - 1)):
         index = steps - 2 - i if full else steps - 2 - i % (steps - 1)
@@ -316,7 +298,7 @@ def time_dit(size: int, batch: int, repeats: int, steps: int, timed_steps: int, 
     steps_timing = Timing(tuple(step_times), 1)
     sampler_seconds = (sum(step_times) + steps_timing.median) if full else steps_timing.median * steps
     latents = x[:batch] / 0.18215
-    flops_vae, _ = counted(lambda: vae(latents))
+    flops_vae, _ = count_flops(lambda: vae(latents))
     vae_timing = Timing(tuple(clock.time(lambda: vae(latents))[0] for _ in range(repeats)), 1)
     return dict(step=steps_timing, sampler_seconds=sampler_seconds, full=full, vae=vae_timing,
                 flops=flops_step * steps + flops_vae, flops_forward=flops_step / (2 * batch),
@@ -344,7 +326,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    count_cpu_flash_attention()
     clock = Clock(device)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     precisions: list[tuple[str, str]] = []
@@ -410,7 +391,7 @@ def main(argv: list[str] | None = None) -> None:
     say()
     say(f"generate / decode / VAE decode: median seconds per call of {args.batch} image(s); s/image: (sampling + "
         "decoding) / batch; ratio: DiT s/image / TiTok s/image; FLOP ratio: the same for FLOPs per image "
-        "(torch.utils.flop_counter); spread: (Q3 - Q1) / median of the timed DiT steps.")
+        "(tokenkit.flops.count_flops); spread: (Q3 - Q1) / median of the timed DiT steps.")
     if args.markdown:
         Path(args.markdown).write_text("\n".join(report) + "\n")
 

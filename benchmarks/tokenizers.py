@@ -72,11 +72,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils import flop_counter
-from torch.utils.flop_counter import FlopCounterMode
 
 import tokenkit as tk
 from tokenkit.ablation import Timing
+from tokenkit.flops import count_flops
 from tokenkit.precision import PRECISIONS, autocast, describe, resolve_precision
 
 DEFAULT_MODELS = "titok-s128,titok-b64,titok-l32,titok-bl64-vq8k,maskgit-titok-l32"
@@ -85,24 +84,6 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 # ---- measuring ---------------------------------------------------------------------------------------------------
-def count_cpu_flash_attention() -> None:
-    """Teach FlopCounterMode the CPU flash-attention kernel (torch counts it as 0 FLOPs otherwise)."""
-    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is None or op in flop_counter.flop_registry or op.default in flop_counter.flop_registry:
-        return
-
-    @flop_counter.register_flop_formula(op)
-    def _flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
-
-
-def flops_of(fn: Callable[[], Any]) -> tuple[int, Any]:
-    """FLOPs of one call of ``fn`` (counted by torch.utils.flop_counter) and its result."""
-    with FlopCounterMode(display=False) as counter:
-        out = fn()
-    return counter.get_total_flops(), out
-
-
 def sync_of(device: torch.device) -> Callable[[], None]:
     return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
@@ -380,7 +361,7 @@ def time_pair(work: Workload, warmup: int, repeats: int, count: bool, device: to
     outputs: dict[str, Any] = {}
     for name, fn in sides:
         if count:
-            result[name]["flops"], _ = flops_of(fn)
+            result[name]["flops"], _ = count_flops(fn)
         for _ in range(warmup):
             fn()
     sync()
@@ -449,8 +430,9 @@ def markdown(rows: list[dict[str, Any]], official: bool) -> str:
 
 LEGEND = """\
 s/call: median wall time of one call; spread: (Q3 - Q1) / median of the timed calls; images/s: batch / s/call.
-GFLOP/image: FLOPs of one call (torch.utils.flop_counter, CPU flash attention included) / batch (the official
-count in brackets where it differs by over 1%: the two compute some steps differently); GFLOP/s: FLOPs per call /
+GFLOP/image: FLOPs of one call (tokenkit.flops.count_flops: torch.utils.flop_counter, CPU flash attention and
+oneDNN's fused linear included) / batch (the official count in brackets where it differs by over 1%: the two
+compute some steps differently); GFLOP/s: FLOPs per call /
 s/call (each implementation with its own count); % peak: GFLOP/s over the matmul peak of the precision's
 compute type measured above. +MiB: {memory}; the largest over the timed calls.
 speed-up: official s/call / tokenkit s/call. ids equal: share of equal token ids (encode: the codes; generate:
@@ -487,7 +469,6 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     models, batches = _split(args.models), [int(b) for b in _split(args.batch)]
-    count_cpu_flash_attention()
 
     precisions: list[tuple[str, str]] = []  # (requested, resolved), each resolved precision once
     skipped = []

@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from tokenkit.errors import ConfigError, TokenkitError
+from tokenkit.flops import count_flops
 from tokenkit.specs import Part, TokenizerSpec
 
 
@@ -285,9 +285,7 @@ def _grid(axes: Mapping[str, Any]) -> list[tuple[dict[str, str], dict[str, Any]]
 
 
 def _gflops(fn, *args) -> float:
-    with FlopCounterMode(display=False) as counter:
-        fn(*args)
-    return counter.get_total_flops() / 1e9
+    return count_flops(lambda: fn(*args))[0] / 1e9
 
 
 @dataclasses.dataclass(frozen=True)
