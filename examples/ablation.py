@@ -52,7 +52,7 @@ def main() -> None:
             parser.error(f"--weights takes 'TOKENS, SIZE=SRC', got {item!r}")
         weights[label.strip()] = source
     result = tk.ablate("titok-b64", num_tokens=[32, 64, 128], size=SIZES, throughput=not args.no_throughput,
-                       batch=args.batch, repeats=1, progress=True, device=args.device, eval_data=args.eval_data,
+                       batch=args.batch, progress=True, device=args.device, eval_data=args.eval_data,
                        weights=weights or None, eval_metrics=args.metrics, num_images=args.num_images,
                        evaluate_random=args.evaluate_random)
     print(result.to_markdown())

@@ -156,7 +156,7 @@ def ablate_command(args: argparse.Namespace, extra: Sequence[str]) -> None:
     if weights is not None and args.eval_data is None:
         raise tk.ConfigError("--weights needs --eval-data (the images the quality columns are measured on)")
     result = tk.ablate(args.base, throughput=not args.no_throughput, batch=args.batch, repeats=args.repeats,
-                       device=args.device, progress=True, eval_data=args.eval_data, weights=weights,
+                       warmup=args.warmup, min_time=args.min_time, device=args.device, progress=True, eval_data=args.eval_data, weights=weights,
                        eval_metrics=args.eval_metrics, protocol=args.protocol, num_images=args.num_images,
                        eval_batch_size=args.eval_batch_size, inception_weights=args.inception_weights,
                        evaluate_random=not args.skip_random, **axes)
@@ -583,7 +583,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_abl.add_argument("base", help="tokenizer model name, e.g. titok-tiny")
     p_abl.add_argument("--out", default="ablation", help="folder for ablation.csv/.md/.png (default: ablation)")
     p_abl.add_argument("--batch", type=int, default=4, help="images per timed call")
-    p_abl.add_argument("--repeats", type=int, default=2, help="timed calls per measurement")
+    p_abl.add_argument("--repeats", type=int, default=5,
+                       help="least number of timed calls per measurement; the median is reported (default 5)")
+    p_abl.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
+    p_abl.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
+                       help="keep timing until the timed calls add up to this (default 1.0)")
     p_abl.add_argument("--device", default="cpu")
     p_abl.add_argument("--no-throughput", action="store_true", help="skip the timings (FLOPs only)")
     p_abl.add_argument("--eval-data", metavar="PATH", help="real images (folder, files, .npz, shards): adds quality "
