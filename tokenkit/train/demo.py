@@ -18,8 +18,12 @@ from pathlib import Path
 import torch
 
 DEMO_KNOBS = {"encoder_size": (128, 2, 4), "decoder_size": (128, 2, 4), "patch_size": 8, "quantizer": "fsq"}
-DEMO_STEPS = 2500
+DEMO_STEPS = 2000
 """Training steps of ``tokenkit demo`` (batch ``DEMO_BATCH``, learning rate ``DEMO_LR``)."""
+DEMO_CROPS_PER_IMAGE = 1024
+"""Training crops taken from each bundled photograph (held-out crops are drawn with another seed).
+Many crops matter more than many steps: with 64 per image the model overfits them (19.6 dB held-out
+PSNR after 2,500 steps, against 20.3 dB after 2,000 steps with 1,024)."""
 DEMO_BATCH = 32
 DEMO_LR = 6e-4
 
@@ -55,7 +59,7 @@ def run_demo(output: str | Path = "tokenkit-demo", *, steps: int | None = None, 
     output = Path(output)
     steps = DEMO_STEPS if steps is None else steps
     start = time.perf_counter()
-    train_images = tk.data.sample_images(32, per_image=64, resize=64, seed=seed)
+    train_images = tk.data.sample_images(32, per_image=DEMO_CROPS_PER_IMAGE, resize=64, seed=seed)
     held_out = tk.data.sample_images(32, per_image=4, resize=64, seed=seed + 1000)
     config = TrainConfig(model="titok-tiny", knobs=DEMO_KNOBS, steps=steps, batch_size=batch_size, lr=DEMO_LR,
                          end_lr=DEMO_LR / 10, warmup_steps=min(100, steps // 10), weight_decay=1e-4, ema_decay=0.99,
