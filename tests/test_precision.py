@@ -241,3 +241,36 @@ def test_demo_records_the_precision(tmp_path, cpu):
     written = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert written["precision"] == metrics["precision"] == "fp32" and written["precision_requested"] == "auto"
     assert "torch CPU capability AVX2, no native bf16" in written["cpu"]
+
+
+def test_cpu_half_precision_attention_with_autograd_runs_in_fp32():
+    """Under CPU autocast with autograd, attention is computed in fp32 (the bf16 kernel is slow there) and
+    returned in bf16; its gradients match the fp32 computation to bf16 rounding."""
+    from unittest import mock
+
+    import torch.nn.functional as F
+
+    from tokenkit.layers.attention import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 6, 8, requires_grad=True) for _ in range(3))
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(args[0].dtype)
+        return real(*args, **kwargs)
+
+    with mock.patch.object(F, "scaled_dot_product_attention", spy):
+        out = attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+        with torch.no_grad():
+            attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert seen == [torch.float32, torch.float32, torch.bfloat16]  # inference calls the kernel as it is
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    grad = q.grad.clone()
+    q.grad = None
+    real(q, k, v).sum().backward()
+    torch.testing.assert_close(grad, q.grad, atol=0.05, rtol=0.05)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from tokenkit.layers.attention import attention
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
 
@@ -79,7 +80,7 @@ class BertLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x: ``(B, L, W)``. Returns: ``(B, L, W)``."""
         q, k, v = rearrange(self.qkv(x), "b l (three h d) -> three b h l d", three=3, h=self.heads)
-        a = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
+        a = attention(q, k, v, dropout_p=self.attn_dropout if self.training else 0.0)
         x = self.norm1(x + self.dropout(self.proj(rearrange(a, "b h l d -> b l (h d)"))))
         return self.norm2(x + self.dropout(self.fc2(F.gelu(self.fc1(x)))))
 
