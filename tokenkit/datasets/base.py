@@ -27,6 +27,34 @@ def item_generator(*parts: Any) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
 
+def sequence_index(index: int, length: int, what: str) -> int:
+    """``index`` as a position in ``range(length)``, following Python's sequence protocol.
+
+    Negative indices count from the end; anything outside ``[-length, length)`` raises
+    ``IndexError``, which is what ends ``for item in dataset`` and ``list(dataset)``.
+
+    Raises:
+        IndexError: ``index`` is out of range (the message names ``what`` and the length).
+        TypeError: ``index`` is not an integer.
+
+    Examples:
+        >>> sequence_index(-1, 5, "crops")
+        4
+        >>> sequence_index(5, 5, "crops")
+        Traceback (most recent call last):
+        ...
+        IndexError: index 5 out of range for 5 crops
+    """
+    if isinstance(index, bool) or not isinstance(index, int):
+        try:
+            index = int(index.__index__())  # numpy and torch integer scalars
+        except AttributeError:
+            raise TypeError(f"{what} are indexed by integers, got {type(index).__name__}") from None
+    if not -length <= index < length:
+        raise IndexError(f"index {index} out of range for {length} {what}")
+    return index % length
+
+
 def check_on_error(value: str) -> None:
     """Validate an ``on_error`` option."""
     if value not in ("raise", "skip"):

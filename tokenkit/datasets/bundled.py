@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from tokenkit import data
-from tokenkit.datasets.base import AugmentingDataset, item_generator
+from tokenkit.datasets.base import AugmentingDataset, item_generator, sequence_index
 from tokenkit.registry import register
 
 
@@ -84,8 +84,7 @@ class Bundled(AugmentingDataset, Dataset):
         return self.config.crops_per_epoch
 
     def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} crops")
+        index = sequence_index(index, len(self), "crops")
         label = index % len(self.names)
         name = self.names[label]
         generator = item_generator(self.config.seed, self.epoch, index)

@@ -14,6 +14,7 @@ from tokenkit.datasets.base import (
     OnError,
     check_on_error,
     item_generator,
+    sequence_index,
     warn_skip,
 )
 from tokenkit.datasets.transforms import (
@@ -130,6 +131,7 @@ class ImageFolder(AugmentingDataset, Dataset):
     def __getitem__(self, index: int) -> dict:
         if not self.samples:
             raise ConfigError("image-folder has no root configured (set `root`)")
+        index = sequence_index(index, len(self), "images")
         for attempt in range(len(self.samples)):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:

@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 from torch.utils.data import Dataset
 
-from tokenkit.datasets.base import DatasetModes
+from tokenkit.datasets.base import DatasetModes, sequence_index
 from tokenkit.errors import ConfigError
 from tokenkit.registry import register
 
@@ -336,7 +336,6 @@ class Tokens(DatasetModes, Dataset):
     def __getitem__(self, index: int) -> dict:
         if not self.config.path:
             raise ConfigError("tokens dataset has no path configured (set `path`)")
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} token sequences")
+        index = sequence_index(index, len(self), "token sequences")
         key = self.keys[index] if self.keys is not None else str(index)
         return {"tokens": self.tokens[index], "label": int(self.labels[index]), "key": key}
