@@ -180,13 +180,16 @@ def test_32_bit_int_and_float_images_are_scaled(tmp_path):
     assert (tk.load_images(tiff)[0, 0, 0] * 255).round().tolist() == [0, 128, 255]
 
 
-def test_decode_image_scales_16_bit_and_keeps_8_bit_as_before(tmp_path):
+def test_decode_image_scales_16_bit_and_flattens_alpha_over_white(tmp_path):
     Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).save(tmp_path / "white16.png")
     Image.fromarray(np.full((2, 2), 32768, dtype=np.uint16)).save(tmp_path / "grey16.png")
     assert decode_image(tmp_path / "grey16.png").getpixel((0, 0)) == (128, 128, 128)
     assert decode_image(tmp_path / "white16.png").getpixel((0, 0)) == (255, 255, 255)
     Image.new("RGBA", (1, 1), (10, 20, 30, 0)).save(tmp_path / "rgba.png")
-    assert decode_image(tmp_path / "rgba.png").getpixel((0, 0)) == (10, 20, 30)  # official: alpha dropped
+    # the official reader drops the alpha channel and shows the hidden colour (10, 20, 30)
+    assert decode_image(tmp_path / "rgba.png").getpixel((0, 0)) == (255, 255, 255)
+    Image.new("RGB", (1, 1), (10, 20, 30)).save(tmp_path / "rgb.png")
+    assert decode_image(tmp_path / "rgb.png").getpixel((0, 0)) == (10, 20, 30)
 
 
 def _rotated_jpeg(path):

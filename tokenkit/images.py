@@ -38,7 +38,14 @@ import torch
 from PIL import Image
 
 from tokenkit.contracts import check_images
-from tokenkit.datasets.transforms import ImageDecodeError, decode_with, eval_transform, to_8bit, to_tensor
+from tokenkit.datasets.transforms import (
+    ImageDecodeError,
+    decode_with,
+    eval_transform,
+    flatten_alpha,
+    to_8bit,
+    to_tensor,
+)
 from tokenkit.errors import ConfigError, TokenkitError
 
 __all__ = ["LOAD_EXTENSIONS", "SAVE_FORMATS", "LoadedImages", "OutputExistsError", "list_images", "load_image",
@@ -51,8 +58,6 @@ SAVE_FORMATS: dict[str, str] = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "we
 """Formats [`save_images`][tokenkit.images.save_images] writes: extension -> Pillow format."""
 
 _SAVE_OPTIONS: dict[str, dict] = {"JPEG": {"quality": 95}, "WEBP": {"lossless": True}}
-
-_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
 OnError = Literal["raise", "skip"]
 
@@ -116,12 +121,7 @@ def to_rgb(image: Image.Image, *, exif: bool = True) -> Image.Image:
         from PIL import ImageOps
 
         image = ImageOps.exif_transpose(image)
-    image = to_8bit(image)
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
+    return flatten_alpha(to_8bit(image)).convert("RGB")
 
 
 def list_images(paths_or_folder: Paths) -> list[Path]:

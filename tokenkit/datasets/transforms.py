@@ -80,12 +80,38 @@ def to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8))  # 2-D uint8: mode L
 
 
+ALPHA_MODES: tuple[str, ...] = ("RGBA", "RGBa", "LA", "La", "PA")
+"""Pillow modes with an alpha channel, which [`flatten_alpha`][tokenkit.datasets.transforms.flatten_alpha] composites."""
+
+
+def flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite an image with transparency over white (an ``RGB`` result); others are returned as they are.
+
+    Transparency is an alpha channel (``RGBA``, ``LA``, ``PA``, ...) or a transparent palette or
+    grey colour (``info["transparency"]``). Dropping the alpha instead would show the colours stored
+    under fully transparent pixels, which are arbitrary (often black, or an editor's left-overs).
+
+    Examples:
+        >>> from PIL import Image
+        >>> flatten_alpha(Image.new("LA", (1, 1), (0, 128))).getpixel((0, 0))  # half-transparent black
+        (127, 127, 127)
+    """
+    if image.mode not in ALPHA_MODES and "transparency" not in image.info:
+        return image
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
 def decode_image(source: bytes | str | os.PathLike, name: str | None = None, *, exif: bool = False) -> Image.Image:
     """Decode an image file (path or bytes) to an RGB PIL image.
 
     8-bit images are converted with ``convert("RGB")`` as the official reader does
-    (alpha is dropped, CMYK uses Pillow's conversion); 16-bit and float images are
-    scaled to 8 bit first ([`to_8bit`][tokenkit.datasets.transforms.to_8bit]).
+    (grey and palette expanded, CMYK through Pillow's conversion); 16-bit and float images
+    are scaled to 8 bit first ([`to_8bit`][tokenkit.datasets.transforms.to_8bit]), and images
+    with transparency are composited over white
+    ([`flatten_alpha`][tokenkit.datasets.transforms.flatten_alpha]; the official reader drops
+    the alpha channel, which only differs for such images: ImageNet has none).
 
     Args:
         source: A path, or the encoded bytes.
@@ -97,7 +123,7 @@ def decode_image(source: bytes | str | os.PathLike, name: str | None = None, *, 
         ImageDecodeError: Naming the file, for corrupt data or a decompression
             bomb (Pillow's ``MAX_IMAGE_PIXELS`` guard stays active).
     """
-    return decode_with(source, lambda image: to_8bit(_orient(image, exif)).convert("RGB"), name)
+    return decode_with(source, lambda image: flatten_alpha(to_8bit(_orient(image, exif))).convert("RGB"), name)
 
 
 def _orient(image: Image.Image, exif: bool) -> Image.Image:
