@@ -37,3 +37,30 @@ def test_unknown_model_is_a_clear_error(capsys):
 def test_console_script():
     out = subprocess.run(["tokenkit", "info", "titok-l32"], capture_output=True, text=True, check=True).stdout
     assert "641,054,735" in out
+
+
+def test_info_describes_a_generator(capsys):
+    assert main(["info", "maskgit-tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "maskgit-tiny (generator)" in out and "classes" in out and "(bert)" in out
+    assert main(["info", "maskgit-tiny", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "generator"
+
+
+@pytest.mark.parametrize("option, value, named", [("--temperature", "-1", "temperature"),
+                                                  ("--guidance", "nan", "guidance"), ("--steps", "0", "steps")])
+def test_bad_sampling_options_fail_before_any_model_is_built(tmp_path, capsys, monkeypatch, option, value, named):
+    import tokenkit.cli as cli
+
+    monkeypatch.setattr(cli, "_load", lambda *a, **k: pytest.fail("a model was built before the check"))
+    code = main(["generate", "maskgit-tiny", "titok-tiny", "--labels", "1", option, value,
+                 "--out", str(tmp_path / "x.png")])
+    assert code == 2 and named in capsys.readouterr().err
+
+
+def test_ablate_with_a_mistyped_knob_fails_before_building(tmp_path, capsys, monkeypatch):
+    import tokenkit.ablation as ablation
+
+    monkeypatch.setattr(ablation, "measure", lambda *a, **k: pytest.fail("a composition was measured"))
+    assert main(["ablate", "titok-tiny", "--num-tokenz", "8,16", "--no-throughput", "--out", str(tmp_path)]) == 2
+    assert "num_tokenz" in capsys.readouterr().err

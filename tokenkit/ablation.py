@@ -501,6 +501,7 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
         >>> result.quality, result.rows[0].weights, result.rows[1].weights
         (['psnr'], 'random', 'random')
     """
+    from tokenkit.api import check_knobs
     from tokenkit.api import spec as named_spec
 
     if not axes:
@@ -511,6 +512,14 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
     if weights is not None and eval_data is None:
         raise ConfigError("weights only matter for the quality columns: give eval_data (real images) too")
     grid = _grid(axes)
+    names = {knob for _, knobs in grid for knob in knobs}
+    if isinstance(base, TokenizerSpec):
+        fields = {f.name for f in dataclasses.fields(TokenizerSpec)}
+        if names - fields:
+            raise ConfigError(f"axes {', '.join(sorted(names - fields))} are not fields of a TokenizerSpec "
+                              f"({', '.join(sorted(fields))}); give a model name to ablate over its knobs")
+    else:
+        check_knobs(base, names)  # a mistyped knob fails before any composition is built
     rows = [AblationRow(setting=labels) for labels, _ in grid]
     sources = _weights_by_row(weights, rows, list(axes))
     evaluator = None

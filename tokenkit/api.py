@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -14,6 +15,24 @@ from tokenkit.models.compile import compile_modules
 from tokenkit.models.tokenizer import Tokenizer
 from tokenkit.registry import get_model
 from tokenkit.specs import GeneratorSpec, Spec, TokenizerSpec
+
+
+def check_knobs(name: str, knobs: Iterable[str]) -> None:
+    """Raise unless every name in ``knobs`` is a knob of the named model.
+
+    Raises:
+        RegistryError: Unknown model name.
+        ConfigError: Naming the unknown knobs and listing the model's knobs.
+
+    Example:
+        >>> check_knobs("titok-b64", ["num_tokens"])
+    """
+    params = inspect.signature(get_model(name).builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(knobs) - set(params))
+    if unknown:
+        raise ConfigError(f"model {name!r} has no knob(s) {', '.join(unknown)}; its knobs are {', '.join(params)}")
 
 
 def spec(name: str, **knobs: Any) -> Spec:
@@ -40,11 +59,8 @@ def spec(name: str, **knobs: Any) -> Spec:
     """
     entry = get_model(name)
     knobs = {k: v for k, v in knobs.items() if v is not None}
+    check_knobs(name, knobs)
     params = inspect.signature(entry.builder).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        unknown = sorted(set(knobs) - set(params))
-        if unknown:
-            raise ConfigError(f"model {name!r} has no knob(s) {', '.join(unknown)}; its knobs are {', '.join(params)}")
     inherited = dict(entry.knobs)
     for knob, options in getattr(entry.builder, "knob_options", {}).items():
         default = params[knob].default if knob in params else None

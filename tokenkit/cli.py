@@ -26,35 +26,49 @@ def _count(module) -> int:
 
 
 def model_info(name: str) -> dict:
-    """Composition, parameters per part, tokens and bits per image of a named model (built on ``meta``)."""
-    tok = tk.build(name, device="meta")
-    parts = {kind: _count(getattr(tok, kind)) for kind in ("encoder", "quantizer", "decoder", "pixel_decoder")
-             if getattr(tok, kind) is not None}
+    """Composition, parameters per part, and tokens / bits per image (tokenizers) or token grid, codebook
+    and classes (generators) of a named model (built on ``meta``)."""
+    model = tk.build(name, device="meta")
+    if isinstance(model.spec, tk.GeneratorSpec):
+        parts = {child: _count(module) for child, module in model.named_children()}
+        return {"name": name, "kind": "generator", "parameters": _count(model), "parameters_per_part": parts,
+                "tokens_per_image": model.num_tokens, "codebook_size": model.codebook_size,
+                "num_classes": model.num_classes, "spec": model.spec.to_dict()}
+    parts = {kind: _count(getattr(model, kind)) for kind in ("encoder", "quantizer", "decoder", "pixel_decoder")
+             if getattr(model, kind) is not None}
     return {
         "name": name,
-        "parameters": _count(tok),
+        "kind": "tokenizer",
+        "parameters": _count(model),
         "parameters_per_part": parts,
-        "image_size": tok.image_size,
-        "tokens_per_image": tok.num_tokens,
-        "codebook_size": tok.codebook_size,
-        "bits_per_image": tok.bits_per_image,
-        "spec": tok.spec.to_dict(),
+        "image_size": model.image_size,
+        "tokens_per_image": model.num_tokens,
+        "codebook_size": model.codebook_size,
+        "bits_per_image": model.bits_per_image,
+        "spec": model.spec.to_dict(),
     }
 
 
 def _print_info(info: dict) -> None:
-    print(f"{info['name']}")
+    print(f"{info['name']} ({info['kind']})")
     print(f"  parameters        {info['parameters']:,}")
+    config = info["spec"].get("generator", {}).get("config", {})
     for kind, count in info["parameters_per_part"].items():
-        part = info["spec"][kind]["part"]
-        print(f"    {kind:<15} {count:>13,}  ({part})")
-    print(f"  image size        {info['image_size']}x{info['image_size']}")
-    print(f"  tokens per image  {info['tokens_per_image']}")
-    if info["codebook_size"] is None:
-        print("  bottleneck        continuous (no codebook)")
-    else:
+        entry = info["spec"].get(kind) or config.get(kind)
+        part = entry.get("part") if isinstance(entry, dict) else None
+        print(f"    {kind:<15} {count:>13,}" + (f"  ({part})" if part else ""))
+    if info["kind"] == "generator":
+        print(f"  tokens per image  {info['tokens_per_image']}")
         print(f"  codebook size     {info['codebook_size']:,}")
-        print(f"  bits per image    {info['bits_per_image']:g}")
+        print(f"  classes           {info['num_classes']:,}")
+    else:
+        print(f"  image size        {info['image_size']}x{info['image_size']}")
+        print(f"  tokens per image  {info['tokens_per_image']}")
+        if info["codebook_size"] is None:
+            print("  bottleneck        continuous (no codebook)")
+        else:
+            print(f"  codebook size     {info['codebook_size']:,}")
+            print(f"  bits per image    {info['bits_per_image']:g}")
     print("  composition:")
     print("    " + json.dumps(info["spec"], indent=2).replace("\n", "\n    "))
 
@@ -81,6 +95,7 @@ def generate_command(args: argparse.Namespace) -> None:
     import torch
     from torchvision.utils import make_grid, save_image
 
+    from tokenkit.generators.sampling import SamplingConfig
     from tokenkit.precision import describe, resolve_precision
 
     try:
@@ -96,10 +111,11 @@ def generate_command(args: argparse.Namespace) -> None:
         _warn("--bf16 is deprecated; use --precision bf16 (or --precision auto, the default)")
         precision = "bf16"
     resolve_precision(precision, args.device)  # a bad combination fails before the models are built
-    generator = _load(args.generator, args.generator_weights, args.device)
-    tokenizer = _load(args.tokenizer, args.tokenizer_weights, args.device)
     sampling = {k: getattr(args, k) for k in ("steps", "guidance", "temperature", "guidance_decay", "schedule")
                 if getattr(args, k) is not None}
+    SamplingConfig(**sampling)  # bad sampling options fail before the models are built, too
+    generator = _load(args.generator, args.generator_weights, args.device)
+    tokenizer = _load(args.tokenizer, args.tokenizer_weights, args.device)
     device = next(generator.parameters()).device
     print(describe(precision, device))
     images = []

@@ -24,6 +24,8 @@ from typing import Literal, Protocol
 import torch
 import torch.nn.functional as F
 
+from tokenkit.errors import ConfigError
+
 SCHEDULES: dict[str, Callable[[float], float]] = {
     "arccos": lambda r: math.acos(r) / (math.pi / 2),
     "cosine": lambda r: math.cos(math.pi / 2 * r),
@@ -57,13 +59,16 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 1:
-            raise ValueError(f"steps must be a positive int, got {self.steps!r}")
+            raise ConfigError(f"steps must be a positive int, got {self.steps!r}")
         if self.guidance_decay not in GUIDANCE_DECAYS:
-            raise ValueError(f"guidance_decay must be one of {', '.join(GUIDANCE_DECAYS)}, got {self.guidance_decay!r}")
+            raise ConfigError(f"guidance_decay must be one of {', '.join(GUIDANCE_DECAYS)}, "
+                              f"got {self.guidance_decay!r}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if self.temperature < 0 or self.guidance < 0:
-            raise ValueError("temperature and guidance must be >= 0")
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        for name in ("temperature", "guidance", "guidance_pow"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 class MaskedGenerator(Protocol):
