@@ -32,7 +32,7 @@ from tokenkit.contracts import TokenizerOutput
 from tokenkit.errors import ConfigError
 from tokenkit.precision import PRECISIONS, describe, resolve_precision
 from tokenkit.precision import autocast as precision_autocast
-from tokenkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from tokenkit.train.checkpoint import load_latest, remove_stale_temporaries, save_checkpoint
 from tokenkit.train.data import BatchStream, to_device
 from tokenkit.train.objectives import (
     LossFn,
@@ -322,6 +322,7 @@ class Trainer:
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "d_scaler": None if self.d_scaler is None else self.d_scaler.state_dict(),
             "config": json.loads(json.dumps(dataclasses.asdict(self.config))),
+            "spec": self._spec_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -358,12 +359,48 @@ class Trainer:
             self.data.load_state_dict(state["data"])
 
     def resume(self) -> bool:
-        """Continue from ``output_dir/checkpoints/latest`` if it exists; returns whether it did."""
-        path = latest_checkpoint(self.output / "checkpoints")
-        if path is None:
+        """Continue from the newest checkpoint in ``output_dir/checkpoints``; returns whether there was one.
+
+        ``latest`` is used when it loads; when it is broken the newest loadable checkpoint is used,
+        with a warning ([`load_latest`][tokenkit.train.checkpoint.load_latest]). Temporary files of
+        interrupted checkpoint writes are deleted first (by the main process).
+
+        Raises:
+            WeightsError: Checkpoints exist but none loads (the run does not silently restart at step 0).
+            ConfigError: The checkpoint holds another composition (both are named).
+        """
+        folder = self.output / "checkpoints"
+        if self.accelerator.is_main_process:
+            for path in remove_stale_temporaries(folder):
+                warnings.warn(f"removed {path}, left by an interrupted checkpoint write", UserWarning, stacklevel=2)
+        found = load_latest(folder)
+        if found is None:
             return False
-        self.load_state_dict(load_checkpoint(path))
+        path, state = found
+        self._check_composition(state, path)
+        self.load_state_dict(state)
         return True
+
+    def _check_composition(self, state: Mapping[str, Any], path: Path) -> None:
+        """Refuse a checkpoint of another composition, naming both."""
+        ours = self._spec_dict()
+        theirs = state.get("spec")
+        if theirs is not None and ours is not None and theirs != ours:
+            raise ConfigError(f"{path} holds another composition than this run; checkpoint: "
+                              f"{json.dumps(theirs, sort_keys=True)}; this run: {json.dumps(ours, sort_keys=True)}. "
+                              "Use another output_dir, or --restart to train this composition from scratch")
+        model = self.accelerator.unwrap_model(self.model).state_dict()
+        if set(state["model"]) != set(model) or any(
+                tuple(state["model"][k].shape) != tuple(v.shape) for k, v in model.items()):
+            trained = state.get("config", {})
+            raise ConfigError(f"{path} holds another composition than this run (its weights do not fit: model "
+                              f"{trained.get('model')!r} with knobs {trained.get('knobs')} against "
+                              f"{self.config.model!r} with knobs {self.config.knobs}). Use another output_dir, "
+                              "or --restart to train this composition from scratch")
+
+    def _spec_dict(self) -> dict | None:
+        spec = getattr(self.accelerator.unwrap_model(self.model), "spec", None)
+        return None if spec is None else json.loads(json.dumps(spec.to_dict()))
 
     def save(self) -> Path | None:
         """Write a checkpoint (every process must call it; the main process writes)."""
