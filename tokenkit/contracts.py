@@ -7,6 +7,9 @@ Tensor names are fixed across tokenkit: ``images`` ``(B, C, H, W)`` float in
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
@@ -61,6 +64,52 @@ def _resize_hint(size: int) -> str:
             f"tokenkit.datasets.transforms.eval_transform({size}) (PIL images)")
 
 
+_VALUE_CHECKS: contextvars.ContextVar[bool] = contextvars.ContextVar("tokenkit_value_checks", default=True)
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    """Turn the checks of tensor *values* (finite, in range) on or off inside a ``with`` block.
+
+    They read every element (one pass over the data); a loop that already knows its inputs
+    are clean can skip them. Shapes and dtypes are always checked.
+
+    Example:
+        >>> import torch
+        >>> with value_checks(False):
+        ...     check_images(torch.full((1, 3, 2, 2), float("nan")), channels=3).shape
+        torch.Size([1, 3, 2, 2])
+    """
+    token = _VALUE_CHECKS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _VALUE_CHECKS.reset(token)
+
+
+def _values_checked(tensor: torch.Tensor) -> bool:
+    return _VALUE_CHECKS.get() and tensor.numel() > 0 and tensor.device.type != "meta"
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise a ContractError if ``tensor`` holds NaN or Inf (naming how many and the first position).
+
+    Example:
+        >>> import torch
+        >>> check_finite(torch.tensor([0.0, float("inf")]), "codes")
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ContractError: codes contain 1 non-finite value(s) (NaN or Inf), the first at index (1,)
+    """
+    if _values_checked(tensor):
+        bad = ~torch.isfinite(tensor.detach())
+        if bad.any():
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise ContractError(f"{name} contain {int(bad.sum())} non-finite value(s) (NaN or Inf), "
+                                f"the first at index {first}")
+    return tensor
+
+
 def check_tensor(value: object, name: str) -> torch.Tensor:
     """Raise unless ``value`` is a tensor."""
     if not isinstance(value, torch.Tensor):
@@ -72,7 +121,8 @@ def check_images(
     images: object, *, channels: int, image_size: int | None = None, patch_size: int | None = None,
     check_range: bool = True,
 ) -> torch.Tensor:
-    """Validate ``images`` ``(B, C, H, W)`` float in [0, 1].
+    """Validate ``images`` ``(B, C, H, W)`` float in [0, 1] (and finite; see
+    [`value_checks`][tokenkit.contracts.value_checks] to skip the value checks).
 
     Raises:
         ContractError: Naming what was expected and what came.
@@ -92,7 +142,8 @@ def check_images(
     if image_size is not None and (height, width) != (image_size, image_size):
         raise ContractError(f"images must be {image_size}x{image_size} for this tokenizer, got {height}x{width} "
                             f"(H x W); {_resize_hint(image_size)}")
-    if check_range and images.numel() and images.device.type != "meta":
+    check_finite(images, "images")
+    if check_range and _values_checked(images):
         lo, hi = torch.aminmax(images.detach())
         if lo.item() < 0.0 or hi.item() > 1.0:
             raise ContractError(
@@ -143,4 +194,4 @@ def check_tokens(tokens: object, name: str, *, dim: int, num_tokens: int | None 
         raise ContractError(f"{name} must have shape (B, {n}, {dim}), got {_shape(tokens)}")
     if not tokens.is_floating_point():
         raise ContractError(f"{name} must be a float tensor, got dtype {tokens.dtype}")
-    return tokens
+    return check_finite(tokens, name)

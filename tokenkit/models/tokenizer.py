@@ -195,8 +195,16 @@ class Tokenizer(PretrainedMixin, nn.Module):
 
     # ---- API --------------------------------------------------------------------------------------------------
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:
-        return check_images(images, channels=self.in_channels, image_size=self.image_size,
-                            patch_size=getattr(self._enc_cfg, "patch_size", None))
+        images = check_images(images, channels=self.in_channels, image_size=self.image_size,
+                              patch_size=getattr(self._enc_cfg, "patch_size", None))
+        return self._as_model_dtype(images)
+
+    def _as_model_dtype(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A float input of another dtype (float16, float64, ...) cast to the weights' dtype."""
+        weight = next(self.parameters(), None)
+        if weight is None or not weight.is_floating_point() or tensor.dtype == weight.dtype:
+            return tensor
+        return tensor.to(weight.dtype)
 
     def encode(self, images: torch.Tensor, *, batch_size: int | None = None) -> QuantizerOutput:
         """Encode and quantize.
@@ -268,7 +276,7 @@ class Tokenizer(PretrainedMixin, nn.Module):
             ContractError: Wrong shape or dtype, or a bad ``batch_size``.
         """
         codes = check_tokens(codes, "codes", dim=self.code_dim, num_tokens=self._length(codes, 3))
-        return map_batches(self._decode, codes, batch_size)
+        return map_batches(self._decode, self._as_model_dtype(codes), batch_size)
 
     def _decode(self, codes: torch.Tensor) -> torch.Tensor:
         if codes.shape[1] < self.num_tokens:

@@ -1,0 +1,53 @@
+"""Public boundaries refuse non-finite values with a clear error and accept any float dtype."""
+
+import re
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tokenkit as tk
+from tokenkit.contracts import value_checks
+from tokenkit.errors import ContractError
+
+TOK = tk.build("titok-tiny").eval()
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.integers(1, 3), dtype=st.sampled_from(DTYPES), bad=st.sampled_from([float("nan"), float("inf"),
+                                                                                      float("-inf")]),
+       where=st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 31), st.integers(0, 31)))
+def test_non_finite_images_are_refused_naming_the_first_position(batch, dtype, bad, where):
+    images = torch.rand(batch, 3, 32, 32).to(dtype)
+    position = (where[0] % batch, *where[1:])
+    images[position] = bad
+    message = r"images contain 1 non-finite value\(s\) .* index " + re.escape(str(position))
+    with pytest.raises(ContractError, match=message):
+        TOK.tokenize(images)
+    with pytest.raises(ContractError, match="non-finite"):
+        TOK.encode(images)
+
+
+@settings(max_examples=10, deadline=None)
+@given(dtype=st.sampled_from(DTYPES), seed=st.integers(0, 2**16))
+def test_any_float_dtype_is_accepted_and_cast(dtype, seed):
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    exact = images.to(dtype).float()  # what the model sees after the cast
+    ids = TOK.tokenize(images.to(dtype))
+    assert ids.dtype == torch.int64 and ids.shape == (2, TOK.num_tokens)
+    assert torch.equal(ids, TOK.tokenize(exact))
+    codes = TOK.encode(exact).codes.detach()
+    assert TOK.decode(codes.to(dtype)).dtype == torch.float32
+
+
+def test_non_finite_codes_are_refused_and_the_checks_can_be_skipped():
+    codes = TOK.encode(torch.rand(1, 3, 32, 32)).codes.detach()
+    codes[0, 2, 0] = float("nan")
+    with pytest.raises(ContractError, match=r"codes contain 1 non-finite value\(s\).*\(0, 2, 0\)"):
+        TOK.decode(codes)
+    with value_checks(False):  # the explicit opt-out: no pass over the values
+        assert TOK.decode(codes).shape == (1, 3, 32, 32)
+    with pytest.raises(ContractError):  # and back on after the block
+        TOK.decode(codes)
