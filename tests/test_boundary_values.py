@@ -51,3 +51,22 @@ def test_non_finite_codes_are_refused_and_the_checks_can_be_skipped():
         assert TOK.decode(codes).shape == (1, 3, 32, 32)
     with pytest.raises(ContractError):  # and back on after the block
         TOK.decode(codes)
+
+
+@pytest.mark.parametrize("stored", [torch.float16, torch.bfloat16])
+def test_half_precision_checkpoints_load_as_float32_unless_asked(tmp_path, stored):
+    original = tk.build("titok-tiny").eval()
+    copy = tk.build("titok-tiny").eval()
+    copy.load_state_dict(original.state_dict())
+    copy.to(stored).save_pretrained(tmp_path / "half")
+    loaded = tk.from_pretrained(tmp_path / "half")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    expected = {k: v.to(stored).float() for k, v in original.state_dict().items() if v.is_floating_point()}
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
+    assert loaded.tokenize(torch.rand(1, 3, 32, 32)).shape == (1, loaded.num_tokens)
+    kept = tk.from_pretrained(tmp_path / "half", torch_dtype="auto")
+    assert {p.dtype for p in kept.parameters()} == {stored}
+    chosen = tk.Tokenizer.from_pretrained(tmp_path / "half", torch_dtype=torch.float64)
+    assert {p.dtype for p in chosen.parameters()} == {torch.float64}
+    with pytest.raises(tk.ConfigError, match="torch_dtype must be a floating torch.dtype"):
+        tk.from_pretrained(tmp_path / "half", torch_dtype=torch.int8)

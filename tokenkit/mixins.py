@@ -14,7 +14,7 @@ class PretrainedMixin:
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, *, device: torch.device | str | None = None,
-                        revision: str | None = None) -> Any:
+                        revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32) -> Any:
         """Load composition and weights; see [`from_pretrained`][tokenkit.weights.pretrained.from_pretrained].
 
         Raises:
@@ -23,7 +23,7 @@ class PretrainedMixin:
         from tokenkit.errors import WeightsError
         from tokenkit.weights.pretrained import from_pretrained
 
-        model = from_pretrained(source, device=device, revision=revision)
+        model = from_pretrained(source, device=device, revision=revision, torch_dtype=torch_dtype)
         if not isinstance(model, cls):
             raise WeightsError(f"{source} holds a {type(model).__name__}, not a {cls.__name__}")
         return model

@@ -148,9 +148,35 @@ def _file_spec(source: ResolvedSource) -> Spec | None:
     return None if text is None else _tokenkit_spec(json.loads(text), source.weights.name)
 
 
+TORCH_DTYPES: dict[str, torch.dtype | None] = {
+    "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64, "auto": None}
+"""Names ``torch_dtype`` accepts besides a ``torch.dtype`` (``"auto"``: the dtypes stored in the file)."""
+
+
+def resolve_torch_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``torch_dtype`` as a floating ``torch.dtype``, or ``None`` for the checkpoint's own dtypes.
+
+    Raises:
+        ConfigError: Not a floating dtype or one of the names in ``TORCH_DTYPES``.
+    """
+    if torch_dtype is None or isinstance(torch_dtype, torch.dtype) and torch_dtype.is_floating_point:
+        return torch_dtype
+    if isinstance(torch_dtype, str) and torch_dtype in TORCH_DTYPES:
+        return TORCH_DTYPES[torch_dtype]
+    raise ConfigError(f"torch_dtype must be a floating torch.dtype or one of {', '.join(TORCH_DTYPES)}, "
+                      f"got {torch_dtype!r}")
+
+
+def _cast(state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    return {k: v.to(dtype) if dtype is not None and v.is_floating_point() and v.dtype != dtype else v
+            for k, v in state_dict.items()}
+
+
 def _load_into(spec: Spec, state_dict: Mapping[str, torch.Tensor], device: torch.device | str | None,
-               description: str) -> nn.Module:
-    """Build ``spec`` on ``meta`` and take the checkpoint tensors as its parameters."""
+               description: str, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
+    """Build ``spec`` on ``meta`` and take the checkpoint tensors, cast to ``torch_dtype``, as its parameters."""
+    state_dict = _cast(state_dict, resolve_torch_dtype(torch_dtype))
     try:
         state_dict = official.to_tokenkit(state_dict)
     except KeyError as err:
@@ -169,14 +195,15 @@ def _load_into(spec: Spec, state_dict: Mapping[str, torch.Tensor], device: torch
 
 
 def load_pretrained(spec: Spec, source: str | os.PathLike, *, device: torch.device | str | None = None,
-                    revision: str | None = None) -> nn.Module:
-    """Build ``spec`` with the weights of ``source`` (official or tokenkit layout), in eval mode."""
+                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
+    """Build ``spec`` with the weights of ``source`` (official or tokenkit layout), in eval mode, in
+    ``torch_dtype`` (see [`from_pretrained`][tokenkit.weights.pretrained.from_pretrained])."""
     resolved = resolve_source(source, revision)
-    return _load_into(spec, load_state_dict(resolved.weights), device, resolved.description)
+    return _load_into(spec, load_state_dict(resolved.weights), device, resolved.description, torch_dtype)
 
 
 def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | None = None,
-                    revision: str | None = None) -> nn.Module:
+                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
     """Load a tokenizer or generator, composition and weights, from a file, a folder or a Hub repo.
 
     The composition comes from ``config.json`` (tokenkit's spec, or the official
@@ -189,6 +216,9 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
         source: File, folder, ``owner/name`` Hub repo or ``owner/name/file``.
         device: Where to put the model (default CPU).
         revision: Hub revision (branch, tag or commit).
+        torch_dtype: The dtype of the model's floating tensors: float32 by default, whatever the
+            file stores (an fp16 or bf16 checkpoint is cast up); ``torch.bfloat16``, ``"fp16"``, ...
+            choose another; ``"auto"`` or ``None`` keeps the dtypes stored in the file.
 
     Returns:
         A [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer] or a generator, in eval mode.
@@ -207,7 +237,7 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
                            "specs (an interrupted save?)")
     if spec is None:
         spec = infer_spec(official.to_tokenkit(state_dict))
-    return _load_into(spec, state_dict, device, resolved.description)
+    return _load_into(spec, state_dict, device, resolved.description, torch_dtype)
 
 
 def spec_of(model: nn.Module) -> Spec:
