@@ -64,3 +64,20 @@ def test_ablate_with_a_mistyped_knob_fails_before_building(tmp_path, capsys, mon
     monkeypatch.setattr(ablation, "measure", lambda *a, **k: pytest.fail("a composition was measured"))
     assert main(["ablate", "titok-tiny", "--num-tokenz", "8,16", "--no-throughput", "--out", str(tmp_path)]) == 2
     assert "num_tokenz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out, message", [(".", "is a folder"), ("x.gif", "must end in one of"),
+                                          ("/proc/nope/x.png", "cannot")])
+def test_bad_generate_outputs_fail_before_any_model_is_built(tmp_path, capsys, monkeypatch, out, message):
+    import tokenkit.cli as cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_load", lambda *a, **k: pytest.fail("a model was built before the check"))
+    assert main(["generate", "maskgit-tiny", "titok-tiny", "--labels", "1", "--out", out]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_generate_batch_size_zero_is_refused(tmp_path, capsys):
+    assert main(["generate", "maskgit-tiny", "titok-tiny", "--labels", "1", "--batch-size", "0",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import tokenkit as tk
 from tokenkit.errors import TokenkitError
+from tokenkit.images import SAVE_FORMATS
 from tokenkit.precision import PRECISIONS
+from tokenkit.weights.io import atomic_write
 
 
 PRECISION_CHOICES = PRECISIONS
@@ -90,6 +92,49 @@ def info_command(args: argparse.Namespace) -> None:
     print(json.dumps(info, indent=2)) if args.json else _print_info(info)
 
 
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_file(path: str, formats: dict[str, str], what: str) -> Path:
+    """``path`` as a writable output file of one of ``formats`` (extension -> Pillow format), checked
+    before any work starts.
+
+    Raises:
+        ConfigError: A folder, an unsupported extension, or a place this user cannot write.
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise tk.ConfigError(f"{what} {path!r} is a folder; give a file name such as {out / 'samples.png'}")
+    extension = out.suffix.lower().lstrip(".")
+    if extension not in formats:
+        raise tk.ConfigError(f"{what} {path!r} must end in one of {', '.join('.' + e for e in formats)}")
+    check_output_folder(out.parent, what)
+    return out
+
+
+def check_output_folder(path: str | Path, what: str) -> Path:
+    """``path`` as a folder that can be written to (created if missing).
+
+    Raises:
+        ConfigError: ``path`` is a file, or its nearest existing folder is not writable.
+    """
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise tk.ConfigError(f"{what} {str(folder)!r} is a file, not a folder")
+    existing = _nearest_existing(folder)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise tk.ConfigError(f"{what}: cannot write under {str(existing)!r} (not a writable folder)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise tk.ConfigError(f"{what}: cannot create the folder {str(folder)!r}: {err.strerror or err}") from None
+    return folder
+
+
 def generate_command(args: argparse.Namespace) -> None:
     """``tokenkit generate``: class labels -> PNG grid (and optionally one PNG per sample)."""
     import torch
@@ -111,6 +156,13 @@ def generate_command(args: argparse.Namespace) -> None:
         _warn("--bf16 is deprecated; use --precision bf16 (or --precision auto, the default)")
         precision = "bf16"
     resolve_precision(precision, args.device)  # a bad combination fails before the models are built
+    if args.batch_size < 1:
+        raise tk.ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.nrow is not None and args.nrow < 1:
+        raise tk.ConfigError(f"--nrow must be at least 1, got {args.nrow}")
+    out = check_output_file(args.out, SAVE_FORMATS, "--out")
+    if args.separate:
+        check_output_folder(args.separate, "--separate")
     sampling = {k: getattr(args, k) for k in ("steps", "guidance", "temperature", "guidance_decay", "schedule")
                 if getattr(args, k) is not None}
     SamplingConfig(**sampling)  # bad sampling options fail before the models are built, too
@@ -124,9 +176,8 @@ def generate_command(args: argparse.Namespace) -> None:
         images.append(tk.generate_images(generator, tokenizer, chunk, seed=args.seed + start, progress=True,
                                          precision=precision, **sampling).float().cpu())
     images = torch.cat(images)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(make_grid(images, nrow=args.nrow or max(1, int(len(labels) ** 0.5 + 0.999))), out)
+    grid = make_grid(images, nrow=args.nrow or max(1, int(len(labels) ** 0.5 + 0.999)))
+    atomic_write(out, lambda tmp: save_image(grid, tmp, format=SAVE_FORMATS[out.suffix.lower().lstrip(".")]))
     print(f"wrote {out} ({len(labels)} samples)")
     if args.separate:
         folder = Path(args.separate)
