@@ -70,3 +70,37 @@ def test_half_precision_checkpoints_load_as_float32_unless_asked(tmp_path, store
     assert {p.dtype for p in chosen.parameters()} == {torch.float64}
     with pytest.raises(tk.ConfigError, match="torch_dtype must be a floating torch.dtype"):
         tk.from_pretrained(tmp_path / "half", torch_dtype=torch.int8)
+
+
+GEN = tk.build("maskgit-tiny").eval()
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([], "labels is empty"), (torch.tensor([], dtype=torch.long), "labels is empty"),
+    ([1.5], r"integer class ids, got 1\.5 \(float\)"), ([True], r"got True \(bool\)"),
+    (torch.tensor([1.0]), "1-D integer tensor"), (torch.tensor([[1]]), "1-D integer tensor"),
+    ("3", "got str"), ([99], r"must lie in \[0, 10\)")])
+def test_bad_labels_are_refused_naming_the_problem(labels, message):
+    with pytest.raises(ContractError, match=message):
+        tk.generate_images(GEN, TOK, labels, progress=False)
+
+
+def test_labels_of_any_integer_kind_are_accepted():
+    import numpy as np
+
+    expected = GEN.generate([1, 2], generator=torch.Generator().manual_seed(0))
+    for labels in (torch.tensor([1, 2], dtype=torch.int32), np.array([1, 2]), (1, 2)):
+        assert torch.equal(GEN.generate(labels, generator=torch.Generator().manual_seed(0)), expected)
+
+
+@pytest.mark.parametrize("device, message", [("gpu", "is not a device: use 'cpu'"),
+                                             ("cuda:x", "is not a device"), (3.5, "is not a device")])
+def test_bad_device_strings_are_config_errors(device, message):
+    with pytest.raises(tk.ConfigError, match=message):
+        tk.build("titok-tiny", device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
+def test_cuda_without_a_gpu_says_so():
+    with pytest.raises(tk.ConfigError, match="CUDA is not available here"):
+        tk.build("titok-tiny", device="cuda")

@@ -14,6 +14,7 @@ from tokenkit.factory import instantiate, on_device
 from tokenkit.models.compile import compile_modules
 from tokenkit.models.tokenizer import Tokenizer
 from tokenkit.registry import get_model
+from tokenkit.validation import check_device
 from tokenkit.specs import GeneratorSpec, Spec, TokenizerSpec
 
 
@@ -109,6 +110,7 @@ def build(name_or_spec: str | Spec, *, pretrained: str | os.PathLike | None = No
         raise ConfigError(f"build() takes a model name or a spec, got {type(name_or_spec).__name__}")
     if compile is not False and not isinstance(compile, (bool, dict)):
         raise ConfigError(f"compile must be True, False or a dict of torch.compile options, got {compile!r}")
+    device = check_device(device)
     if pretrained is not None:
         from tokenkit.weights.pretrained import load_pretrained
 

@@ -195,3 +195,39 @@ def check_tokens(tokens: object, name: str, *, dim: int, num_tokens: int | None 
     if not tokens.is_floating_point():
         raise ContractError(f"{name} must be a float tensor, got dtype {tokens.dtype}")
     return check_finite(tokens, name)
+
+
+def check_labels(labels: object, device: torch.device | str | None = None) -> torch.Tensor:
+    """Class ids as a 1-D int64 tensor: a non-empty list / tuple of ints or a 1-D integer tensor.
+
+    Raises:
+        ContractError: Empty, not integers (floats, strings, bools), or not 1-D; the message names what came.
+
+    Examples:
+        >>> check_labels([1, 7])
+        tensor([1, 7])
+        >>> check_labels([])
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ContractError: labels is empty: give at least one class id
+    """
+    if isinstance(labels, torch.Tensor):
+        tensor = labels
+    elif hasattr(labels, "__array__") and hasattr(labels, "dtype"):  # a numpy array
+        tensor = torch.as_tensor(labels)
+    elif isinstance(labels, (list, tuple)):
+        if not labels:
+            raise ContractError("labels is empty: give at least one class id")
+        bad = [v for v in labels if isinstance(v, bool) or not isinstance(v, int) and not (
+            isinstance(v, torch.Tensor) and v.ndim == 0 and not v.is_floating_point())]
+        if bad:
+            raise ContractError(f"labels must be integer class ids, got {bad[0]!r} ({type(bad[0]).__name__})")
+        tensor = torch.tensor([int(v) for v in labels])
+    else:
+        raise ContractError(f"labels must be a list of class ids or a 1-D integer tensor, got {type(labels).__name__}")
+    if tensor.ndim != 1 or tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+        raise ContractError(f"labels must be a 1-D integer tensor of class ids, got {tensor.dtype} "
+                            f"{tuple(tensor.shape)}")
+    if tensor.numel() == 0:
+        raise ContractError("labels is empty: give at least one class id")
+    return tensor.to(device=device, dtype=torch.int64)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tokenkit.contracts import check_tensor
+from tokenkit.contracts import check_labels, check_tensor
 from tokenkit.errors import ContractError
 from tokenkit.generators.sampling import SamplingConfig, generate, sampling_config
 from tokenkit.mixins import PretrainedMixin
@@ -172,10 +172,7 @@ class MaskGIT(PretrainedMixin, nn.Module):
             ``(B, N)`` int64 ids in ``[0, K)``.
         """
         device = self.lm_head.weight.device
-        labels = torch.as_tensor(labels, device=device)
-        if labels.ndim != 1 or labels.is_floating_point():
-            raise ContractError(f"labels must be a 1-D integer tensor of class ids, got {labels.dtype} "
-                                f"{tuple(labels.shape)}")
+        labels = check_labels(labels, device)
         try:
             config = dataclasses.replace(self.config.sampling, **sampling)
         except TypeError as err:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from tokenkit.errors import ConfigError, WeightsError
+from tokenkit.validation import check_device
 from tokenkit.registry import list_models
 from tokenkit.specs import GeneratorSpec, Spec, TokenizerSpec, spec_from_dict
 from tokenkit.weights import official
@@ -176,6 +177,7 @@ def _cast(state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype | None) -> 
 def _load_into(spec: Spec, state_dict: Mapping[str, torch.Tensor], device: torch.device | str | None,
                description: str, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
     """Build ``spec`` on ``meta`` and take the checkpoint tensors, cast to ``torch_dtype``, as its parameters."""
+    device = check_device(device)
     state_dict = _cast(state_dict, resolve_torch_dtype(torch_dtype))
     try:
         state_dict = official.to_tokenkit(state_dict)
