@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -142,9 +143,12 @@ def check_images(
     if image_size is not None and (height, width) != (image_size, image_size):
         raise ContractError(f"images must be {image_size}x{image_size} for this tokenizer, got {height}x{width} "
                             f"(H x W); {_resize_hint(image_size)}")
-    check_finite(images, "images")
-    if check_range and _values_checked(images):
-        lo, hi = torch.aminmax(images.detach())
+    if not check_range:
+        return check_finite(images, "images")
+    if _values_checked(images):
+        lo, hi = torch.aminmax(images.detach())  # one pass: NaN and Inf show in the extremes too
+        if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):
+            check_finite(images, "images")  # the slow path, for the message
         if lo.item() < 0.0 or hi.item() > 1.0:
             raise ContractError(
                 f"images must have values in [0, 1] (divide uint8 images by 255), got range [{lo.item():.3g}, {hi.item():.3g}]"
@@ -216,13 +220,11 @@ def check_labels(labels: object, device: torch.device | str | None = None) -> to
     elif hasattr(labels, "__array__") and hasattr(labels, "dtype"):  # a numpy array
         tensor = torch.as_tensor(labels)
     elif isinstance(labels, (list, tuple)):
-        if not labels:
-            raise ContractError("labels is empty: give at least one class id")
         bad = [v for v in labels if isinstance(v, bool) or not isinstance(v, int) and not (
             isinstance(v, torch.Tensor) and v.ndim == 0 and not v.is_floating_point())]
         if bad:
             raise ContractError(f"labels must be integer class ids, got {bad[0]!r} ({type(bad[0]).__name__})")
-        tensor = torch.tensor([int(v) for v in labels])
+        tensor = torch.tensor([int(v) for v in labels], dtype=torch.int64)
     else:
         raise ContractError(f"labels must be a list of class ids or a 1-D integer tensor, got {type(labels).__name__}")
     if tensor.ndim != 1 or tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:

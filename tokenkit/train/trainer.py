@@ -21,7 +21,7 @@ import json
 import random
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -444,15 +444,9 @@ class Trainer:
                         result = self.objective(self.model, batch, self.step)
                     acc.backward(result.loss if self.scaler is None else self.scaler.scale(result.loss))
                     if acc.sync_gradients:
-                        if self.scaler is not None:
-                            self.scaler.unscale_(self.optimizer)  # clip the true gradients
-                        if config.clip > 0:
-                            acc.clip_grad_norm_(self.model.parameters(), config.clip)
-                        if self.scaler is not None:  # skips the step if a gradient is inf / nan
-                            self.scaler.step(self.optimizer)
-                            self.scaler.update()
-                        else:
-                            self.optimizer.step()
+                        _optimizer_step(self.optimizer, self.scaler,
+                                        lambda: acc.clip_grad_norm_(self.model.parameters(), config.clip)
+                                        if config.clip > 0 else None)
                         self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
             terms = dict(result.terms)
@@ -559,18 +553,11 @@ class Trainer:
         with self.autocast():
             d_loss = sum(m.discriminator_loss(inputs) for m in active)
         self.d_optimizer.zero_grad(set_to_none=True)
-        scaler = self.d_scaler
-        (d_loss if scaler is None else scaler.scale(d_loss)).backward()
-        if scaler is not None:
-            scaler.unscale_(self.d_optimizer)
-        if self.config.clip > 0:
-            torch.nn.utils.clip_grad_norm_([p for g in self.d_optimizer.param_groups for p in g["params"]],
-                                           self.config.clip)
-        if scaler is not None:
-            scaler.step(self.d_optimizer)
-            scaler.update()
-        else:
-            self.d_optimizer.step()
+        (d_loss if self.d_scaler is None else self.d_scaler.scale(d_loss)).backward()
+        params = [p for g in self.d_optimizer.param_groups for p in g["params"]]
+        _optimizer_step(self.d_optimizer, self.d_scaler,
+                        lambda: torch.nn.utils.clip_grad_norm_(params, self.config.clip) if self.config.clip > 0
+                        else None)
         self.d_scheduler.step()
         return {"discriminator_loss": d_loss.detach()}
 
@@ -578,6 +565,19 @@ class Trainer:
         """The trained model (its EMA weights by default), in eval mode."""
         model = self.ema.shadow if (ema and self.ema is not None) else self.accelerator.unwrap_model(self.model)
         return model.eval()
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer, scaler: Any, clip: Callable[[], Any]) -> None:
+    """One optimizer step after backward: ``clip()`` on the true gradients (unscaled first with a loss
+    scale), then the step (which the scaler skips when a gradient is inf / nan)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    clip()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
 
 
 def _grad_scaler(precision: str, device: torch.device) -> Any:
