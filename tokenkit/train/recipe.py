@@ -33,7 +33,7 @@ from typing import Any
 from tokenkit.errors import ConfigError, TokenkitError
 from tokenkit.specs import Part
 from tokenkit.train.objectives import MaskedTokensConfig
-from tokenkit.train.trainer import TrainConfig
+from tokenkit.train.config import TrainConfig
 
 SECTIONS = ("model", "knobs", "data", "eval", "train", "loss", "teacher", "init", "objective")
 
