@@ -212,7 +212,7 @@ _SIZES = {512: "small", 768: "base", 1024: "large"}  # official ViT sizes by wid
 
 def official_tokenizer_config(spec: tk.TokenizerSpec) -> dict[str, Any]:
     """The official config tree of a tokenkit TiTok composition (checked by converting it back)."""
-    from tokenkit.weights.official_config import spec_from_official_config
+    from tokenkit.models.official_config import spec_from_official_config
 
     enc, dec, quantizer = spec.encoder.config, spec.decoder.config, spec.quantizer
     if quantizer.name != "vq":

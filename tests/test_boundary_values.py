@@ -66,7 +66,7 @@ def test_half_precision_checkpoints_load_as_float32_unless_asked(tmp_path, store
     assert loaded.tokenize(torch.rand(1, 3, 32, 32)).shape == (1, loaded.num_tokens)
     kept = tk.from_pretrained(tmp_path / "half", torch_dtype="auto")
     assert {p.dtype for p in kept.parameters()} == {stored}
-    chosen = tk.Tokenizer.from_pretrained(tmp_path / "half", torch_dtype=torch.float64)
+    chosen = tk.from_pretrained(tmp_path / "half", torch_dtype=torch.float64)
     assert {p.dtype for p in chosen.parameters()} == {torch.float64}
     with pytest.raises(tk.ConfigError, match="torch_dtype must be a floating torch.dtype"):
         tk.from_pretrained(tmp_path / "half", torch_dtype=torch.int8)

@@ -22,7 +22,7 @@ from torch import nn
 from tokenkit.contracts import check_labels, check_tensor
 from tokenkit.errors import ContractError
 from tokenkit.generators.sampling import SamplingConfig, generate, sampling_config
-from tokenkit.mixins import PretrainedMixin
+from tokenkit.weights.model_files import SaveMixin
 from tokenkit.registry import register
 from tokenkit.specs import Part
 from tokenkit.validation import check_positive_ints
@@ -71,7 +71,7 @@ class MaskGITConfig:
 
 
 @register("generator", "maskgit")
-class MaskGIT(PretrainedMixin, nn.Module):
+class MaskGIT(SaveMixin, nn.Module):
     """Masked-token generator: ``indices (B, N)`` + ``labels (B,)`` -> ``logits (B, N, K)``.
 
     Args:

@@ -14,7 +14,7 @@ from torch import nn
 from tokenkit.contracts import QuantizerOutput, TokenizerOutput, check_images, check_indices, check_tokens
 from tokenkit.errors import ContractError
 from tokenkit.factory import instantiate, on_device
-from tokenkit.mixins import PretrainedMixin
+from tokenkit.weights.model_files import SaveMixin
 from tokenkit.models.compile import compile_modules
 from tokenkit.specs import TokenizerSpec
 
@@ -106,7 +106,7 @@ def merge_outputs(chunks: list[tuple[slice, QuantizerOutput]]) -> QuantizerOutpu
     return QuantizerOutput(codes, indices, mean([q.loss for q in outs]), stats)
 
 
-class Tokenizer(PretrainedMixin, nn.Module):
+class Tokenizer(SaveMixin, nn.Module):
     """An image tokenizer assembled from registered parts.
 
     Build it with [`tokenkit.build`][tokenkit.build] or

@@ -244,7 +244,7 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
         if stage2:
             init_stage2(model, weights, teacher)
         else:
-            from tokenkit.weights.pretrained import load_weights
+            from tokenkit.weights.state import load_weights
 
             load_weights(model, weights)
     objective = MaskedTokens(recipe.objective) if recipe.objective is not None else None

@@ -51,7 +51,7 @@ def init_stage2(model: nn.Module, stage1: dict[str, torch.Tensor] | nn.Module, t
     """
     if getattr(model, "pixel_decoder", None) is None:
         raise ConfigError("stage 2 needs a composition with a pixel_decoder (e.g. titok-l32, or titok(legacy=True))")
-    from tokenkit.weights.pretrained import load_weights
+    from tokenkit.weights.state import load_weights
 
     state = stage1.state_dict() if isinstance(stage1, nn.Module) else dict(stage1)
     extra = sorted(k for k in state if k.startswith("pixel_decoder."))

@@ -1,0 +1,170 @@
+"""Models with weights: [`from_pretrained`][tokenkit.pretrained.from_pretrained] (composition and
+weights from a file, a folder or the Hub) and [`load_pretrained`][tokenkit.pretrained.load_pretrained]
+(a given composition), for tokenizers and generators alike.
+
+The composition of a source comes from its ``config.json`` (tokenkit's spec or an
+official TiTok config), else the spec in a tokenkit safetensors header, else from
+matching the parameter names and shapes against the reference models
+([`infer_spec`][tokenkit.pretrained.infer_spec]).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from tokenkit.compose import build_from_spec, spec
+from tokenkit.errors import WeightsError
+from tokenkit.models.official_config import (
+    generator_spec_from_official_config,
+    official_tree,
+    spec_from_official_config,
+)
+from tokenkit.registry import get_model, list_models
+from tokenkit.specs import Spec
+from tokenkit.validation import check_device
+from tokenkit.weights import official
+from tokenkit.weights.hub import resolve_source
+from tokenkit.weights.io import load_state_dict
+from tokenkit.weights.model_files import is_tokenkit_config, read_spec, stored_spec
+from tokenkit.weights.state import cast_state_dict, load_weights, resolve_torch_dtype
+
+
+def _signature(name: str, knobs: tuple) -> tuple[Spec, frozenset]:
+    return _cached_signature(name, knobs, get_model(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_signature(name: str, knobs: tuple, entry: object) -> tuple[Spec, frozenset]:
+    """Keyed by the registry entry too, so a re-registered name is not served stale."""
+    composition = spec(name, **dict(knobs))
+    model = build_from_spec(composition, device="meta")
+    return composition, frozenset((k, tuple(v.shape)) for k, v in model.state_dict().items())
+
+
+def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> Spec:
+    """The reference composition whose parameter names and shapes equal ``state_dict``'s.
+
+    Candidates are every [`list_models`][tokenkit.list_models] name, and the
+    stage-1 form (no pixel decoder) of the two-stage tokenizers.
+
+    Raises:
+        WeightsError: No candidate (or more than one) fits; names the closest.
+    """
+    target = frozenset((k, tuple(v.shape)) for k, v in state_dict.items())
+    candidates = [(n, ()) for n in list_models()]
+    candidates += [(n, (("pixel_decoder", False),)) for n in list_models()  # stage-1 forms
+                   if getattr(_signature(n, ())[0], "pixel_decoder", None) is not None]
+    fits, best = [], None
+    for name, knobs in candidates:
+        composition, signature = _signature(name, knobs)
+        if signature == target:
+            fits.append(composition)
+        distance = len(signature ^ target)
+        if best is None or distance < best[0]:
+            best = (distance, name + ("" if not knobs else f" ({dict(knobs)})"))
+    if len({s.to_json() for s in fits}) == 1:
+        return fits[0]
+    if fits:
+        raise WeightsError("the weights fit several compositions; name one: tk.build(NAME, pretrained=...)")
+    raise WeightsError("cannot tell which composition these weights belong to (no config.json and no spec in the "
+                       f"file; closest: {best[1]}, {best[0]} keys differ). Use tk.build(NAME, pretrained=SOURCE)")
+
+
+def spec_from_config(config: Mapping, layout: str = "tokenkit") -> Spec:
+    """The spec in a ``config.json``: tokenkit's own, or an official TiTok one.
+
+    An official config holds both the tokenizer and the generator settings; the
+    weights' ``layout`` ([`detect_layout`][tokenkit.weights.official.detect_layout])
+    decides which composition it describes.
+
+    Raises:
+        WeightsError: Neither kind of config.
+    """
+    if is_tokenkit_config(config):
+        return read_spec(config, "config.json")
+    if official_tree(config) is not None:
+        if layout in official.GENERATOR_LAYOUTS:
+            return generator_spec_from_official_config(config)
+        return spec_from_official_config(config)
+    raise WeightsError("config.json is neither a tokenkit spec nor an official TiTok config")
+
+
+def _load_into(composition: Spec, state_dict: Mapping[str, torch.Tensor], device: torch.device | str | None,
+               description: str, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
+    """Build ``composition`` on ``meta`` and take the checkpoint tensors, cast to ``torch_dtype``, as its
+    parameters."""
+    device = check_device(device)
+    state_dict = cast_state_dict(state_dict, resolve_torch_dtype(torch_dtype))
+    try:
+        state_dict = official.to_tokenkit(state_dict)
+    except KeyError as err:
+        raise WeightsError(f"{description}: {err.args[0]}") from None
+    model = build_from_spec(composition, device="meta")
+    try:
+        load_weights(model, state_dict, assign=True)
+    except WeightsError as err:
+        raise WeightsError(f"{description}: {err}") from None
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:  # non-persistent buffers of a meta-built part: rebuild for real
+        model = build_from_spec(composition)
+        load_weights(model, state_dict)
+    model = model.to(device) if device is not None else model
+    return model.eval()
+
+
+def load_pretrained(composition: Spec, source: str | os.PathLike, *, device: torch.device | str | None = None,
+                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
+    """Build ``composition`` with the weights of ``source`` (official or tokenkit layout), in eval mode, in
+    ``torch_dtype`` (see [`from_pretrained`][tokenkit.pretrained.from_pretrained])."""
+    resolved = resolve_source(source, revision)
+    return _load_into(composition, load_state_dict(resolved.weights), device, resolved.description, torch_dtype)
+
+
+def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | None = None,
+                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
+    """Load a tokenizer or generator, composition and weights, from a file, a folder or a Hub repo.
+
+    The composition comes from ``config.json`` (tokenkit's spec, or the official
+    TiTok config: legacy or not, VQ or VAE, sizes and token count, or the
+    generator section for ImageBert / UViTBert weights), else from the spec stored
+    in a tokenkit safetensors file, else from matching the parameter names and
+    shapes against the reference models.
+
+    Args:
+        source: File, folder, ``owner/name`` Hub repo or ``owner/name/file``.
+        device: Where to put the model (default CPU).
+        revision: Hub revision (branch, tag or commit).
+        torch_dtype: The dtype of the model's floating tensors: float32 by default, whatever the
+            file stores (an fp16 or bf16 checkpoint is cast up); ``torch.bfloat16``, ``"fp16"``, ...
+            choose another; ``"auto"`` or ``None`` keeps the dtypes stored in the file.
+
+    Returns:
+        A [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer] or a generator, in eval mode.
+
+    Raises:
+        WeightsError: Unreadable or unsafe file, unknown composition, weights that
+            do not fit (missing / unexpected / mis-shaped keys by name), or a failed download.
+
+    Example:
+        >>> import tempfile, tokenkit as tk
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = tk.save_pretrained(tk.build("titok-tiny"), tmp)
+        ...     tk.from_pretrained(tmp).spec == tk.spec("titok-tiny")
+        True
+    """
+    resolved = resolve_source(source, revision)
+    state_dict = load_state_dict(resolved.weights)
+    layout = official.detect_layout(state_dict)
+    in_file = stored_spec(resolved)
+    composition = spec_from_config(resolved.config, layout) if resolved.config is not None else in_file
+    if resolved.config is not None and in_file is not None and in_file != composition:
+        raise WeightsError(f"{resolved.description}: config.json and {resolved.weights.name} hold different "
+                           "specs (an interrupted save?)")
+    if composition is None:
+        composition = infer_spec(official.to_tokenkit(state_dict))
+    return _load_into(composition, state_dict, device, resolved.description, torch_dtype)

@@ -1,0 +1,135 @@
+"""The files of a saved model: ``model.safetensors`` (with the spec in its header) and ``config.json``.
+
+Writing ([`save_pretrained`][tokenkit.weights.model_files.save_pretrained],
+[`push_to_hub`][tokenkit.weights.model_files.push_to_hub]) and reading the stored spec
+([`stored_spec`][tokenkit.weights.model_files.stored_spec]); building a model from
+them is [`tokenkit.from_pretrained`][tokenkit.pretrained.from_pretrained]'s job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tokenkit.errors import ConfigError, WeightsError
+from tokenkit.specs import GeneratorSpec, Part, Spec, TokenizerSpec, spec_from_dict
+from tokenkit.weights.hub import CONFIG_NAME, ResolvedSource
+from tokenkit.weights.io import read_safetensors_metadata, save_json, save_safetensors
+
+SPEC_METADATA_KEY = "tokenkit_spec"
+"""safetensors header entry holding the spec JSON, so a saved file alone can be rebuilt."""
+
+
+def is_tokenkit_config(config: Mapping[str, Any]) -> bool:
+    """Whether a ``config.json`` holds a tokenkit spec (rather than, e.g., an official TiTok config)."""
+    return str(config.get("format", "")).startswith("tokenkit.")
+
+
+def read_spec(data: Mapping[str, Any], where: str) -> Spec:
+    """The spec in a tokenkit ``config.json`` or safetensors header; ``where`` names it in errors.
+
+    Raises:
+        WeightsError: The spec names parts or options this installation does not have.
+    """
+    try:
+        return spec_from_dict(data)
+    except ConfigError as err:
+        raise WeightsError(f"{where} holds a spec that cannot be built here: {err} (a part registered by "
+                           "another package must be imported or installed before loading)") from None
+
+
+def stored_spec(source: ResolvedSource) -> Spec | None:
+    """The spec in the header of a tokenkit safetensors file, or ``None`` (other files, other writers)."""
+    if source.weights.suffix.lower() != ".safetensors":
+        return None
+    text = read_safetensors_metadata(source.weights).get(SPEC_METADATA_KEY)
+    return None if text is None else read_spec(json.loads(text), source.weights.name)
+
+
+def spec_of(model: nn.Module) -> Spec:
+    """The composition of a built model: its ``.spec``, or (for a bare generator part) a spec made from its config.
+
+    Raises:
+        WeightsError: The model carries no spec (it was not built by tokenkit).
+    """
+    spec = getattr(model, "spec", None)
+    if isinstance(spec, (TokenizerSpec, GeneratorSpec)):
+        return spec
+    if getattr(type(model), "part_kind", None) == "generator":
+        config = model.config
+        return GeneratorSpec(Part(type(model).part_name, **{f.name: getattr(config, f.name)
+                                                            for f in dataclasses.fields(config)}))
+    raise WeightsError(f"{type(model).__name__} has no tokenkit spec; build it with tk.build")
+
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (the spec) into ``directory``.
+
+    Each file is written atomically, weights first, so an interrupted save never
+    leaves a partial file; the spec is also stored in the safetensors header.
+
+    Returns:
+        The folder, loadable with [`from_pretrained`][tokenkit.pretrained.from_pretrained].
+
+    Example:
+        >>> import tempfile, tokenkit as tk
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     folder = tk.save_pretrained(tk.build("titok-tiny"), tmp)
+        ...     sorted(p.name for p in folder.iterdir())
+        ['config.json', 'model.safetensors']
+    """
+    directory = Path(directory)
+    spec = spec_of(model).to_dict()
+    save_safetensors(model.state_dict(), directory / "model.safetensors",
+                     metadata={"format": "pt", SPEC_METADATA_KEY: json.dumps(spec)})
+    save_json(spec, directory / CONFIG_NAME)
+    return directory
+
+
+def push_to_hub(model: nn.Module, repo_id: str, *, private: bool | None = None, token: str | None = None,
+                commit_message: str = "Upload tokenkit model", revision: str | None = None,
+                api: Any = None) -> str:
+    """Save ``model`` and upload it to the Hub repo ``repo_id`` (created if needed).
+
+    Args:
+        model: A tokenizer or generator built by tokenkit.
+        repo_id: ``owner/name``.
+        private: Visibility of a newly created repo.
+        token: Hub token (default: the logged-in user's).
+        commit_message: Commit message.
+        revision: Branch to push to.
+        api: A ``huggingface_hub.HfApi`` (for tests or custom endpoints).
+
+    Returns:
+        The URL of the commit.
+    """
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_pretrained(model, tmp)
+        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message,
+                                 revision=revision, token=token)
+    return str(getattr(info, "commit_url", info))
+
+
+class SaveMixin:
+    """``save_pretrained`` / ``push_to_hub`` as methods of tokenkit's model classes (writing only;
+    loading is [`tokenkit.from_pretrained`][tokenkit.pretrained.from_pretrained])."""
+
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``model.safetensors`` + ``config.json``; see [`save_pretrained`][tokenkit.weights.model_files.save_pretrained]."""
+        return save_pretrained(self, directory)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload to the Hub; see [`push_to_hub`][tokenkit.weights.model_files.push_to_hub]."""
+        return push_to_hub(self, repo_id, **kwargs)

@@ -1,0 +1,79 @@
+"""State dicts into modules: strict loading with named differences, and dtype casting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from tokenkit.errors import ConfigError, WeightsError
+
+_LIST_LIMIT = 12
+
+TORCH_DTYPES: dict[str, torch.dtype | None] = {
+    "float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float16": torch.float16, "fp16": torch.float16, "float64": torch.float64, "auto": None}
+"""Names ``torch_dtype`` accepts besides a ``torch.dtype`` (``"auto"``: the dtypes stored in the file)."""
+
+
+def _names(keys: list[str]) -> str:
+    more = f" ... and {len(keys) - _LIST_LIMIT} more" if len(keys) > _LIST_LIMIT else ""
+    return ", ".join(keys[:_LIST_LIMIT]) + more
+
+
+def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, assign: bool = False) -> None:
+    """Load ``state_dict`` into ``model`` strictly: every key must exist with the same shape.
+
+    Args:
+        model: The module.
+        state_dict: tokenkit-layout state dict.
+        assign: Replace the parameters by the given tensors (for models built on ``meta``).
+
+    Raises:
+        WeightsError: Listing missing, unexpected and mis-shaped keys by name.
+
+    Example:
+        >>> import torch
+        >>> load_weights(torch.nn.Linear(2, 3), {"weight": torch.zeros(3, 2)})
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.WeightsError: the weights do not fit this Linear:
+          1 missing: bias
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    misshaped = sorted(f"{k} (checkpoint {tuple(state_dict[k].shape)}, model {tuple(expected[k].shape)})"
+                       for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k].shape)
+    if missing or unexpected or misshaped:
+        lines = [f"the weights do not fit this {type(model).__name__}:"]
+        for title, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+            if keys:
+                lines.append(f"  {len(keys)} {title}: {_names(keys)}")
+        raise WeightsError("\n".join(lines))
+    model.load_state_dict(state_dict, strict=True, assign=assign)
+
+
+def resolve_torch_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``torch_dtype`` as a floating ``torch.dtype``, or ``None`` for the checkpoint's own dtypes.
+
+    Raises:
+        ConfigError: Not a floating dtype or one of the names in ``TORCH_DTYPES``.
+
+    Example:
+        >>> resolve_torch_dtype("bf16")
+        torch.bfloat16
+    """
+    if torch_dtype is None or isinstance(torch_dtype, torch.dtype) and torch_dtype.is_floating_point:
+        return torch_dtype
+    if isinstance(torch_dtype, str) and torch_dtype in TORCH_DTYPES:
+        return TORCH_DTYPES[torch_dtype]
+    raise ConfigError(f"torch_dtype must be a floating torch.dtype or one of {', '.join(TORCH_DTYPES)}, "
+                      f"got {torch_dtype!r}")
+
+
+def cast_state_dict(state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Floating tensors cast to ``dtype`` (``None``: unchanged); integer buffers are kept as they are."""
+    return {k: v.to(dtype) if dtype is not None and v.is_floating_point() and v.dtype != dtype else v
+            for k, v in state_dict.items()}
