@@ -1,5 +1,6 @@
 """Pre-tokenization (images -> token ids for generator training) and the ``tokens`` dataset that reads it back."""
 
+import copy
 import json
 
 import pytest
@@ -204,19 +205,20 @@ def test_safetensors_contents_are_validated(tmp_path):
 
 # --- never a partial file ----------------------------------------------------------------------------------------
 
-class _FailsAfterFirstBatch(torch.nn.Module):
-    """Wraps a tokenizer; raises on the second ``tokenize`` call."""
+def _FailsAfterFirstBatch(tok):  # noqa: N802  (used like a class)
+    """``tok``, whose second ``tokenize`` call raises."""
+    original, calls = tok.tokenize, []
 
-    def __init__(self, inner):
-        super().__init__()
-        self.inner, self.calls = inner, 0
-        self.codebook_size, self.num_tokens, self.spec = inner.codebook_size, inner.num_tokens, inner.spec
-
-    def tokenize(self, images):
-        self.calls += 1
-        if self.calls > 1:
+    def tokenize(images, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
             raise RuntimeError("device lost")
-        return self.inner.tokenize(images)
+        return original(images, **kwargs)
+
+    failing = copy.copy(tok)
+    failing.tokenize = tokenize
+    failing.calls_made = calls
+    return failing
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".jsonl"])
@@ -225,7 +227,7 @@ def test_a_failure_midway_leaves_no_file_and_keeps_an_old_one(tok, tmp_path, suf
     failing = _FailsAfterFirstBatch(tok)
     with pytest.raises(RuntimeError, match="device lost"):
         pretokenize(failing, _images(4), out, batch_size=2, progress=False)
-    assert failing.calls == 2 and _leftovers(tmp_path) == []
+    assert len(failing.calls_made) == 2 and _leftovers(tmp_path) == []
     out.write_text("old")
     with pytest.raises(RuntimeError, match="device lost"):
         pretokenize(_FailsAfterFirstBatch(tok), _images(4), out, batch_size=2, progress=False)

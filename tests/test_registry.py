@@ -22,7 +22,7 @@ def test_list_parts_and_models_natural_sort():
 def test_duplicate_name_raises():
     with pytest.raises(RegistryError, match="already registered"):
         @tk.register("quantizer", "vq")
-        class Again(torch.nn.Module):
+        class Again(tk.Quantizer):
             Config = _Cfg
 
 
@@ -38,14 +38,24 @@ def test_unknown_names_suggest_closest():
 def test_register_requires_dataclass_config():
     with pytest.raises(RegistryError, match="Config"):
         @tk.register("backbone", "no-config")
-        class NoConfig(torch.nn.Module):
+        class NoConfig(tk.Backbone):
             pass
     assert "no-config" not in tk.list_parts("backbone")
 
 
+def test_register_requires_the_base_of_the_kind():
+    with pytest.raises(RegistryError, match=r"a quantizer derives from tokenkit\.kinds\.Quantizer"):
+        @tk.register("quantizer", "plain-module")
+        class Plain(torch.nn.Module):
+            Config = _Cfg
+    with pytest.raises(RegistryError, match=r"a decoder derives from tokenkit\.kinds\.Decoder"):
+        tk.register("decoder", "an-encoder")(type("AnEncoder", (tk.Encoder,), {"Config": _Cfg}))
+    assert "plain-module" not in tk.list_parts("quantizer") and "an-encoder" not in tk.list_parts("decoder")
+
+
 def test_register_and_unregister_roundtrip():
     @tk.register("backbone", "test-identity")
-    class Identity(torch.nn.Module):
+    class Identity(tk.Backbone):
         Config = _Cfg
 
         def __init__(self, config):
@@ -71,7 +81,7 @@ def test_parts_from_entry_points_are_loaded(monkeypatch):
 
     def _load_plugin():
         @tk.register("backbone", "plugin-identity")
-        class PluginIdentity(torch.nn.Module):
+        class PluginIdentity(tk.Backbone):
             Config = _Cfg
 
     ep = importlib.metadata.EntryPoint(name="demo", value="tokenkit_test_plugin", group=registry.ENTRY_POINT_GROUP)

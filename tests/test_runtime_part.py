@@ -27,7 +27,7 @@ class SignConfig:
         return cls(dim=rng.randint(1, 6))
 
 
-class SignQuantizer(torch.nn.Module):
+class SignQuantizer(tk.Quantizer):
     """Binary quantizer: each channel is +-1; the id packs the signs (K = 2**dim)."""
 
     Config = SignConfig

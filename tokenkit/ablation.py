@@ -31,7 +31,11 @@ from typing import Any
 
 import torch
 
+from tokenkit.api import build, check_knobs
+from tokenkit.api import spec as named_spec
 from tokenkit.errors import ConfigError, TokenkitError
+from tokenkit.evaluation.rate_distortion import HIGHER_IS_BETTER, SharedEvaluation, grouped_notes
+from tokenkit.evaluation.result import METRIC_LABELS
 from tokenkit.flops import count_flops
 from tokenkit.specs import Part, TokenizerSpec
 
@@ -153,8 +157,6 @@ class AblationResult:
 
     def note_lines(self) -> list[str]:
         """The notes under the table: random weights, metrics left out, then each row's notes (once)."""
-        from tokenkit.evaluation.rate_distortion import grouped_notes
-
         lines = [f"note: {n}" for n in self.notes]
         random = [r.label for r in self.rows if r.random_weights]
         if random:
@@ -227,9 +229,6 @@ class AblationResult:
             # the rate at the first / third quartile of the call times, around the median rate
             errors[title] = [[(r.encode_images_per_s or 0) * (r.encode_spread or 0) / 2 for r in rows],
                              [(r.decode_images_per_s or 0) * (r.decode_spread or 0) / 2 for r in rows]]
-        from tokenkit.evaluation.rate_distortion import HIGHER_IS_BETTER
-        from tokenkit.evaluation.result import METRIC_LABELS
-
         for key in self.quality:
             values = [r.metrics.get(key, math.nan) for r in rows]
             if all(math.isnan(v) for v in values):
@@ -364,11 +363,9 @@ def measure(spec: TokenizerSpec, *, throughput: bool = True, batch: int = 4, rep
     The images/s are medians over timed calls made by [`time_calls`][tokenkit.ablation.time_calls]
     (``warmup``, ``repeats``, ``min_time``), with their spreads.
     """
-    from tokenkit.api import build
-
     meta = build(spec, device="meta")
     size, channels = meta.image_size, meta.in_channels
-    k, q = meta.codebook_size, getattr(meta.quantizer, "num_codebooks", 1)
+    k, q = meta.codebook_size, meta.quantizer.num_codebooks
     out: dict[str, Any] = {
         "parameters": sum(p.numel() for p in meta.parameters()),
         "tokens_per_image": meta.num_tokens,
@@ -422,8 +419,6 @@ def _weights_by_row(weights: Any, rows: list[AblationRow], axes: Sequence[str]) 
 def _evaluate_row(row: AblationRow, composition: TokenizerSpec, source: Any, evaluator: Any,
                   device: str | torch.device) -> None:
     """Fill the quality columns of ``row`` (``source``: weights file / folder / Hub id, a built model or ``None``)."""
-    from tokenkit.api import build
-
     if source is None:  # the weights column says "random", and the note under the table explains it
         model, row.weights = build(composition, device=device), "random"
     elif isinstance(source, torch.nn.Module):
@@ -501,9 +496,6 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
         >>> result.quality, result.rows[0].weights, result.rows[1].weights
         (['psnr'], 'random', 'random')
     """
-    from tokenkit.api import check_knobs
-    from tokenkit.api import spec as named_spec
-
     if not axes:
         raise ConfigError("ablate needs at least one axis, e.g. num_tokens=[32, 64, 128]")
     if throughput and (repeats < 1 or warmup < 0 or min_time < 0):
@@ -524,8 +516,6 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
     sources = _weights_by_row(weights, rows, list(axes))
     evaluator = None
     if eval_data is not None:
-        from tokenkit.evaluation.rate_distortion import SharedEvaluation
-
         evaluator = SharedEvaluation(eval_data, metrics=eval_metrics, default=("psnr", "fid"), protocol=protocol,
                                      num_images=num_images, batch_size=eval_batch_size,
                                      inception_weights=inception_weights, device=device, progress=False)

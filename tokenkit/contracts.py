@@ -233,3 +233,34 @@ def check_labels(labels: object, device: torch.device | str | None = None) -> to
     if tensor.numel() == 0:
         raise ContractError("labels is empty: give at least one class id")
     return tensor.to(device=device, dtype=torch.int64)
+
+
+class LossInputs(NamedTuple):
+    """Everything a loss term may need from one training step.
+
+    Attributes:
+        images: ``(B, C, H, W)`` real images in [0, 1].
+        reconstructions: ``(B, C, H, W)`` reconstructed images, or proxy-code logits
+            ``(B, L, K)`` for the stage-1 cross-entropy.
+        quantizer_loss: Scalar bottleneck loss (VQ commitment + codebook, or the KL).
+        targets: Optional ``(B, L)`` int64 teacher codes (stage 1).
+        step: Global optimisation step (schedules the adversarial term).
+    """
+
+    images: torch.Tensor
+    reconstructions: torch.Tensor
+    quantizer_loss: torch.Tensor
+    targets: torch.Tensor | None = None
+    step: int = 0
+
+
+class LossOutput(NamedTuple):
+    """A total loss with its (weighted, detached) parts.
+
+    Attributes:
+        loss: Scalar total to back-propagate.
+        terms: ``{name: detached scalar}``, each term already multiplied by its weight.
+    """
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor]

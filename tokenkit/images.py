@@ -47,6 +47,7 @@ from tokenkit.datasets.transforms import (
     to_tensor,
 )
 from tokenkit.errors import ConfigError, TokenkitError
+from tokenkit.weights.io import atomic_write
 
 __all__ = ["LOAD_EXTENSIONS", "SAVE_FORMATS", "LoadedImages", "OutputExistsError", "list_images", "load_image",
            "load_images", "output_names", "read_images", "save_images", "to_rgb"]
@@ -416,8 +417,6 @@ def save_images(images: torch.Tensor, out: str | os.PathLike, names: Sequence[st
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise OutputExistsError(f"{existing[0]} already exists{more}; pass overwrite=True to replace it")
-    from tokenkit.weights.io import atomic_write
-
     pixels = (images.detach().float().nan_to_num(0.0).clamp(0, 1) * 255).round().to(torch.uint8)
     pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
     pil_format = SAVE_FORMATS[fmt]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from tokenkit.factory import build_part
+from tokenkit.quantizers.stats import codebook_stats
+from tokenkit.specs import Part
+
 
 def psnr(images: torch.Tensor, reference: torch.Tensor, *, max_value: float = 1.0) -> torch.Tensor:
     """Peak signal-to-noise ratio per image, in dB.
@@ -91,8 +95,6 @@ def codebook_usage(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
         >>> codebook_usage(torch.tensor([[0, 1, 1]]), 4).item()
         0.5
     """
-    from tokenkit.quantizers.stats import codebook_stats
-
     return codebook_stats(indices, codebook_size)["usage"]
 
 
@@ -105,8 +107,6 @@ def perplexity(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
         >>> round(perplexity(torch.tensor([0, 1, 2, 3]), 4).item(), 4)
         4.0
     """
-    from tokenkit.quantizers.stats import codebook_stats
-
     return codebook_stats(indices, codebook_size)["perplexity"]
 
 
@@ -131,9 +131,6 @@ def lpips(images: torch.Tensor, reference: torch.Tensor, *, pretrained: bool = T
 
 
 def _lpips_module(pretrained: bool) -> torch.nn.Module:
-    from tokenkit.factory import build_part
-    from tokenkit.specs import Part
-
     key = bool(pretrained)
     if key not in _LPIPS:
         _LPIPS[key] = build_part("loss", Part("lpips", pretrained=key))

@@ -9,6 +9,7 @@ from torch import nn
 
 from tokenkit.errors import ContractError
 from tokenkit.models.tokenizer import Tokenizer
+from tokenkit.precision import autocast, resolve_precision
 
 
 def check_pair(generator: nn.Module, tokenizer: Tokenizer) -> None:
@@ -19,7 +20,7 @@ def check_pair(generator: nn.Module, tokenizer: Tokenizer) -> None:
     """
     if tokenizer.codebook_size is None:
         raise ContractError("the tokenizer has a continuous bottleneck; a masked-token generator needs token ids")
-    q = getattr(tokenizer, "num_codebooks", 1)
+    q = tokenizer.num_codebooks
     if q > 1:
         raise ContractError(
             f"the tokenizer has {q} codebooks per token (quantizer {tokenizer.spec.quantizer.name!r}, ids of shape "
@@ -63,8 +64,6 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
         >>> images.shape
         torch.Size([2, 3, 32, 32])
     """
-    from tokenkit.precision import autocast, resolve_precision
-
     check_pair(generator, tokenizer)
     device = next(generator.parameters()).device
     resolved = resolve_precision(precision, device)

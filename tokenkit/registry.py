@@ -2,7 +2,6 @@
 
 A *part* is an ``nn.Module`` class with a ``Config`` attribute (a frozen
 dataclass). Parts are registered by kind and name::
-
     @tk.register("quantizer", "my-vq")
     class MyVQ(torch.nn.Module):
         Config = MyVQConfig
@@ -18,16 +17,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib
+import pkgutil
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tokenkit.errors import RegistryError
+from tokenkit.kinds import KIND_BASES
 
-KINDS: tuple[str, ...] = (
-    "backbone", "encoder", "quantizer", "decoder", "generator", "loss", "discriminator", "dataset", "feature",
-)
+KINDS: tuple[str, ...] = tuple(KIND_BASES)
 """The part kinds tokenkit knows. Each has its own registry."""
 
 _PARTS: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
@@ -68,6 +68,22 @@ def load_entry_points() -> None:
             warnings.warn(f"could not load tokenkit plug-in {ep.name!r} ({ep.value}): {err}", stacklevel=2)
 
 
+def import_submodules(package: str, path: Iterable[str]) -> list[str]:
+    """Import every module of a family package, so that each part file registers itself on import.
+
+    A family package (``tokenkit.quantizers``, ...) calls ``import_submodules(__name__, __path__)``
+    in its ``__init__``: adding a part is one new file with a ``@register``-ed class, no other
+    edit. Modules whose name starts with ``_`` are skipped.
+
+    Returns:
+        The imported module names, sorted.
+    """
+    names = sorted(info.name for info in pkgutil.iter_modules(list(path)) if not info.name.startswith("_"))
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names
+
+
 def natural_key(text: str) -> list[Any]:
     """Sort key that orders ``titok-b64`` before ``titok-b128`` (natural sort)."""
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", text)]
@@ -88,16 +104,18 @@ def _check_kind(kind: str) -> None:
 def register(kind: str, name: str) -> Callable[[type], type]:
     """Class decorator registering a part under ``kind`` and ``name``.
 
-    The class must define ``Config``, a dataclass whose fields are the part's
-    options; it is constructed as ``cls(config, **built_sub_parts)``.
+    The class must derive from the base of its kind in [`tokenkit.kinds`][tokenkit.kinds]
+    (``tk.Quantizer``, ``tk.Decoder``, ...; its class attributes declare the part's capabilities)
+    and define ``Config``, a dataclass whose fields are the part's options; it is constructed as
+    ``cls(config, **built_sub_parts)``.
 
     Args:
         kind: One of [`KINDS`][tokenkit.registry.KINDS].
         name: Short lowercase name, unique within the kind.
 
     Raises:
-        RegistryError: If the kind is unknown, the name is taken or the class
-            has no dataclass ``Config``.
+        RegistryError: If the kind is unknown, the name is taken, the class does not derive
+            from its kind's base or has no dataclass ``Config``.
 
     Example:
         >>> import dataclasses, torch, tokenkit as tk
@@ -105,7 +123,7 @@ def register(kind: str, name: str) -> Callable[[type], type]:
         ... class IdentityConfig:
         ...     width: int = 8
         >>> @tk.register("backbone", "doc-identity")
-        ... class Identity(torch.nn.Module):
+        ... class Identity(tk.kinds.Backbone):
         ...     Config = IdentityConfig
         ...     def __init__(self, config):
         ...         super().__init__()
@@ -121,6 +139,11 @@ def register(kind: str, name: str) -> Callable[[type], type]:
         raise RegistryError(f"part name must be a non-empty string, got {name!r}")
 
     def decorator(cls: type) -> type:
+        base = KIND_BASES[kind]
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise RegistryError(f"cannot register {getattr(cls, '__name__', cls)!r} as {kind} {name!r}: a {kind} "
+                                f"derives from {base.__module__}.{base.__qualname__}, whose class attributes "
+                                "declare what the part can do")
         config_cls = getattr(cls, "Config", None)
         if config_cls is None or not dataclasses.is_dataclass(config_cls):
             raise RegistryError(
@@ -218,3 +241,30 @@ def list_models(pattern: str = "*") -> list[str]:
     load_entry_points()
     names = [n for n in _MODELS if fnmatch.fnmatchcase(n, pattern)]
     return sorted(names, key=natural_key)
+
+
+def part_modules(kind: str) -> list[str]:
+    """The modules defining the registered parts of ``kind`` (ordered by part name, without repeats)."""
+    _check_kind(kind)
+    load_entry_points()
+    return list(dict.fromkeys(_PARTS[kind][name].__module__ for name in sorted(_PARTS[kind], key=natural_key)))
+
+
+def parts_table(kinds: Iterable[str] = KINDS) -> str:
+    """A Markdown table of the registered parts (kind, name, class, first line of its docstring), with
+    mkdocstrings cross-references: the docs' parts table is generated from the registry with it.
+
+    Example:
+        >>> print(parts_table(["decoder"]).splitlines()[2])
+        | `decoder` | `vit1d` | [`ViT1DDecoder`][tokenkit.decoders.vit1d.ViT1DDecoder] | ...
+    """
+    rows = ["| kind | name | class | what it is |", "| --- | --- | --- | --- |"]
+    for kind in kinds:
+        _check_kind(kind)
+        load_entry_points()
+        for name in sorted(_PARTS[kind], key=natural_key):
+            cls = _PARTS[kind][name]
+            summary = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split()).replace("|", "\\|")
+            rows.append(f"| `{kind}` | `{name}` | [`{cls.__name__}`][{cls.__module__}.{cls.__qualname__}] | "
+                        f"{summary} |")
+    return "\n".join(rows)

@@ -2,7 +2,6 @@
 
 tokenkit's own tests run [`check_part`][tokenkit.testing.check_part] on every
 registered part; a user who registers a part can do the same::
-
     from tokenkit.testing import check_part
     check_part("quantizer", "my-vq")
 
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from tokenkit.factory import instantiate
+from tokenkit.losses import LossInputs
 from tokenkit.registry import get_part
 from tokenkit.specs import Part
 
@@ -105,8 +105,7 @@ def check_quantizer(module: nn.Module, config: Any, batch: int = 3, num_tokens: 
             "stats must be a dict of scalar tensors")
     (out.codes.square().sum() + out.loss).backward()
     _assert_grad(latents, "quantizer (straight-through)")
-    codebook_size = getattr(module, "codebook_size", None)
-    num_codebooks = getattr(module, "num_codebooks", 1)
+    codebook_size, num_codebooks = module.codebook_size, module.num_codebooks
     _assert(isinstance(num_codebooks, int) and num_codebooks >= 1,
             f"num_codebooks must be a positive int, got {num_codebooks!r}")
     id_shape = (batch, num_tokens) if num_codebooks == 1 else (batch, num_tokens, num_codebooks)
@@ -131,7 +130,7 @@ def check_decoder(module: nn.Module, config: Any, batch: int = 3) -> None:
     num_tokens = getattr(config, "num_tokens", None) or 4
     codes = torch.randn(batch, num_tokens, config.in_dim, requires_grad=True)
     out = module(codes)
-    kind = getattr(module, "output_kind", "images")
+    kind = module.output_kind
     if kind == "images":
         _assert(out.ndim == 4 and out.shape[0] == batch, f"decoder images must be (B, C, H, W), got {tuple(out.shape)}")
         if hasattr(config, "out_channels"):
@@ -268,10 +267,8 @@ def check_loss(module: nn.Module, config: Any, batch: int = 3, size: int = 16) -
 
     Inputs: images ``(B, 3, size, size)`` in [0, 1], or, for a part with ``needs_targets = True``,
     proxy logits ``(B, L, K)`` and targets ``(B, L)``; ``step`` is large so that scheduled terms are on."""
-    from tokenkit.losses import LossInputs
-
     gen = torch.Generator().manual_seed(0)
-    if getattr(module, "needs_targets", False):
+    if module.needs_targets:
         images = None
         recon = torch.randn(batch, 4, 5, generator=gen)
         targets = torch.randint(0, 5, (batch, 4), generator=gen)
@@ -288,7 +285,7 @@ def check_loss(module: nn.Module, config: Any, batch: int = 3, size: int = 16) -
     _assert(bool(torch.isfinite(value)), f"loss is not finite: {value}")
     _assert(value.requires_grad, "loss is not differentiable (no graph)")
     value.backward()
-    if getattr(module, "uses_reconstructions", True):
+    if module.uses_reconstructions:
         _assert_grad(recon, "loss (reconstructions)")
     else:
         _assert_grad(qloss, "loss (quantizer_loss)")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from tokenkit.kinds import Backbone
 from tokenkit.layers.attention import attention
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
@@ -86,7 +87,7 @@ class BertLayer(nn.Module):
 
 
 @register("backbone", "bert")
-class BertBackbone(nn.Module):
+class BertBackbone(Backbone):
     """BERT encoder: tokens ``(B, L, W)`` (word + position embeddings) -> hidden states ``(B, L, W)``.
 
     Args:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from tokenkit.backbones.vit import ViTBlock, ViTConfig
+from tokenkit.kinds import Backbone
 from tokenkit.registry import register
 
 
@@ -61,7 +62,7 @@ class UViTBlock(ViTBlock):
 
 
 @register("backbone", "uvit")
-class UViTBackbone(nn.Module):
+class UViTBackbone(Backbone):
     """U-ViT: tokens ``(B, L, W)`` -> normalised tokens ``(B, L, W)``.
 
     Args:

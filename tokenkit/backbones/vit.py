@@ -15,6 +15,7 @@ import random
 import torch
 from torch import nn
 
+from tokenkit.kinds import Backbone
 from tokenkit.layers import Mlp, SelfAttention, init_titok_weights
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
@@ -80,7 +81,7 @@ class ViTBlock(nn.Module):
 
 
 @register("backbone", "vit")
-class ViTBackbone(nn.Module):
+class ViTBackbone(Backbone):
     """Stack of pre-LN transformer blocks.
 
     Args:
@@ -94,6 +95,7 @@ class ViTBackbone(nn.Module):
     """
 
     Config = ViTConfig
+    has_fused_inference = True
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()

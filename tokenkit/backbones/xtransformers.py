@@ -6,7 +6,6 @@ exposes the common ones as typed options and forwards any other ``Encoder``
 keyword through ``extra``, after checking its name against the installed
 library, so an experiment with e.g. RMSNorm, GLU feed-forwards, QK-norm or
 rotary positions is a change of composition::
-
     tk.Part("xtransformers", width=512, depth=8, heads=8, use_rmsnorm=True, ff_glu=True,
             extra=(("ff_swish", True), ("attn_gate_values", True)))
 
@@ -39,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tokenkit.kinds import Backbone
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
 
@@ -254,7 +254,7 @@ def _encoder(config: XTransformersConfig) -> nn.Module:
 
 
 @register("backbone", "xtransformers")
-class XTransformersBackbone(nn.Module):
+class XTransformersBackbone(Backbone):
     """x-transformers ``Encoder``: tokens ``(B, L, W)`` -> normalised tokens ``(B, L, W)``.
 
     Args:

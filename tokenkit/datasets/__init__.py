@@ -24,13 +24,11 @@ Example:
     torch.Size([4, 3, 8, 8])
 """
 
-from tokenkit.datasets import bundled, image_folder, tokens, webdataset  # noqa: F401  (registers the parts)
-from tokenkit.datasets.transforms import (
-    ImageDecodeError,
-    Transform,
-    decode_image,
-    eval_transform,
-    train_transform,
-)
+from tokenkit.datasets.transforms import ImageDecodeError, Transform, decode_image, eval_transform, train_transform
+from tokenkit.registry import import_submodules
 
 __all__ = ["ImageDecodeError", "Transform", "decode_image", "eval_transform", "train_transform"]
+
+MODULES = import_submodules(__name__, __path__)
+"""Every module of the package, imported: each part file registers itself, so adding a part needs no
+edit here."""

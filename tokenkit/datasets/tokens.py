@@ -34,8 +34,9 @@ import torch
 from torch.utils.data import Dataset
 
 from tokenkit.datasets.base import DatasetModes, sequence_index
-from tokenkit.errors import ConfigError
+from tokenkit.errors import ConfigError, WeightsError
 from tokenkit.registry import register
+from tokenkit.weights.io import atomic_write, read_safetensors_metadata, save_safetensors
 
 TokensFormat = Literal["auto", "safetensors", "jsonl"]
 """File format of a ``tokens`` dataset; ``"auto"`` picks it by suffix (``.jsonl``, else safetensors)."""
@@ -87,8 +88,6 @@ class TokensConfig:
             path = Path(directory) / "tokens.jsonl"
             write_jsonl(path, tokens, labels)
         else:
-            from tokenkit.weights.io import save_safetensors
-
             path = Path(directory) / "tokens.safetensors"
             save_safetensors({"tokens": tokens, "labels": labels, **encode_keys(keys)}, path,
                              {"num_tokens": "4", "codebook_size": "16", "count": "5"})
@@ -136,8 +135,6 @@ def write_jsonl(path: str | os.PathLike, tokens: torch.Tensor, labels: torch.Ten
         tokens: ``(M, N)`` integer ids.
         labels: ``(M,)`` integer class ids.
     """
-    from tokenkit.weights.io import atomic_write
-
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps({"class_id": label, "tokens": row}) + "\n"
@@ -149,9 +146,6 @@ def write_jsonl(path: str | os.PathLike, tokens: torch.Tensor, labels: torch.Ten
 def _read_safetensors(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None, dict[str, str]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from tokenkit.errors import WeightsError
-    from tokenkit.weights.io import read_safetensors_metadata
 
     try:
         tensors = load_file(str(path), device="cpu")

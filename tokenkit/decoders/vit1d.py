@@ -23,6 +23,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from tokenkit.kinds import Decoder
 from tokenkit.layers import init_titok_weights, linear
 from tokenkit.registry import register
 from tokenkit.specs import Part
@@ -79,7 +80,7 @@ class ViT1DDecoderConfig:
 
 
 @register("decoder", "vit1d")
-class ViT1DDecoder(nn.Module):
+class ViT1DDecoder(Decoder):
     """TiTok decoder: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` or logits ``(B, G*G, K)``.
 
     Without autograd on CPU in float32 the head and (if it supports it) the
@@ -133,7 +134,7 @@ class ViT1DDecoder(nn.Module):
     @fused_inference.setter
     def fused_inference(self, value: bool) -> None:
         self._fused_inference = bool(value)
-        if hasattr(type(self.backbone), "fused_inference"):
+        if self.backbone.has_fused_inference:
             self.backbone.fused_inference = bool(value)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ from torch import nn
 
 from tokenkit.contracts import check_tokens
 from tokenkit.errors import ContractError
+from tokenkit.kinds import Decoder
 from tokenkit.layers.vqgan_blocks import ResnetBlock, UpLevel, check_conv_widths, conv, group_norm, silu_
 from tokenkit.registry import register
 
@@ -87,7 +88,7 @@ class VQGANDecoderConfig:
 
 
 @register("decoder", "vqgan")
-class VQGANDecoder(nn.Module):
+class VQGANDecoder(Decoder):
     """MaskGIT-VQGAN decoder: codes (or codebook logits) ``(B, s*s, D)`` -> images ``(B, C, s*f, s*f)``.
 
     Layout: ``conv_in`` (3x3) -> ``mid`` (ResnetBlocks) -> up levels run from
@@ -106,7 +107,6 @@ class VQGANDecoder(nn.Module):
     """
 
     Config = VQGANDecoderConfig
-    output_kind = "images"
 
     def __init__(self, config: VQGANDecoderConfig) -> None:
         super().__init__()

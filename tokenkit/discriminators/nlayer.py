@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tokenkit.kinds import Discriminator
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
 
@@ -101,7 +102,7 @@ class NLayerConfig:
 
 
 @register("discriminator", "nlayer")
-class NLayerDiscriminator(nn.Module):
+class NLayerDiscriminator(Discriminator):
     """Patch discriminator: images ``(B, C, H, W)`` in [0, 1] -> logits ``(B, 1, pool_size, pool_size)``.
 
     Args:

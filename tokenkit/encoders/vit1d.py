@@ -16,6 +16,7 @@ import random
 import torch
 from torch import nn
 
+from tokenkit.kinds import Encoder
 from tokenkit.layers import init_titok_weights
 from tokenkit.registry import register
 from tokenkit.specs import Part
@@ -64,7 +65,7 @@ class ViT1DEncoderConfig:
 
 
 @register("encoder", "vit1d")
-class ViT1DEncoder(nn.Module):
+class ViT1DEncoder(Encoder):
     """TiTok encoder: images ``(B, C, H, W)`` -> latents ``(B, N, D)``.
 
     Args:

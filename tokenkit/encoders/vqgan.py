@@ -23,6 +23,7 @@ from einops import rearrange
 from torch import nn
 
 from tokenkit.contracts import check_images
+from tokenkit.kinds import Encoder
 from tokenkit.layers.vqgan_blocks import DownLevel, ResnetBlock, check_conv_widths, conv, group_norm
 from tokenkit.registry import register
 
@@ -82,7 +83,7 @@ class VQGANEncoderConfig:
 
 
 @register("encoder", "vqgan")
-class VQGANEncoder(nn.Module):
+class VQGANEncoder(Encoder):
     """MaskGIT-VQGAN encoder: images ``(B, C, H, W)`` -> latents ``(B, (H/f)**2, z_channels)``.
 
     Args:

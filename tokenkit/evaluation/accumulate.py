@@ -12,6 +12,7 @@ import torch
 from tokenkit.errors import ConfigError
 from tokenkit.evaluation.inception import InceptionFeatures
 from tokenkit.evaluation.statistics import FeatureStatistics, InceptionScoreStatistics
+from tokenkit.weights.io import atomic_write
 
 
 class ImageSetStatistics:
@@ -125,8 +126,6 @@ class PassState:
 
     def save(self, path: Path) -> None:
         """Write atomically (``torch.save`` of plain tensors and containers)."""
-        from tokenkit.weights.io import atomic_write
-
         state = {"signature": self.signature, "sets": {k: v.state_dict() for k, v in self.sets.items()},
                  "sums": self.sums, "counts": self.counts, "code_counts": self.code_counts,
                  "done": sorted(self.done), "skipped": self.skipped}

@@ -24,6 +24,9 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tokenkit.datasets.transforms import ImageDecodeError, decode_image
 from tokenkit.errors import ConfigError
 from tokenkit.evaluation.protocols import Protocol
+from tokenkit.factory import build_part
+from tokenkit.images import list_images
+from tokenkit.specs import Part
 
 
 @dataclasses.dataclass
@@ -43,8 +46,6 @@ def find_image_files(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> 
     Raises:
         ConfigError: A path that does not exist, or a folder without images.
     """
-    from tokenkit.images import list_images
-
     files = list_images(paths)
     listed = set(files)
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -131,9 +132,6 @@ def open_source(data: Any, size: int, protocol: Protocol) -> tuple[Any, SourceIn
         if protocol.crop != "resize-center-crop":
             raise ConfigError(f"protocol {protocol.name!r} crops with {protocol.crop!r}; shards are read with the "
                               "official resize + centre crop only (use an image folder or an .npz)")
-        from tokenkit.factory import build_part
-        from tokenkit.specs import Part
-
         dataset = build_part("dataset", Part("webdataset", shards=(str(data),), size=size, on_error="skip"))
         return dataset, SourceInfo(f"webdataset shards {data}", None)
     if isinstance(data, (str, os.PathLike)) or (isinstance(data, (list, tuple)) and data

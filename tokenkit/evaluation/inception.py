@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenkit.errors import ContractError
+from tokenkit.errors import ContractError, WeightsError
+from tokenkit.evaluation.inception_weights import find_inception_weights
+from tokenkit.kinds import FeatureExtractor
 from tokenkit.registry import register
 
 SPATIAL_CHANNELS = 7
@@ -89,7 +91,7 @@ def _first_channels(block: nn.Module, x: torch.Tensor, channels: int) -> torch.T
 
 
 @register("feature", "inception-v3-fid")
-class InceptionV3FID(nn.Module):
+class InceptionV3FID(FeatureExtractor):
     """The 2015 TF Inception-v3 of FID / IS / sFID as a module with fixed weights.
 
     Input: ``images`` ``(B, 3, H, W)``, ``uint8`` or float in [0, 255] (already
@@ -157,9 +159,6 @@ class InceptionV3FID(nn.Module):
         self.eval()
 
     def _load(self, path: str | None) -> None:
-        from tokenkit.evaluation.inception_weights import find_inception_weights
-        from tokenkit.errors import WeightsError
-
         found = find_inception_weights(path)
         state_dict = dict(found.state_dict)
         if not found.has_logits:

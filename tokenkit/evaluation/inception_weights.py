@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from tokenkit.errors import WeightsError
+from tokenkit.weights.io import load_state_dict
 
 ENV_VAR = "TOKENKIT_INCEPTION_WEIGHTS"
 """Environment variable naming an Inception weights file."""
@@ -198,8 +199,6 @@ def read_inception_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         WeightsError: Unreadable file, or a layout that is none of these.
     """
-    from tokenkit.weights.io import load_state_dict
-
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"Inception weights file {str(path)!r} does not exist")

@@ -32,7 +32,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from tokenkit.datasets.transforms import crop_box, resize_shorter
 from tokenkit.errors import ConfigError
+from tokenkit.specs import Part
 
 Rounding = Literal["truncate", "round", "round-truncate"]
 
@@ -80,8 +82,6 @@ class Protocol:
         """An RGB PIL image -> ``size`` x ``size`` by this protocol's crop."""
         if self.crop == "adm-center-crop":
             return adm_center_crop(image, size)
-        from tokenkit.datasets.transforms import crop_box, resize_shorter
-
         image = resize_shorter(image, size)
         top, left = crop_box(image.height, image.width, size, False, None)
         return image.crop((left, top, left + size, top + size))
@@ -118,8 +118,6 @@ class Protocol:
 
     def feature_part(self, weights: str | None = None):
         """The [`Part`][tokenkit.specs.Part] of the Inception feature network with this protocol's arithmetic."""
-        from tokenkit.specs import Part
-
         return Part("inception-v3-fid", weights=weights, dtype=self.feature_dtype)
 
 

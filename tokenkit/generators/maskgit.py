@@ -22,10 +22,11 @@ from torch import nn
 from tokenkit.contracts import check_labels, check_tensor
 from tokenkit.errors import ContractError
 from tokenkit.generators.sampling import SamplingConfig, generate, sampling_config
-from tokenkit.weights.model_files import SaveMixin
+from tokenkit.kinds import Generator
 from tokenkit.registry import register
 from tokenkit.specs import Part
 from tokenkit.validation import check_positive_ints
+from tokenkit.weights.model_files import SaveMixin
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +72,7 @@ class MaskGITConfig:
 
 
 @register("generator", "maskgit")
-class MaskGIT(SaveMixin, nn.Module):
+class MaskGIT(SaveMixin, Generator):
     """Masked-token generator: ``indices (B, N)`` + ``labels (B,)`` -> ``logits (B, N, K)``.
 
     Args:

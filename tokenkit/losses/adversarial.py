@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from tokenkit.kinds import Loss
 from tokenkit.losses.base import LossInputs, as_float, check_same_images
 from tokenkit.registry import register
 from tokenkit.specs import Part
@@ -105,7 +106,7 @@ class AdversarialConfig:
 
 
 @register("loss", "adversarial")
-class AdversarialLoss(nn.Module):
+class AdversarialLoss(Loss):
     """Generator-side hinge term ``-mean(D(x_hat))``, active from ``start_step``.
 
     The discriminator's parameters receive no gradient from ``forward`` (it
@@ -118,16 +119,14 @@ class AdversarialLoss(nn.Module):
     """
 
     Config = AdversarialConfig
+    trains_discriminator = True
 
     def __init__(self, config: AdversarialConfig, discriminator: nn.Module) -> None:
         super().__init__()
         self.config = config
+        self.start_step = config.start_step
         self.discriminator = discriminator
         self.lecam = LeCAM(config.lecam_weight, config.lecam_decay) if config.lecam_weight > 0 else None
-
-    def active(self, step: int) -> bool:
-        """Whether the adversarial terms are on at ``step``."""
-        return step >= self.config.start_step
 
     def forward(self, inputs: LossInputs) -> torch.Tensor:
         """Generator term for ``inputs.reconstructions`` ``(B, C, H, W)``."""

@@ -1,49 +1,20 @@
 """What every loss part reads and returns.
 
-A loss part (kind ``"loss"``) is an ``nn.Module`` whose ``forward`` takes one
-[`LossInputs`][tokenkit.losses.base.LossInputs] and returns a scalar tensor.
-Weights live in the [`composite`][tokenkit.losses.composite.CompositeLoss]
-loss, never inside a single term.
+A loss part (kind ``"loss"``, base [`tokenkit.kinds.Loss`][tokenkit.kinds.Loss]) is a module
+whose ``forward`` takes one [`LossInputs`][tokenkit.contracts.LossInputs] and returns a scalar
+tensor ([`LossInputs`][tokenkit.contracts.LossInputs] and [`LossOutput`][tokenkit.contracts.LossOutput]
+are defined with the other tensor contracts and re-exported here). Weights live in the
+[`composite`][tokenkit.losses.composite.CompositeLoss] loss, never inside a single term.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
+from tokenkit.contracts import LossInputs, LossOutput
 from tokenkit.errors import ContractError
 
-
-class LossInputs(NamedTuple):
-    """Everything a loss term may need from one training step.
-
-    Attributes:
-        images: ``(B, C, H, W)`` real images in [0, 1].
-        reconstructions: ``(B, C, H, W)`` reconstructed images, or proxy-code logits
-            ``(B, L, K)`` for the stage-1 cross-entropy.
-        quantizer_loss: Scalar bottleneck loss (VQ commitment + codebook, or the KL).
-        targets: Optional ``(B, L)`` int64 teacher codes (stage 1).
-        step: Global optimisation step (schedules the adversarial term).
-    """
-
-    images: torch.Tensor
-    reconstructions: torch.Tensor
-    quantizer_loss: torch.Tensor
-    targets: torch.Tensor | None = None
-    step: int = 0
-
-
-class LossOutput(NamedTuple):
-    """A total loss with its (weighted, detached) parts.
-
-    Attributes:
-        loss: Scalar total to back-propagate.
-        terms: ``{name: detached scalar}``, each term already multiplied by its weight.
-    """
-
-    loss: torch.Tensor
-    terms: dict[str, torch.Tensor]
+__all__ = ["LossInputs", "LossOutput", "as_float", "check_same_images"]
 
 
 def check_same_images(inputs: LossInputs, what: str) -> None:

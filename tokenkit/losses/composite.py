@@ -8,6 +8,8 @@ import random
 import torch
 from torch import nn
 
+from tokenkit.factory import build_part
+from tokenkit.kinds import Loss
 from tokenkit.losses.base import LossInputs, LossOutput
 from tokenkit.registry import register
 from tokenkit.specs import Part
@@ -44,7 +46,7 @@ class CompositeConfig:
 
 
 @register("loss", "composite")
-class CompositeLoss(nn.Module):
+class CompositeLoss(Loss):
     """``sum(weight_i * term_i(inputs))`` over named loss parts.
 
     The term modules live in ``self.terms`` (an ``nn.ModuleDict`` keyed by term name).
@@ -67,13 +69,11 @@ class CompositeLoss(nn.Module):
 
     def __init__(self, config: CompositeConfig) -> None:
         super().__init__()
-        from tokenkit.factory import build_part
-
         self.config = config
         self.weights = {name: weight for name, weight, _ in config.terms}
         self.terms = nn.ModuleDict({name: build_part("loss", part) for name, _, part in config.terms})
-        self.needs_targets = any(getattr(m, "needs_targets", False) for m in self.terms.values())
-        self.uses_reconstructions = any(getattr(m, "uses_reconstructions", True) for m in self.terms.values())
+        self.needs_targets = any(m.needs_targets for m in self.terms.values())
+        self.uses_reconstructions = any(m.uses_reconstructions for m in self.terms.values())
 
     def terms_of(self, inputs: LossInputs) -> LossOutput:
         """The total and each weighted term (detached), keyed by term name."""

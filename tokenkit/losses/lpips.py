@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from tokenkit.errors import ConfigError
+from tokenkit.kinds import Loss
 from tokenkit.losses.base import LossInputs, check_same_images
 from tokenkit.registry import register
 
@@ -62,7 +63,7 @@ class LPIPSConfig:
 
 
 @register("loss", "lpips")
-class LPIPSLoss(nn.Module):
+class LPIPSLoss(Loss):
     """Batch-mean LPIPS distance between ``images`` and ``reconstructions`` (both in [0, 1]).
 
     The network is frozen (no parameter requires grad) and stays in eval mode

@@ -11,9 +11,9 @@ import random
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tokenkit.errors import ContractError
+from tokenkit.kinds import Loss
 from tokenkit.losses.base import LossInputs, as_float
 from tokenkit.registry import register
 
@@ -29,7 +29,7 @@ class ProxyCEConfig:
 
 
 @register("loss", "proxy-ce")
-class ProxyCrossEntropy(nn.Module):
+class ProxyCrossEntropy(Loss):
     """Cross-entropy of logits ``(B, L, K)`` (``inputs.reconstructions``) against codes ``(B, L)`` (``inputs.targets``).
 
     Args:

@@ -6,9 +6,9 @@ import dataclasses
 import random
 
 import torch
-from torch import nn
 
 from tokenkit.errors import ContractError
+from tokenkit.kinds import Loss
 from tokenkit.losses.base import LossInputs
 from tokenkit.registry import register
 
@@ -24,7 +24,7 @@ class QuantizerLossConfig:
 
 
 @register("loss", "quantizer")
-class QuantizerLoss(nn.Module):
+class QuantizerLoss(Loss):
     """Returns ``inputs.quantizer_loss`` unchanged.
 
     The VQ loss (weight 1.0 in TiTok) and the Gaussian KL (weight 1e-6) are the

@@ -8,8 +8,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from tokenkit.kinds import Loss
 from tokenkit.losses.base import LossInputs, as_float, check_same_images
 from tokenkit.registry import register
 
@@ -32,7 +32,7 @@ class ReconConfig:
 
 
 @register("loss", "recon")
-class ReconstructionLoss(nn.Module):
+class ReconstructionLoss(Loss):
     """``mean |x - x_hat|^p`` over all elements, ``p`` = 1 or 2.
 
     Args:

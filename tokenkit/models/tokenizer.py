@@ -14,9 +14,9 @@ from torch import nn
 from tokenkit.contracts import QuantizerOutput, TokenizerOutput, check_images, check_indices, check_tokens
 from tokenkit.errors import ContractError
 from tokenkit.factory import instantiate, on_device
-from tokenkit.weights.model_files import SaveMixin
 from tokenkit.models.compile import compile_modules
 from tokenkit.specs import TokenizerSpec
+from tokenkit.weights.model_files import SaveMixin
 
 
 def batch_slices(n: int, batch_size: int | None) -> Iterator[slice]:
@@ -180,12 +180,12 @@ class Tokenizer(SaveMixin, nn.Module):
     @property
     def codebook_size(self) -> int | None:
         """Codebook size ``K``, or ``None`` for a continuous bottleneck."""
-        return getattr(self.quantizer, "codebook_size", None)
+        return self.quantizer.codebook_size
 
     @property
     def num_codebooks(self) -> int:
-        """Ids per token ``Q`` (the quantizer's ``num_codebooks``; 1 when it has none)."""
-        return getattr(self.quantizer, "num_codebooks", 1)
+        """Ids per token ``Q`` (the quantizer's ``num_codebooks``)."""
+        return self.quantizer.num_codebooks
 
     @property
     def bits_per_image(self) -> float | None:
@@ -248,7 +248,7 @@ class Tokenizer(SaveMixin, nn.Module):
     @property
     def supports_prefix(self) -> bool:
         """Whether a prefix of the tokens can be decoded (a ``tail-drop`` bottleneck)."""
-        return bool(getattr(self.quantizer, "supports_prefix", False))
+        return self.quantizer.supports_prefix
 
     def _length(self, tokens: torch.Tensor, rank: int) -> int:
         """Token count to expect: ``N``, or the given prefix length when the bottleneck supports prefixes."""
@@ -345,7 +345,7 @@ class Tokenizer(SaveMixin, nn.Module):
         if self.codebook_size is None:
             raise ContractError(f"quantizer {self.spec.quantizer.name!r} is continuous and has no token ids; "
                                 "use decode(codes)")
-        if self.pixel_decoder is None and getattr(self.decoder, "output_kind", "images") != "images":
+        if self.pixel_decoder is None and self.decoder.output_kind != "images":
             raise ContractError("this composition decodes to proxy-code logits (stage 1); "
                                 "add a pixel_decoder to get images")
         indices = check_indices(indices, num_tokens=self._length(indices, 2 + (self.num_codebooks > 1)),

@@ -19,9 +19,9 @@ import math
 import random
 
 import torch
-from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.kinds import Quantizer
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.quantizers.vqpytorch import build_library_module
 from tokenkit.registry import register
@@ -87,7 +87,7 @@ class FSQConfig:
 
 
 @register("quantizer", "fsq")
-class FSQuantizer(nn.Module):
+class FSQuantizer(Quantizer):
     """FSQ: latents ``(B, N, D)`` -> codes ``(B, N, D)`` on the level grid and indices ``(B, N)``.
 
     Wraps ``vector_quantize_pytorch.FSQ`` (as ``self.fsq``). Rounding passes

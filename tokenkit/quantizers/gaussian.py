@@ -11,9 +11,9 @@ import dataclasses
 import random
 
 import torch
-from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.kinds import Quantizer
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
 
@@ -83,7 +83,7 @@ class GaussianConfig:
 
 
 @register("quantizer", "gaussian")
-class GaussianBottleneck(nn.Module):
+class GaussianBottleneck(Quantizer):
     """KL bottleneck: latents ``(B, N, 2C)`` -> codes ``(B, N, C)``, ``indices=None``.
 
     ``loss`` is the KL summed over tokens and channels, averaged over the batch.
@@ -100,7 +100,6 @@ class GaussianBottleneck(nn.Module):
     """
 
     Config = GaussianConfig
-    codebook_size = None
 
     def __init__(self, config: GaussianConfig) -> None:
         super().__init__()

@@ -17,9 +17,9 @@ import math
 import random
 
 import torch
-from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.kinds import Quantizer
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.quantizers.vqpytorch import build_library_module
 from tokenkit.registry import register
@@ -85,7 +85,7 @@ class LFQConfig:
 
 
 @register("quantizer", "lfq")
-class LFQuantizer(nn.Module):
+class LFQuantizer(Quantizer):
     """LFQ: latents ``(B, N, D)`` -> codes ``(B, N, D)`` of signs and indices ``(B, N)``.
 
     Wraps ``vector_quantize_pytorch.LFQ`` (as ``self.lfq``). Signs pass

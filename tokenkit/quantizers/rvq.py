@@ -24,19 +24,13 @@ import random
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
 from tokenkit.errors import ContractError
+from tokenkit.kinds import Quantizer
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.quantizers.vq_ema import EMACodebookOptions
-from tokenkit.quantizers.vqpytorch import (
-    build_library_module,
-    exact_codes,
-    nearest,
-    training_call,
-    warn_uninitialised,
-)
+from tokenkit.quantizers.vqpytorch import build_library_module, exact_codes, nearest, training_call, warn_uninitialised
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
 
@@ -81,7 +75,7 @@ class RVQConfig(EMACodebookOptions):
 
 
 @register("quantizer", "rvq")
-class ResidualVQuantizer(nn.Module):
+class ResidualVQuantizer(Quantizer):
     """Residual VQ: latents ``(B, N, D)`` -> codes ``(B, N, D)`` and indices ``(B, N, Q)``.
 
     Wraps ``vector_quantize_pytorch.ResidualVQ`` (as ``self.rvq``); see the

@@ -15,9 +15,9 @@ import dataclasses
 import random
 
 import torch
-from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.kinds import Quantizer
 from tokenkit.quantizers.base import SameWidth
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.quantizers.vqpytorch import build_library_module, exact_codes
@@ -58,7 +58,7 @@ class SimVQConfig(SameWidth):
 
 
 @register("quantizer", "simvq")
-class SimVQuantizer(nn.Module):
+class SimVQuantizer(Quantizer):
     """SimVQ: latents ``(B, N, D)`` -> codes ``(B, N, D)`` and indices ``(B, N)``.
 
     Wraps ``vector_quantize_pytorch.SimVQ`` (as ``self.simvq``). Codes are

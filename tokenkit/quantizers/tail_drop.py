@@ -9,7 +9,6 @@ missing tail is filled with the mask code.
 
 It wraps another quantizer (a sub-part), so it composes with every bottleneck
 and every 1D encoder/decoder pair::
-
     spec = tk.spec("titok-tiny").replace(quantizer=tk.Part("tail-drop", quantizer=tk.Part("fsq")))
 """
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.kinds import Quantizer
 from tokenkit.registry import register
 from tokenkit.specs import Part, resolve_part
 
@@ -71,7 +71,7 @@ class TailDropConfig:
 
 
 @register("quantizer", "tail-drop")
-class TailDrop(nn.Module):
+class TailDrop(Quantizer):
     """Tail drop around a quantizer: latents ``(B, N, D)`` -> codes ``(B, N, D')`` whose tail
     (training only) is the learned mask code.
 
@@ -103,12 +103,12 @@ class TailDrop(nn.Module):
     @property
     def codebook_size(self) -> int | None:
         """The wrapped quantizer's codebook size."""
-        return getattr(self.quantizer, "codebook_size", None)
+        return self.quantizer.codebook_size
 
     @property
     def num_codebooks(self) -> int:
         """The wrapped quantizer's codebooks per token."""
-        return getattr(self.quantizer, "num_codebooks", 1)
+        return self.quantizer.num_codebooks
 
     def keep_counts(self, batch: int, num_tokens: int, device: torch.device) -> torch.Tensor:
         """Tokens kept per sample in training: uniform in ``[min_tokens, N]`` for a ``drop_prob`` fraction, else N."""

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.kinds import Quantizer
 from tokenkit.quantizers.base import SameWidth
 from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.registry import register
@@ -50,7 +51,7 @@ class VQConfig(SameWidth):
 
 
 @register("quantizer", "vq")
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(Quantizer):
     """Vector quantizer: latents ``(B, N, D)`` -> codes ``(B, N, D)`` and indices ``(B, N)``.
 
     The search runs in fp32. ``loss = commitment_cost * commitment + codebook``;

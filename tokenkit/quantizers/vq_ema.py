@@ -18,18 +18,12 @@ import random
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from tokenkit.contracts import QuantizerOutput
+from tokenkit.kinds import Quantizer
 from tokenkit.quantizers.base import SameWidth
 from tokenkit.quantizers.stats import codebook_stats
-from tokenkit.quantizers.vqpytorch import (
-    build_library_module,
-    exact_codes,
-    nearest,
-    training_call,
-    warn_uninitialised,
-)
+from tokenkit.quantizers.vqpytorch import build_library_module, exact_codes, nearest, training_call, warn_uninitialised
 from tokenkit.registry import register
 from tokenkit.validation import check_positive_ints
 
@@ -113,7 +107,7 @@ class VQEMAConfig(EMACodebookOptions):
 
 
 @register("quantizer", "vq-ema")
-class VQEMAQuantizer(nn.Module):
+class VQEMAQuantizer(Quantizer):
     """EMA vector quantizer: latents ``(B, N, D)`` -> codes ``(B, N, D)`` and indices ``(B, N)``.
 
     Wraps ``vector_quantize_pytorch.VectorQuantize`` (as ``self.vq``). The EMA

@@ -5,6 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from tokenkit.errors import ConfigError
+
 
 def recipe_names() -> list[str]:
     """Names of the bundled recipes."""
@@ -19,7 +21,5 @@ def recipe_path(name_or_path: str) -> Path:
     bundled = resources.files(__package__) / f"{name_or_path}.yaml"
     if bundled.is_file():
         return Path(str(bundled))
-    from tokenkit.errors import ConfigError
-
     raise ConfigError(f"no recipe file {name_or_path!r} and no bundled recipe of that name; "
                       f"bundled: {', '.join(recipe_names())}")

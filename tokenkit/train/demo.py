@@ -17,6 +17,10 @@ from pathlib import Path
 
 import torch
 
+from tokenkit.data import sample_images
+from tokenkit.precision import cpu_description, describe
+from tokenkit.train.trainer import TrainConfig, Trainer
+
 DEMO_KNOBS = {"encoder_size": (128, 2, 4), "decoder_size": (128, 2, 4), "patch_size": 8, "quantizer": "fsq"}
 DEMO_STEPS = 2400
 """Training steps of ``tokenkit demo`` (batch ``DEMO_BATCH``, learning rate ``DEMO_LR``)."""
@@ -52,15 +56,11 @@ def run_demo(output: str | Path = "tokenkit-demo", *, steps: int | None = None, 
 
     from torchvision.utils import make_grid, save_image
 
-    import tokenkit as tk
-    from tokenkit.precision import cpu_description, describe
-    from tokenkit.train.trainer import TrainConfig, Trainer
-
     output = Path(output)
     steps = DEMO_STEPS if steps is None else steps
     start = time.perf_counter()
-    train_images = tk.data.sample_images(32, per_image=DEMO_CROPS_PER_IMAGE, resize=64, seed=seed)
-    held_out = tk.data.sample_images(32, per_image=4, resize=64, seed=seed + 1000)
+    train_images = sample_images(32, per_image=DEMO_CROPS_PER_IMAGE, resize=64, seed=seed)
+    held_out = sample_images(32, per_image=4, resize=64, seed=seed + 1000)
     config = TrainConfig(model="titok-tiny", knobs=DEMO_KNOBS, steps=steps, batch_size=batch_size, lr=DEMO_LR,
                          end_lr=DEMO_LR / 10, warmup_steps=min(100, steps // 10), weight_decay=1e-4, ema_decay=0.99,
                          precision=precision, seed=seed, output_dir=str(output), log_every=max(1, steps // 20))

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tokenkit.errors import ConfigError
+from tokenkit.quantizers.stats import codebook_stats
 from tokenkit.train.data import batches_once, to_device
 from tokenkit.train.objectives import Objective
 
@@ -40,8 +41,6 @@ def evaluate(model: nn.Module, objective: Objective, data: Any, *, batch_size: i
     Raises:
         ConfigError: Empty data.
     """
-    from tokenkit.quantizers.stats import codebook_stats
-
     if device is None:
         device = next(model.parameters()).device
     was_training = model.training
@@ -62,7 +61,7 @@ def evaluate(model: nn.Module, objective: Objective, data: Any, *, batch_size: i
     if count == 0:
         raise ConfigError("the evaluation data is empty")
     result = {name: total / count for name, total in sums.items()}
-    codebook_size = getattr(model, "codebook_size", None)
+    codebook_size = model.codebook_size
     if ids and codebook_size:
         result.update({k: float(v) for k, v in codebook_stats(torch.cat([i.flatten() for i in ids]),
                                                               codebook_size).items()})

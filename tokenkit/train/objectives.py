@@ -20,8 +20,14 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from tokenkit import metrics
 from tokenkit.contracts import TokenizerOutput
 from tokenkit.errors import ConfigError, ContractError
+from tokenkit.factory import build_part
+from tokenkit.generators.sampling import SCHEDULES, mask_tokens, masked_token_loss
+from tokenkit.kinds import Loss
+from tokenkit.losses import LossInputs, recipes
+from tokenkit.models.tokenizer import Tokenizer
 
 LossFn = Callable[..., tuple[torch.Tensor, dict]]
 """``loss_fn(output, images, step, targets=None) -> (loss, {name: detached term})``."""
@@ -61,24 +67,26 @@ def default_loss(model: nn.Module) -> LossFn:
     """[`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss] with the bottleneck
     weighted 1 for a discrete tokenizer and [`KL_WEIGHT`][tokenkit.train.objectives.KL_WEIGHT] for a
     continuous one (a KL at weight 1 collapses the posterior)."""
-    if getattr(model, "codebook_size", 1) is None:
+    if isinstance(model, Tokenizer) and model.codebook_size is None:
         return functools.partial(reconstruction_loss, bottleneck_weight=KL_WEIGHT)
     return reconstruction_loss
 
 
 def loss_from_module(module: nn.Module) -> LossFn:
-    """A ``loss_fn`` from a loss part (``terms_of`` is used when the part has it)."""
-    from tokenkit.losses import LossInputs
+    """A ``loss_fn`` from a loss part (its [`terms_of`][tokenkit.kinds.Loss.terms_of] gives the logged terms).
+
+    Raises:
+        ConfigError: ``module`` is not a loss part ([`tokenkit.kinds.Loss`][tokenkit.kinds.Loss]).
+    """
+    if not isinstance(module, Loss):
+        raise ConfigError(f"a loss module must be a loss part (tokenkit.kinds.Loss), got {type(module).__name__}")
 
     def loss_fn(output: TokenizerOutput, images: torch.Tensor, step: int,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         inputs = LossInputs(images=images, reconstructions=output.images, quantizer_loss=output.loss,
                             targets=targets, step=step)
-        if hasattr(module, "terms_of"):
-            result = module.terms_of(inputs)
-            return result.loss, result.terms
-        loss = module(inputs)
-        return loss, {"loss": loss.detach()}
+        result = module.terms_of(inputs)
+        return result.loss, result.terms
 
     return loss_fn
 
@@ -106,8 +114,6 @@ class Objective(nn.Module):
 
 def image_metrics(images: torch.Tensor, reconstructions: torch.Tensor, lpips: bool) -> dict[str, torch.Tensor]:
     """Per-image PSNR, SSIM and (optionally) LPIPS of reconstructions in [0, 1]."""
-    from tokenkit import metrics
-
     rec = reconstructions.float().clamp(0, 1)
     images = images.float()
     values = {"psnr": metrics.psnr(rec, images), "ssim": metrics.ssim(rec, images)}
@@ -169,13 +175,11 @@ class ProxyCodes(Objective):
 
     def __init__(self, teacher: nn.Module, loss_fn: LossFn | None = None) -> None:
         super().__init__()
-        if getattr(teacher, "codebook_size", None) is None:
-            raise ConfigError("the stage-1 teacher must be a discrete tokenizer (with token ids)")
+        if not isinstance(teacher, Tokenizer) or teacher.codebook_size is None:
+            raise ConfigError("the stage-1 teacher must be a discrete tokenizer (with token ids), got a "
+                              f"{type(teacher).__name__}")
         self.teacher = teacher.eval().requires_grad_(False)
         if loss_fn is None:
-            from tokenkit.factory import build_part
-            from tokenkit.losses import recipes
-
             loss_fn = loss_from_module(build_part("loss", recipes.stage1()))
         self.loss_fn = loss_fn
 
@@ -231,8 +235,6 @@ class MaskedTokensConfig:
     """Loss weight of the positions that were not masked."""
 
     def __post_init__(self) -> None:
-        from tokenkit.generators.sampling import SCHEDULES
-
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown mask schedule {self.schedule!r}; choose from {', '.join(sorted(SCHEDULES))}")
         if not 0 <= self.label_smoothing < 1 or self.unmasked_weight < 0:
@@ -252,8 +254,6 @@ class MaskedTokens(Objective):
         self.config = config or MaskedTokensConfig()
 
     def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
-        from tokenkit.generators.sampling import mask_tokens, masked_token_loss
-
         if "tokens" not in batch or "label" not in batch:
             raise ContractError(f"generator training needs batches with 'tokens' and 'label' (a 'tokens' dataset), "
                                 f"got keys {sorted(batch)}")
@@ -273,8 +273,6 @@ class MaskedTokens(Objective):
         """Masked-token cross-entropy and accuracy per sequence, under masks from a fixed seed
         (the global random state is not touched, so evaluating does not change training)."""
         import torch.nn.functional as F
-
-        from tokenkit.generators.sampling import mask_tokens
 
         tokens, labels = batch["tokens"], batch["label"]
         g = torch.Generator(device=tokens.device).manual_seed(0)

@@ -36,8 +36,12 @@ import torch
 from torch import nn
 from torch.utils.data import IterableDataset
 
+from tokenkit.datasets.tokens import encode_keys, write_jsonl
 from tokenkit.errors import ConfigError, ContractError
+from tokenkit.models.tokenizer import Tokenizer
+from tokenkit.specs import TokenizerSpec
 from tokenkit.train.data import batches_once
+from tokenkit.weights.io import save_safetensors
 
 OUTPUT_SUFFIXES = (".safetensors", ".jsonl")
 """Output formats of [`pretokenize`][tokenkit.train.pretokenize.pretokenize], chosen by suffix."""
@@ -48,13 +52,13 @@ FLIP_SUFFIX = "#flip"
 
 def _check_tokenizer(tokenizer: Any) -> int:
     """The codebook size of a tokenizer that gives one id per token, or a clear error."""
-    if not callable(getattr(tokenizer, "tokenize", None)):
-        raise ConfigError(f"pretokenize needs a tokenizer with tokenize(images), got {type(tokenizer).__name__}")
-    codebook_size = getattr(tokenizer, "codebook_size", None)
+    if not isinstance(tokenizer, Tokenizer):
+        raise ConfigError(f"pretokenize needs a tokenizer (tk.Tokenizer), got {type(tokenizer).__name__}")
+    codebook_size = tokenizer.codebook_size
     if codebook_size is None:
         raise ConfigError("the tokenizer's bottleneck is continuous (codebook_size None): it has no token ids to "
                           "pre-tokenize; use a discrete quantizer (vq, fsq, ...)")
-    num_codebooks = getattr(tokenizer, "num_codebooks", 1)
+    num_codebooks = tokenizer.num_codebooks
     if num_codebooks != 1:
         raise ConfigError(f"the tokenizer gives {num_codebooks} ids per token (a residual / multi-codebook "
                           "quantizer); pre-tokenized files and the MaskGIT generator take one id per token")
@@ -134,9 +138,6 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
         >>> info["count"], info["num_tokens"], info["codebook_size"], item["key"], item["label"]
         (6, 8, 256, 'astronaut/0/0#flip', 0)
     """
-    from tokenkit.datasets.tokens import encode_keys, write_jsonl
-    from tokenkit.weights.io import save_safetensors
-
     start = time.perf_counter()
     codebook_size = _check_tokenizer(tokenizer)
     output = Path(output)
@@ -203,9 +204,8 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
     else:
         metadata = {"format": "tokenkit.tokens", "count": str(count), "num_tokens": str(num_tokens),
                     "codebook_size": str(codebook_size), "flip": str(bool(flip)).lower()}
-        spec = getattr(tokenizer, "spec", None)
-        if callable(getattr(spec, "to_json", None)):
-            metadata["tokenizer"] = spec.to_json()
+        if isinstance(tokenizer.spec, TokenizerSpec):
+            metadata["tokenizer"] = tokenizer.spec.to_json()
         dataset_json = _dataset_json(dataset)
         if dataset_json is not None:
             metadata["dataset"] = dataset_json

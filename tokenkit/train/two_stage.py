@@ -13,7 +13,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tokenkit.decoders.vqgan import VQGANDecoder
 from tokenkit.errors import ConfigError, WeightsError
+from tokenkit.models.tokenizer import Tokenizer
+from tokenkit.quantizers.vqgan import VQGANQuantizer
+from tokenkit.weights.state import load_weights
 
 STAGE2_FROZEN = ("encoder", "quantizer")
 """Parts frozen in stage 2 (officially also kept in eval mode)."""
@@ -25,14 +29,12 @@ def teacher_pixel_decoder_state(teacher: nn.Module) -> dict[str, torch.Tensor]:
     Raises:
         ConfigError: The teacher is not a ``vqgan`` quantizer + decoder composition.
     """
-    quantizer = getattr(teacher, "quantizer", None)
-    decoder = getattr(teacher, "decoder", None)
-    codebook = getattr(quantizer, "embedding", None)
-    if not isinstance(codebook, nn.Embedding) or decoder is None:
+    if not (isinstance(teacher, Tokenizer) and isinstance(teacher.quantizer, VQGANQuantizer)
+            and isinstance(teacher.decoder, VQGANDecoder)):
         raise ConfigError("the teacher must be a MaskGIT-VQGAN composition (a 'vqgan' quantizer with an "
                           "'embedding' codebook and a 'vqgan' decoder)")
-    return {"codebook.weight": codebook.weight.detach().clone(),
-            **{k: v.detach().clone() for k, v in decoder.state_dict().items()}}
+    return {"codebook.weight": teacher.quantizer.embedding.weight.detach().clone(),
+            **{k: v.detach().clone() for k, v in teacher.decoder.state_dict().items()}}
 
 
 @torch.no_grad()
@@ -49,10 +51,8 @@ def init_stage2(model: nn.Module, stage1: dict[str, torch.Tensor] | nn.Module, t
         WeightsError: Stage-1 weights that miss keys, have extra keys or other shapes.
         ConfigError: A model without pixel decoder, or a teacher of another kind.
     """
-    if getattr(model, "pixel_decoder", None) is None:
+    if not isinstance(model, Tokenizer) or model.pixel_decoder is None:
         raise ConfigError("stage 2 needs a composition with a pixel_decoder (e.g. titok-l32, or titok(legacy=True))")
-    from tokenkit.weights.state import load_weights
-
     state = stage1.state_dict() if isinstance(stage1, nn.Module) else dict(stage1)
     extra = sorted(k for k in state if k.startswith("pixel_decoder."))
     if extra:

@@ -1,0 +1,116 @@
+"""One base class per part kind, declaring the capabilities the rest of tokenkit reads.
+
+A part subclasses the base of its kind and overrides the class attributes that differ
+(or sets them per instance in ``__init__`` when they depend on the config); code that
+uses parts reads these attributes directly instead of probing with ``getattr`` /
+``hasattr``. [`register`][tokenkit.registry.register] refuses a class that does not
+derive from the base of its kind.
+
+Example:
+    >>> import dataclasses, torch, tokenkit as tk
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class SignConfig:
+    ...     dim: int = 4
+    >>> class Sign(tk.Quantizer):
+    ...     Config = SignConfig
+    ...     codebook_size = None            # continuous codes: no ids
+    ...     def __init__(self, config):
+    ...         super().__init__()
+    >>> Sign(SignConfig()).num_codebooks, Sign.supports_prefix
+    (1, False)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from tokenkit.contracts import LossInputs, LossOutput
+
+
+class Backbone(nn.Module):
+    """Kind ``backbone``: a transformer stack, tokens ``(B, L, W)`` -> tokens ``(B, L, W)``."""
+
+    has_fused_inference: ClassVar[bool] = False
+    """The stack has a ``fused_inference`` switch (oneDNN-fused linear maps at inference); decoders
+    that own the stack forward their own switch to it."""
+
+
+class Encoder(nn.Module):
+    """Kind ``encoder``: images ``(B, C, H, W)`` in [0, 1] -> latents ``(B, N, D)``."""
+
+
+class Quantizer(nn.Module):
+    """Kind ``quantizer``: latents ``(B, N, D)`` -> [`QuantizerOutput`][tokenkit.contracts.QuantizerOutput]."""
+
+    codebook_size: int | None = None
+    """Number of ids per codebook ``K``; ``None`` for a continuous bottleneck (no ids)."""
+    num_codebooks: int = 1
+    """Ids per token ``Q`` (residual quantizers); ids are ``(B, N)`` when 1, else ``(B, N, Q)``."""
+    supports_prefix: ClassVar[bool] = False
+    """Decoding a prefix of the tokens is meaningful (trained with tail-drop)."""
+
+
+class Decoder(nn.Module):
+    """Kind ``decoder``: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` (or proxy-code logits)."""
+
+    output_kind: str = "images"
+    """``"images"`` (pixels in [0, 1]) or ``"logits"`` (proxy-code logits for a pixel decoder)."""
+
+
+class Generator(nn.Module):
+    """Kind ``generator``: token ids ``(B, N)`` + class labels -> logits ``(B, N, K)``, and sampling.
+
+    A generator sets these in ``__init__`` from its config.
+    """
+
+    codebook_size: int
+    """Ids of the tokenizer it generates for."""
+    num_tokens: int
+    """Tokens per image."""
+    num_classes: int
+    """Class labels it is conditioned on."""
+    mask_id: int
+    """The id of the mask token (masked generators)."""
+
+
+class Loss(nn.Module):
+    """Kind ``loss``: [`LossInputs`][tokenkit.contracts.LossInputs] -> a scalar loss."""
+
+    needs_targets: bool = False
+    """Reads ``LossInputs.targets`` (proxy codes of a teacher)."""
+    uses_reconstructions: bool = True
+    """Reads ``LossInputs.reconstructions`` (the decoded images)."""
+    trains_discriminator: bool = False
+    """Has a discriminator the trainer updates after each generator step, from ``start_step``; such a
+    part also defines ``discriminator_loss(inputs) -> loss`` (e.g.
+    [`AdversarialLoss`][tokenkit.losses.adversarial.AdversarialLoss])."""
+    start_step: int = 0
+    """First step at which the term (and its discriminator) is active."""
+
+    def active(self, step: int) -> bool:
+        """Whether the term counts at ``step`` (from ``start_step`` on)."""
+        return step >= self.start_step
+
+    def terms_of(self, inputs: LossInputs) -> LossOutput:
+        """The loss and its named terms as a [`LossOutput`][tokenkit.contracts.LossOutput]
+        (default: the loss alone, as ``"loss"``)."""
+        loss = self(inputs)
+        return LossOutput(loss, {"loss": loss.detach()})
+
+
+class Discriminator(nn.Module):
+    """Kind ``discriminator``: images ``(B, C, H, W)`` -> real / fake logits."""
+
+
+class FeatureExtractor(nn.Module):
+    """Kind ``feature``: images -> features for evaluation metrics (e.g. the FID Inception)."""
+
+
+KIND_BASES: dict[str, type] = {
+    "backbone": Backbone, "encoder": Encoder, "quantizer": Quantizer, "decoder": Decoder, "generator": Generator,
+    "loss": Loss, "discriminator": Discriminator, "dataset": Dataset, "feature": FeatureExtractor,
+}
+"""The base class of each kind in [`KINDS`][tokenkit.registry.KINDS]."""
