@@ -106,7 +106,7 @@ def test_stage2_refuses_weights_that_do_not_fit(tmp_path):
 def test_recipe_sections_are_validated():
     from tokenkit.train.recipe import parse_recipe
 
-    with pytest.raises(tk.ConfigError, match="unknown option.*teachr"):
+    with pytest.raises(tk.ConfigError, match="unknown teacher option.*teachr"):
         parse_recipe({"model": "titok-tiny", "teacher": {"teachr": 1}})
     with pytest.raises(tk.ConfigError, match="needs a teacher section"):
         parse_recipe({"model": "titok-tiny", "init": {"weights": "x", "pixel_decoder": "teacher"}})

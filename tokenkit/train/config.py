@@ -1,24 +1,47 @@
 """Options of a training run: [`TrainConfig`][tokenkit.train.config.TrainConfig], one frozen dataclass whose
-fields are JSON values (a recipe's ``train`` section)."""
+fields are JSON values (a recipe's ``train`` section).
+
+Every field is checked for its type (by its type hint, see [`tokenkit.typecheck`][tokenkit.typecheck])
+and its range ([`RANGES`][tokenkit.train.config.RANGES]) when the config is created; the error names
+the option (``steps must be a positive int, got -3``; in a recipe ``train.steps ...``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import typing
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from tokenkit.errors import ConfigError
 from tokenkit.precision import PRECISIONS
+from tokenkit.typecheck import NON_NEGATIVE, POSITIVE, OptionError, Range, check_dataclass
 
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
 """Experiment trackers ``log_with`` accepts, and the package each needs."""
 
-NONFINITE = ("stop", "skip")
+OnNonfinite = Literal["stop", "skip"]
+"""The values of ``on_nonfinite``."""
+
+NONFINITE: tuple[str, ...] = typing.get_args(OnNonfinite)
 """What ``on_nonfinite`` accepts."""
 
 LEGACY_MIXED_PRECISION = {"no": "fp32", "bf16": "bf16", "fp16": "fp16"}
 """The deprecated ``mixed_precision`` values (accelerate's names) and the ``precision`` each means."""
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+"""The values of ``precision`` (``tokenkit.precision.PRECISIONS``)."""
+
+RANGES: Mapping[str, Range] = {
+    **dict.fromkeys(("steps", "batch_size", "grad_accum", "log_every", "sample_count"), POSITIVE),
+    **dict.fromkeys(("warmup_steps", "checkpoint_every", "sample_every", "eval_every", "num_workers"), NON_NEGATIVE),
+    **dict.fromkeys(("lr", "end_lr", "weight_decay", "clip", "d_lr"), NON_NEGATIVE),
+    "ema_decay": Range(0, 1, high_open=True),
+    "betas": Range(0, 1, high_open=True),
+}
+"""Bounds of the numeric [`TrainConfig`][tokenkit.train.config.TrainConfig] fields (of ``betas``: each
+item); intervals are steps, 0 meaning never where the field says so."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +70,7 @@ class TrainConfig:
     """AdamW weight decay (linear and conv weights only)."""
     clip: float = 1.0
     """Gradient-norm clipping (0 disables)."""
-    precision: str = "auto"
+    precision: Precision = "auto"
     """Arithmetic of forward passes and losses: ``auto`` (default: bf16 where the hardware runs it
     natively, i.e. CUDA with bf16 and CPUs with AVX-512-bf16 / AMX; fp16 on CUDA without bf16; fp32
     otherwise, see ``tokenkit.precision.resolve_precision``), ``fp32``, ``bf16``
@@ -88,7 +111,7 @@ class TrainConfig:
     """Steps between evaluations of the EMA model on the evaluation data (0: none during training)."""
     eval_lpips: bool = False
     """Evaluations also report LPIPS (needs the VGG16 weights in the torch cache)."""
-    on_nonfinite: str = "stop"
+    on_nonfinite: OnNonfinite = "stop"
     """What a NaN / Inf loss does: ``stop`` (default) ends the run with an error naming the step and the
     last good checkpoint, before the optimizer step touches the weights; ``skip`` drops that batch (no
     optimizer step, a warning and a ``skipped_nonfinite`` count in the log) and goes on. All processes
@@ -97,53 +120,28 @@ class TrainConfig:
     def __post_init__(self, mixed_precision: str | None = None) -> None:
         if isinstance(mixed_precision, dataclasses.InitVar):  # dataclasses.replace() passes the class default
             mixed_precision = None
+        check_dataclass(self, ranges=RANGES)  # types and ranges; lists become tuples, a string a one-item tuple
         if mixed_precision is not None:
-            if mixed_precision not in LEGACY_MIXED_PRECISION:
-                raise ConfigError(f"mixed_precision is deprecated and only reads the old values 'no', 'bf16' and "
-                                  f"'fp16'; got {mixed_precision!r}. Use precision: one of {', '.join(PRECISIONS)}")
-            meant = LEGACY_MIXED_PRECISION[mixed_precision]
-            if self.precision not in ("auto", meant):
-                raise ConfigError(f"mixed_precision={mixed_precision!r} (that is, precision {meant!r}) contradicts "
-                                  f"precision={self.precision!r}; give only precision")
-            warnings.warn(f"mixed_precision: {mixed_precision} is deprecated; it is read as precision: {meant}. "
-                          "Write precision: auto (bf16 only where the hardware runs it natively), fp32, bf16 or fp16",
-                          FutureWarning, stacklevel=3)
-            object.__setattr__(self, "precision", meant)
-        if self.on_nonfinite not in NONFINITE:
-            raise ConfigError(f"on_nonfinite must be one of {', '.join(NONFINITE)}, got {self.on_nonfinite!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("freeze", "log_with"):
-            value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        for name in ("sample_count",):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        for name in ("lr", "end_lr", "weight_decay", "clip", "ema_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
-        if self.d_lr is not None and (isinstance(self.d_lr, bool) or not isinstance(self.d_lr, (int, float))
-                                      or self.d_lr < 0):
-            raise ConfigError(f"d_lr must be a non-negative number or None, got {self.d_lr!r}")
-        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
-            raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be a non-negative int, got {self.warmup_steps!r}")
-        if not isinstance(self.eval_every, int) or self.eval_every < 0:
-            raise ConfigError(f"eval_every must be a non-negative int, got {self.eval_every!r}")
-        if not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise ConfigError(f"num_workers must be a non-negative int, got {self.num_workers!r}")
+            object.__setattr__(self, "precision", self._legacy_precision(mixed_precision))
         for tracker in self.log_with:
             if tracker not in TRACKERS:
-                raise ConfigError(f"unknown tracker {tracker!r} in log_with; choose from {', '.join(TRACKERS)}")
-            import importlib.util
-
+                raise OptionError(f"log_with has an unknown tracker {tracker!r}; choose from {', '.join(TRACKERS)}",
+                                  "log_with")
             if importlib.util.find_spec(TRACKERS[tracker]) is None:
-                raise ConfigError(f"log_with={tracker!r} needs the {TRACKERS[tracker]!r} package: "
-                                  f"pip install {TRACKERS[tracker]}")
-        for name in ("steps", "batch_size", "grad_accum", "log_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
-        if not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+                raise OptionError(f"log_with={tracker!r} needs the {TRACKERS[tracker]!r} package: "
+                                  f"pip install {TRACKERS[tracker]}", "log_with")
+
+    def _legacy_precision(self, mixed_precision: Any) -> str:
+        """The ``precision`` the deprecated ``mixed_precision`` means (with a ``FutureWarning``)."""
+        if not isinstance(mixed_precision, str) or mixed_precision not in LEGACY_MIXED_PRECISION:
+            raise OptionError(f"mixed_precision is deprecated and only reads the old values 'no', 'bf16' and "
+                              f"'fp16'; got {mixed_precision!r}. Use precision: one of {', '.join(PRECISIONS)}",
+                              "mixed_precision")
+        meant = LEGACY_MIXED_PRECISION[mixed_precision]
+        if self.precision not in ("auto", meant):
+            raise OptionError(f"mixed_precision={mixed_precision!r} (that is, precision {meant!r}) contradicts "
+                              f"precision={self.precision!r}; give only precision", "mixed_precision")
+        warnings.warn(f"mixed_precision: {mixed_precision} is deprecated; it is read as precision: {meant}. "
+                      "Write precision: auto (bf16 only where the hardware runs it natively), fp32, bf16 or fp16",
+                      FutureWarning, stacklevel=4)
+        return meant

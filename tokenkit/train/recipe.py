@@ -15,6 +15,12 @@ A recipe file has these sections (only ``model`` is required)::
 ``tokenkit train RECIPE [section.key=value ...]`` runs it; overrides use dotted
 keys (``train.steps=200``, ``knobs.num_tokens=16``, ``train.precision=fp32``) and YAML values.
 
+The whole recipe is checked when it is read, before anything is built: unknown sections and
+options, the type and range of every option (by the fields' type hints, see
+[`tokenkit.typecheck`][tokenkit.typecheck]), the model name and knobs, the parts' options. Errors
+name the file and the option by its dotted name (``recipe.yaml: train.steps must be a positive int,
+got -3``) and the override that set it; syntax errors name the file, line and column.
+
 ``train.precision`` is ``auto`` unless a recipe says otherwise (bf16 where the
 hardware runs it natively, fp16 with loss scaling on CUDA without bf16, fp32
 elsewhere). Old recipes' ``mixed_precision: no`` / ``bf16`` / ``fp16`` are read
@@ -23,19 +29,25 @@ as ``precision: fp32`` / ``bf16`` / ``fp16`` with a ``FutureWarning``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tokenkit.errors import ConfigError, TokenkitError
 from tokenkit.specs import Part
+from tokenkit.train.config import RANGES, TrainConfig
 from tokenkit.train.objectives import MaskedTokensConfig
-from tokenkit.train.config import TrainConfig
+from tokenkit.typecheck import NON_NEGATIVE, OptionError, Range, check_dataclass, check_fields, check_value, construct
 
 SECTIONS = ("model", "knobs", "data", "eval", "train", "loss", "teacher", "init", "objective")
+
+OBJECTIVE_RANGES = {"label_smoothing": Range(0, 1, high_open=True), "unmasked_weight": NON_NEGATIVE}
+"""Bounds of the ``objective`` options ([`MaskedTokensConfig`][tokenkit.train.objectives.MaskedTokensConfig])."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +62,9 @@ class TeacherConfig:
     """Weights: a file, folder or Hub source (``None``: random weights, for tests only)."""
 
     def __post_init__(self) -> None:
+        check_dataclass(self)
         if self.model is None and self.pretrained is None:
-            raise ConfigError("teacher needs a model name, pretrained weights, or both")
+            raise ConfigError("a teacher needs a model name, pretrained weights, or both")
 
     def build(self) -> Any:
         """The teacher tokenizer, frozen and in eval mode."""
@@ -70,15 +83,14 @@ class InitConfig:
 
     weights: str | None = None
     """A file, folder or Hub source loaded with ``tk.from_pretrained`` (e.g. stage 1's ``final/``)."""
-    pixel_decoder: str | None = None
+    pixel_decoder: Literal["teacher"] | None = None
     """``"teacher"``: TiTok stage 2, the pixel decoder is the teacher's codebook + decoder
     ([`init_stage2`][tokenkit.train.two_stage.init_stage2]); ``None``: ``weights`` must fit exactly."""
 
     def __post_init__(self) -> None:
-        if self.pixel_decoder not in (None, "teacher"):
-            raise ConfigError(f"init.pixel_decoder must be 'teacher' or null, got {self.pixel_decoder!r}")
+        check_dataclass(self)
         if self.pixel_decoder and self.weights is None:
-            raise ConfigError("init.pixel_decoder: teacher needs init.weights (the stage-1 weights)")
+            raise OptionError("pixel_decoder: teacher needs init.weights (the stage-1 weights)", "pixel_decoder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,79 +108,146 @@ class Recipe:
     eval: Part | None = None
 
 
-def _read(path: Path) -> dict:
-    text = path.read_text()
+def _read(path: Path) -> Any:
+    """The file's YAML or JSON value; syntax errors name the file, line and column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start})") from None
     if path.suffix.lower() == ".json":
-        data = json.loads(text)
-    else:
-        import yaml
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{err.lineno}:{err.colno}: JSON syntax error: {err.msg}") from None
+    import yaml
 
-        data = yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping with sections {', '.join(SECTIONS)}")
-    return data
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark, context = err.problem_mark or err.context_mark, ""
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        if err.context and err.context_mark is not None and err.problem:
+            context = f" ({err.context} at line {err.context_mark.line + 1}, column {err.context_mark.column + 1})"
+        raise ConfigError(f"{path}{where}: YAML syntax error: {err.problem or err.context}{context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: YAML error: {err}") from None
 
 
-def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict:
     """``["train.steps=200", "knobs.num_tokens=16"]`` applied to the raw recipe mapping (YAML-typed values)."""
     import yaml
 
-    data = json.loads(json.dumps(data))
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a recipe must be a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got {type(data).__name__}")
+    data = copy.deepcopy(dict(data))
     for item in overrides:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key or "" in key.split("."):
             raise ConfigError(f"override {item!r} must look like section.key=value")
         *parents, leaf = key.split(".")
         node = data
         for name in parents:
-            node = node.setdefault(name, {})
+            if node.get(name) is None:
+                node[name] = {}
+            node = node[name]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {name!r} is not a section")
-        node[leaf] = _number(yaml.safe_load(value))
+        try:
+            node[leaf] = _number(value, yaml.safe_load(value))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({getattr(err, 'problem', err)})"
+                              ) from None
     return data
 
 
-def _number(value: Any) -> Any:
-    """YAML reads ``2e-3`` (no dot) as a string; command-line overrides mean the number."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number(text: str, value: Any) -> Any:
+    """YAML reads an unquoted ``2e-3`` (no dot) as a string; command-line overrides mean the number."""
+    plain = isinstance(value, str) and value == text.strip()
+    return float(value) if plain and _NUMBER.fullmatch(value) else value
 
 
 def parse_recipe(data: Mapping[str, Any]) -> Recipe:
-    """Typed [`Recipe`][tokenkit.train.recipe.Recipe] from the raw mapping (validates every section)."""
-    unknown = set(data) - set(SECTIONS)
+    """Typed [`Recipe`][tokenkit.train.recipe.Recipe] from the raw mapping.
+
+    Every section is checked before anything is built: unknown sections and options, the type and
+    range of every option, the model name and its knobs, and the parts' own checks.
+
+    Raises:
+        OptionError: Naming the option by its dotted name (``train.steps``, ``data.config.size``).
+        ConfigError: ``data`` is not a mapping.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a recipe must be a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in SECTIONS)
     if unknown:
-        raise ConfigError(f"unknown recipe section(s) {', '.join(sorted(unknown))}; sections are {', '.join(SECTIONS)}")
-    if not isinstance(data.get("model"), str):
-        raise ConfigError("recipe needs 'model: <tokenizer model name>'")
-    train = dict(data.get("train") or {})
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    bad = sorted(set(train) - fields - {"mixed_precision"})  # the deprecated name is read (and mapped) by TrainConfig
-    if bad:
-        raise ConfigError(f"unknown train option(s) {', '.join(bad)}; options are {', '.join(sorted(fields))}")
-    for key in ("betas", "freeze", "log_with"):
-        if isinstance(train.get(key), list):
-            train[key] = tuple(train[key])
-    knobs = dict(data.get("knobs") or {})
+        raise OptionError(f"unknown recipe section(s) {', '.join(unknown)}; sections are {', '.join(SECTIONS)}",
+                          unknown[0])
+    if "model" not in data:
+        raise OptionError("model is missing: a recipe needs 'model: <tokenizer or generator model name>'", "model")
+    model = check_value(data["model"], str, "model")
+    knobs = dict(check_value(data.get("knobs") or {}, Mapping[str, Any], "knobs"))
     knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
-    try:
-        data_part = Part.from_dict(data["data"]) if "data" in data else Part("bundled")
-        loss_part = _loss_part(data["loss"]) if data.get("loss") else None
-        eval_part = Part.from_dict(data["eval"]) if data.get("eval") else None
-    except ConfigError as err:
-        raise ConfigError(f"recipe: {err}") from None
+    _check_model(model, knobs, "")
+    train = data.get("train") or {}
+    for key in ("model", "knobs"):
+        if isinstance(train, Mapping) and key in train:
+            raise OptionError(f"train.{key} is the recipe's top-level {key!r}; give it there", f"train.{key}")
+    train = check_fields(TrainConfig, train, prefix="train", ranges=RANGES)
+    train_config = construct(TrainConfig, {**train, "model": model, "knobs": knobs}, prefix="train", ranges=RANGES)
+    data_part = _part("dataset", data["data"], "data") if "data" in data else Part("bundled")
+    loss_part = _loss_part(data["loss"]) if data.get("loss") else None
+    eval_part = _part("dataset", data["eval"], "eval") if data.get("eval") else None
     teacher = _section(TeacherConfig, data, "teacher")
+    if teacher is not None and teacher.model is not None:
+        _check_model(teacher.model, teacher.knobs, "teacher.")
     init = _section(InitConfig, data, "init")
-    objective = _section(MaskedTokensConfig, data, "objective")
+    objective = _section(MaskedTokensConfig, data, "objective", OBJECTIVE_RANGES)
     if init is not None and init.pixel_decoder == "teacher" and teacher is None:
-        raise ConfigError("recipe: init.pixel_decoder: teacher needs a teacher section")
-    return Recipe(model=data["model"], knobs=knobs, data=data_part,
-                  train=TrainConfig(model=data["model"], knobs=knobs, **train), loss=loss_part,
+        raise OptionError("init.pixel_decoder: teacher needs a teacher section", "init.pixel_decoder")
+    return Recipe(model=model, knobs=knobs, data=data_part, train=train_config, loss=loss_part,
                   teacher=teacher, init=init, objective=objective, eval=eval_part)
+
+
+def _check_model(model: str, knobs: Mapping[str, Any], prefix: str) -> None:
+    """The model name and its knobs, checked by composing the model's spec (nothing is built)."""
+    import tokenkit as tk
+    from tokenkit.errors import RegistryError
+
+    try:
+        tk.spec(model, **knobs)
+    except RegistryError as err:
+        raise OptionError(f"{prefix}model: {err}", f"{prefix}model") from None
+    except ConfigError as err:
+        first = str(err).split(" ", 1)[0]
+        if first in knobs:  # "num_tokens must be ..." -> "knobs.num_tokens must be ..."
+            raise OptionError(f"{prefix}knobs.{err}", f"{prefix}knobs.{first}") from None
+        raise OptionError(f"{prefix}knobs: {err}", f"{prefix}knobs") from None
+
+
+def _part(kind: str, value: Any, section: str) -> Part:
+    """A ``{part: NAME, config: {...}}`` section as a ``Part``, checked: its name, its options' types
+    (by the part config's type hints) and the part config's own checks."""
+    from tokenkit.registry import get_part
+    from tokenkit.specs import resolve_part
+
+    if isinstance(value, Mapping) and "config" in value:
+        check_value(value["config"], Mapping[str, Any], f"{section}.config")
+    try:
+        part = Part.from_dict(value)
+        config_class = get_part(kind, part.name).Config
+    except TokenkitError as err:
+        raise OptionError(f"{section}: {err}", section) from None
+    check_fields(config_class, part.config, prefix=f"{section}.config")
+    try:
+        resolve_part(kind, part)
+    except ConfigError as err:
+        raise OptionError(f"{section}: {err}", section) from None
+    return part
 
 
 def _loss_part(value: Any) -> Part:
@@ -178,39 +257,55 @@ def _loss_part(value: Any) -> Part:
     from tokenkit.losses import recipes
 
     if isinstance(value, Mapping) and "recipe" in value:
-        options = {k: v for k, v in value.items() if k != "recipe"}
         name = value["recipe"]
-        if name not in recipes.RECIPES:
-            raise ConfigError(f"unknown loss recipe {name!r}; choose from {', '.join(recipes.RECIPES)}")
-        try:
-            return recipes.RECIPES[name](**options)
-        except TypeError as err:
-            raise ConfigError(f"loss recipe {name!r}: {err}") from None
-    return Part.from_dict(value)
+        if not isinstance(name, str) or name not in recipes.RECIPES:
+            raise OptionError(f"unknown loss recipe {name!r}; choose from {', '.join(recipes.RECIPES)}",
+                              "loss.recipe")
+        function = recipes.RECIPES[name]
+        options = check_fields(function, {k: v for k, v in value.items() if k != "recipe"}, prefix="loss")
+        return function(**options)
+    return _part("loss", value, "loss")
 
 
-def _section(cls: type, data: Mapping[str, Any], name: str) -> Any:
-    """``cls(**data[name])`` with errors naming the section and its options (``None`` if absent)."""
+def _section(cls: type, data: Mapping[str, Any], name: str, ranges: Mapping[str, Range] | None = None) -> Any:
+    """``cls(**data[name])``, checked, with errors naming ``name.option`` (``None`` if absent)."""
     value = data.get(name)
-    if value is None:
-        return None
-    fields = {f.name for f in dataclasses.fields(cls)}
-    if not isinstance(value, Mapping) or set(value) - fields:
-        bad = sorted(set(value) - fields) if isinstance(value, Mapping) else [repr(value)]
-        raise ConfigError(f"recipe section {name!r}: unknown option(s) {', '.join(bad)}; "
-                          f"options are {', '.join(sorted(fields))}")
-    try:
-        return cls(**value)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"recipe section {name!r}: {err}") from None
+    return None if value is None else construct(cls, value, prefix=name, ranges=ranges)
+
+
+def _in_file(err: ConfigError, path: Path, overrides: Sequence[str]) -> ConfigError:
+    """``err`` with the recipe file named first, and the command-line override that set the option."""
+    message = f"{path}: {err}"
+    if not isinstance(err, OptionError):
+        return ConfigError(message)
+    for item in overrides:
+        key = item.partition("=")[0]
+        if err.option == key or err.option.startswith((f"{key}.", f"{key}[")) or key.startswith(f"{err.option}."):
+            message += f" (command-line override {item})"
+            break
+    return OptionError(message, err.option)
 
 
 def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Recipe:
-    """Read, override and parse a recipe file (``.yaml``/``.yml``/``.json``)."""
+    """Read, override and parse a recipe file (``.yaml``/``.yml``/``.json``).
+
+    Raises:
+        ConfigError: Every error names the file first (``recipe.yaml: train.steps must be a positive
+            int, got -3``); syntax errors also the line and column (``recipe.yaml:3:7: ...``); an
+            error in an option that an override set also names the override.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe file {path} does not exist")
-    return parse_recipe(apply_overrides(_read(path), overrides))
+        raise ConfigError(f"recipe file {path} {'is a folder' if path.is_dir() else 'does not exist'}")
+    data = _read(path)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections ({', '.join(SECTIONS)}), "
+                          f"got {type(data).__name__}")
+    data = apply_overrides(data, overrides)
+    try:
+        return parse_recipe(data)
+    except ConfigError as err:
+        raise _in_file(err, path, overrides) from None
 
 
 def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) -> dict[str, float]:
