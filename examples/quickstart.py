@@ -71,7 +71,7 @@ class MyVQConfig:
 
 
 @tk.register("quantizer", "my-vq")
-class MyVQ(torch.nn.Module):
+class MyVQ(tk.Quantizer):
     """Lookup-free binary VQ: each channel's sign is one bit of the token id."""
 
     Config = MyVQConfig
