@@ -38,11 +38,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from tokenkit.errors import ConfigError, TokenkitError
-from tokenkit.specs import Part
+import torch
+import yaml
+
+from tokenkit.api import build, spec
+from tokenkit.errors import ConfigError, RegistryError, TokenkitError
+from tokenkit.factory import build_part
+from tokenkit.losses import recipes as loss_recipes
+from tokenkit.pretrained import from_pretrained
+from tokenkit.registry import get_part
+from tokenkit.specs import Part, resolve_part
 from tokenkit.train.config import RANGES, TrainConfig
-from tokenkit.train.objectives import MaskedTokensConfig
+from tokenkit.train.objectives import MaskedTokens, MaskedTokensConfig
+from tokenkit.train.trainer import Trainer
+from tokenkit.train.two_stage import init_stage2
 from tokenkit.typecheck import NON_NEGATIVE, OptionError, Range, check_dataclass, check_fields, check_value, construct
+from tokenkit.weights.state import load_weights
 
 SECTIONS = ("model", "knobs", "data", "eval", "train", "loss", "teacher", "init", "objective")
 
@@ -68,12 +79,10 @@ class TeacherConfig:
 
     def build(self) -> Any:
         """The teacher tokenizer, frozen and in eval mode."""
-        import tokenkit as tk
-
         if self.model is None:
-            model = tk.from_pretrained(self.pretrained)
+            model = from_pretrained(self.pretrained)
         else:
-            model = tk.build(self.model, pretrained=self.pretrained, **dict(self.knobs))
+            model = build(self.model, pretrained=self.pretrained, **dict(self.knobs))
         return model.eval().requires_grad_(False)
 
 
@@ -119,8 +128,6 @@ def _read(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}:{err.lineno}:{err.colno}: JSON syntax error: {err.msg}") from None
-    import yaml
-
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:
@@ -135,8 +142,6 @@ def _read(path: Path) -> Any:
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict:
     """``["train.steps=200", "knobs.num_tokens=16"]`` applied to the raw recipe mapping (YAML-typed values)."""
-    import yaml
-
     if not isinstance(data, Mapping):
         raise ConfigError(f"a recipe must be a mapping of sections ({', '.join(SECTIONS)}), "
                           f"got {type(data).__name__}")
@@ -215,11 +220,8 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
 
 def _check_model(model: str, knobs: Mapping[str, Any], prefix: str) -> None:
     """The model name and its knobs, checked by composing the model's spec (nothing is built)."""
-    import tokenkit as tk
-    from tokenkit.errors import RegistryError
-
     try:
-        tk.spec(model, **knobs)
+        spec(model, **knobs)
     except RegistryError as err:
         raise OptionError(f"{prefix}model: {err}", f"{prefix}model") from None
     except ConfigError as err:
@@ -232,9 +234,6 @@ def _check_model(model: str, knobs: Mapping[str, Any], prefix: str) -> None:
 def _part(kind: str, value: Any, section: str) -> Part:
     """A ``{part: NAME, config: {...}}`` section as a ``Part``, checked: its name, its options' types
     (by the part config's type hints) and the part config's own checks."""
-    from tokenkit.registry import get_part
-    from tokenkit.specs import resolve_part
-
     if isinstance(value, Mapping) and "config" in value:
         check_value(value["config"], Mapping[str, Any], f"{section}.config")
     try:
@@ -254,14 +253,12 @@ def _loss_part(value: Any) -> Part:
     """A loss ``Part`` dict, or ``{recipe: NAME, ...options}`` naming a function of
     [`tokenkit.losses.recipes`][tokenkit.losses.recipes] (``stage1``, ``stage2``,
     ``single_stage_vq``, ``single_stage_vae``) called with the options."""
-    from tokenkit.losses import recipes
-
     if isinstance(value, Mapping) and "recipe" in value:
         name = value["recipe"]
-        if not isinstance(name, str) or name not in recipes.RECIPES:
-            raise OptionError(f"unknown loss recipe {name!r}; choose from {', '.join(recipes.RECIPES)}",
+        if not isinstance(name, str) or name not in loss_recipes.RECIPES:
+            raise OptionError(f"unknown loss recipe {name!r}; choose from {', '.join(loss_recipes.RECIPES)}",
                               "loss.recipe")
-        function = recipes.RECIPES[name]
+        function = loss_recipes.RECIPES[name]
         options = check_fields(function, {k: v for k, v in value.items() if k != "recipe"}, prefix="loss")
         return function(**options)
     return _part("loss", value, "loss")
@@ -316,31 +313,21 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
     (targets = the teacher's codes); with it, stage 2 starts from ``init.weights`` plus the
     teacher's decoder. With an ``eval`` section the returned metrics include the final
     model's ``eval_*`` metrics."""
-    import torch
-
-    import tokenkit as tk
-    from tokenkit.factory import build_part
-    from tokenkit.train.objectives import MaskedTokens
-    from tokenkit.train.trainer import Trainer
-    from tokenkit.train.two_stage import init_stage2
-
     dataset = build_part("dataset", recipe.data)
     loss_module = build_part("loss", recipe.loss) if recipe.loss is not None else None
     teacher = recipe.teacher.build() if recipe.teacher is not None else None
     torch.manual_seed(recipe.train.seed)
-    model = tk.build(recipe.model, **dict(recipe.knobs))
+    model = build(recipe.model, **dict(recipe.knobs))
     stage2 = recipe.init is not None and recipe.init.pixel_decoder == "teacher"
     if recipe.init is not None and recipe.init.weights is not None:
         try:
-            weights = tk.from_pretrained(recipe.init.weights).state_dict()
+            weights = from_pretrained(recipe.init.weights).state_dict()
         except TokenkitError as err:
             hint = " (run the stage-1 recipe first, or point init.weights at its final/ folder)" if stage2 else ""
             raise type(err)(f"recipe init.weights: {err}{hint}") from None
         if stage2:
             init_stage2(model, weights, teacher)
         else:
-            from tokenkit.weights.state import load_weights
-
             load_weights(model, weights)
     objective = MaskedTokens(recipe.objective) if recipe.objective is not None else None
     eval_data = build_part("dataset", recipe.eval) if recipe.eval is not None else None
