@@ -80,4 +80,4 @@ def test_bad_generate_outputs_fail_before_any_model_is_built(tmp_path, capsys, m
 def test_generate_batch_size_zero_is_refused(tmp_path, capsys):
     assert main(["generate", "maskgit-tiny", "titok-tiny", "--labels", "1", "--batch-size", "0",
                  "--out", str(tmp_path / "x.png")]) == 2
-    assert "--batch-size must be at least 1" in capsys.readouterr().err
+    assert "--batch-size must be a positive int, got 0" in capsys.readouterr().err

@@ -1,13 +1,22 @@
 """The ``tokenkit`` command line: ``list``, ``info``, ``generate``, ``ablate``, ``demo``, ``train``,
-``pretokenize``, ``reconstruct``, ``encode``, ``decode`` and ``eval`` (see ``tokenkit.evaluation.cli``)."""
+``pretokenize``, ``reconstruct``, ``encode``, ``decode`` and ``eval`` (see ``tokenkit.evaluation.cli``).
+
+A user error (bad arguments, a missing or unwritable file, a missing optional package, an unreadable
+image) is one line ``tokenkit: error: ...`` on stderr and exit status 2; arguments are checked before
+any work starts. Ctrl-C is ``tokenkit: interrupted`` and exit status 130. Anything else is a bug and
+keeps its traceback (exit status 1). ``--debug`` (before or after the subcommand) re-raises every
+error with its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +24,8 @@ import tokenkit as tk
 from tokenkit.errors import TokenkitError
 from tokenkit.images import SAVE_FORMATS
 from tokenkit.precision import PRECISIONS
+from tokenkit.typecheck import NON_NEGATIVE, POSITIVE, InRange
 from tokenkit.weights.io import atomic_write
-
 
 PRECISION_CHOICES = PRECISIONS
 PRECISION_HELP = ("arithmetic (default: auto = bf16 where the hardware runs it natively: CUDA with bf16, "
@@ -99,28 +108,30 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def check_output_file(path: str, formats: dict[str, str], what: str) -> Path:
-    """``path`` as a writable output file of one of ``formats`` (extension -> Pillow format), checked
-    before any work starts.
+def check_output_file(path: str, formats: dict[str, str] | None, what: str, *, create: bool = True) -> Path:
+    """``path`` as a writable output file of one of ``formats`` (extension -> Pillow format; ``None``:
+    any), checked before any work starts; its folder is created unless ``create`` is false.
 
     Raises:
         ConfigError: A folder, an unsupported extension, or a place this user cannot write.
     """
     out = Path(path)
     if out.is_dir():
-        raise tk.ConfigError(f"{what} {path!r} is a folder; give a file name such as {out / 'samples.png'}")
+        example = out / ("samples." + next(iter(formats)) if formats else "out")
+        raise tk.ConfigError(f"{what} {path!r} is a folder; give a file name such as {example}")
     extension = out.suffix.lower().lstrip(".")
-    if extension not in formats:
+    if formats is not None and extension not in formats:
         raise tk.ConfigError(f"{what} {path!r} must end in one of {', '.join('.' + e for e in formats)}")
-    check_output_folder(out.parent, what)
+    check_output_folder(out.parent, what, create=create)
     return out
 
 
-def check_output_folder(path: str | Path, what: str) -> Path:
-    """``path`` as a folder that can be written to (created if missing).
+def check_output_folder(path: str | Path, what: str, *, create: bool = True) -> Path:
+    """``path`` as a folder that can be written to, tried by creating its missing folders and a
+    temporary file in it (the folders stay only with ``create``).
 
     Raises:
-        ConfigError: ``path`` is a file, or its nearest existing folder is not writable.
+        ConfigError: ``path`` is a file, or it cannot be created or written to.
     """
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
@@ -128,11 +139,51 @@ def check_output_folder(path: str | Path, what: str) -> Path:
     existing = _nearest_existing(folder)
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise tk.ConfigError(f"{what}: cannot write under {str(existing)!r} (not a writable folder)")
+    missing = [folder.absolute(), *folder.absolute().parents]
+    missing = missing[: missing.index(existing)]
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
     except OSError as err:
-        raise tk.ConfigError(f"{what}: cannot create the folder {str(folder)!r}: {err.strerror or err}") from None
+        raise tk.ConfigError(f"{what}: cannot write to the folder {str(folder)!r}: {err.strerror or err}") from None
+    finally:
+        for created in missing if not create else ():
+            with contextlib.suppress(OSError):
+                created.rmdir()
     return folder
+
+
+def check_input_file(path: str | None, what: str) -> None:
+    """Refuse a given ``path`` that is not an existing file (``None`` passes).
+
+    Raises:
+        ConfigError: Naming the option and the path.
+    """
+    if path is not None and not Path(path).is_file():
+        state = "is a folder, not a file" if Path(path).is_dir() else "does not exist"
+        raise tk.ConfigError(f"{what} {path!r} {state}")
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The subcommand parsers of ``parser`` by the namespace attribute that names the chosen one."""
+    return {action.dest: action.choices for action in parser._actions
+            if isinstance(action, argparse._SubParsersAction)}
+
+
+def check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check the numeric options of ``parser`` and of the subcommands chosen in ``args`` whose ``type`` is an
+    [`InRange`][tokenkit.typecheck.InRange].
+
+    Raises:
+        ConfigError: The first option out of range, by its flag.
+    """
+    for action in parser._actions:
+        if isinstance(action.type, InRange):
+            action.type.check(action.option_strings[-1] if action.option_strings else action.dest,
+                              getattr(args, action.dest, None))
+    for dest, choices in _subparsers(parser).items():
+        if getattr(args, dest, None) in choices:
+            check_bounds(choices[getattr(args, dest)], args)
 
 
 def generate_command(args: argparse.Namespace) -> None:
@@ -156,10 +207,6 @@ def generate_command(args: argparse.Namespace) -> None:
         _warn("--bf16 is deprecated; use --precision bf16 (or --precision auto, the default)")
         precision = "bf16"
     resolve_precision(precision, args.device)  # a bad combination fails before the models are built
-    if args.batch_size < 1:
-        raise tk.ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.nrow is not None and args.nrow < 1:
-        raise tk.ConfigError(f"--nrow must be at least 1, got {args.nrow}")
     out = check_output_file(args.out, SAVE_FORMATS, "--out")
     if args.separate:
         check_output_folder(args.separate, "--separate")
@@ -222,6 +269,8 @@ def ablate_command(args: argparse.Namespace, extra: Sequence[str]) -> None:
             weights = {label.strip(): source for label, _, source in pairs}
     if weights is not None and args.eval_data is None:
         raise tk.ConfigError("--weights needs --eval-data (the images the quality columns are measured on)")
+    check_input_file(args.inception_weights, "--inception-weights")
+    check_output_folder(args.out, "--out", create=False)
     result = tk.ablate(args.base, throughput=not args.no_throughput, batch=args.batch, repeats=args.repeats,
                        warmup=args.warmup, min_time=args.min_time, device=args.device, progress=True, eval_data=args.eval_data, weights=weights,
                        eval_metrics=args.eval_metrics, protocol=args.protocol, num_images=args.num_images,
@@ -240,6 +289,7 @@ def demo_command(args: argparse.Namespace) -> None:
     """``tokenkit demo``: train a small tokenizer on the bundled images, write a grid, print metrics."""
     from tokenkit.train.demo import DEMO_STEPS, run_demo
 
+    check_output_folder(args.out, "--out", create=False)
     print(f"training a small 1D tokenizer on the bundled images for {args.steps or DEMO_STEPS} steps (CPU) ...")
     metrics = run_demo(args.out, steps=args.steps, seed=args.seed, precision=args.precision)
     print(f"PSNR {metrics['psnr']:.2f} dB | SSIM {metrics['ssim']:.3f} | codebook usage {metrics['usage'] * 100:.1f}% "
@@ -254,6 +304,7 @@ def train_command(args: argparse.Namespace) -> None:
     from tokenkit.train.recipe import load_recipe, run_recipe
 
     recipe = load_recipe(recipe_path(args.recipe), args.overrides)
+    check_output_folder(recipe.train.output_dir, "train.output_dir", create=False)
     metrics = run_recipe(recipe, resume=not args.restart)
     from accelerate import PartialState
 
@@ -303,8 +354,10 @@ def data_part(data: str | None, size: int) -> tk.Part:
 
 def pretokenize_command(args: argparse.Namespace) -> None:
     """``tokenkit pretokenize MODEL --out PATH``: images -> token ids for generator training."""
-    from tokenkit.train.pretokenize import pretokenize
+    from tokenkit.train.pretokenize import OUTPUT_SUFFIXES, pretokenize
 
+    check_output_file(args.out, {suffix.lstrip("."): suffix for suffix in OUTPUT_SUFFIXES}, "--out", create=False)
+    data_part(args.data, args.size or 1)  # a bad --data fails before the tokenizer is loaded
     if args.weights is None and args.model and Path(args.model).exists():  # a saved tokenizer folder or file
         tokenizer = tk.from_pretrained(args.model, device=args.device)
     else:
@@ -380,8 +433,6 @@ def _read_batches(paths: Sequence[Path], names: Sequence[str], size: int, batch_
     from tokenkit.datasets.transforms import ImageDecodeError
     from tokenkit.images import load_image
 
-    if batch_size < 1:
-        raise tk.ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     batch_names, images, count = [], [], 0
     for path, name in zip(paths, names):
         try:
@@ -445,7 +496,7 @@ def reconstruct_command(args: argparse.Namespace) -> None:
     from tokenkit.metrics import psnr
     from tokenkit.weights.io import save_json
 
-    out = Path(args.out)
+    out = check_output_folder(args.out, "--out", create=False)
     paths, names = _image_files(args.images, exclude=out)
     _refuse_existing([out / f"{n}.png" for n in names] + [out / "metrics.json"], args.overwrite)
     tok, source = _tokenizer(args.model, args.weights, args.device)
@@ -511,9 +562,7 @@ def encode_command(args: argparse.Namespace) -> None:
 
     from tokenkit.weights.io import save_safetensors
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".safetensors":
-        raise tk.ConfigError(f"--out {str(out)!r} must end in .safetensors")
+    out = check_output_file(args.out, {"safetensors": "safetensors"}, "--out", create=False)
     _refuse_existing([out], args.overwrite)
     paths, all_names = _image_files(args.images)
     tok, source = _tokenizer(args.model, args.weights, args.device, discrete=True)
@@ -575,8 +624,7 @@ def decode_command(args: argparse.Namespace) -> None:
     from tokenkit.images import save_images
     from tokenkit.specs import TokenizerSpec
 
-    if args.batch_size < 1:
-        raise tk.ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    out = check_output_folder(args.out, "--out", create=False)
     ids, meta = read_ids(args.ids)
     if ids.ndim not in (2, 3) or not ids.shape[0]:
         raise tk.ConfigError(f"{args.ids}: ids must be (B, N) or (B, N, Q) with B >= 1, got {tuple(ids.shape)}")
@@ -588,7 +636,6 @@ def decode_command(args: argparse.Namespace) -> None:
             _warn(f"{args.ids} stores unusable image names; writing 00000.png, 00001.png, ...")
         else:
             names = stored
-    out = Path(args.out)
     _refuse_existing([out / f"{n}.png" for n in names], args.overwrite)
     if args.model:
         tok, source = _tokenizer(args.model, args.weights, args.device, discrete=True)
@@ -614,9 +661,53 @@ def decode_command(args: argparse.Namespace) -> None:
     print(f"wrote {_plural(len(written), 'image')} ({tok.image_size}x{tok.image_size}) to {out}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tokenkit`` console script; returns the exit status."""
+def check_eval_paths(args: argparse.Namespace) -> None:
+    """The input files and output places of a ``tokenkit eval`` subcommand, checked before any work starts.
+
+    Raises:
+        ConfigError: An input file that does not exist; an output that is a folder where a file
+            belongs (or the reverse), or a place that cannot be written.
+    """
+    command = args.eval_command
+    if command == "weights":
+        check_input_file(args.compare, "--compare")
+        return
+    check_input_file(args.inception_weights, "--inception-weights")
+    if command == "reference":
+        check_output_file(args.out, None, "--out", create=False)
+        return
+    check_output_folder(args.out, "--out", create=False)
+    if command in ("reconstruct", "rate-distortion"):
+        check_input_file(args.ref_stats, "--ref-stats")
+    if command in ("reconstruct", "generate") and args.state_dir is not None:
+        check_output_folder(args.state_dir, "--state-dir", create=False)
+    if command == "generate" and args.npz is not None:
+        check_output_file(args.npz, None, "--npz", create=False)
+
+
+def eval_command(args: argparse.Namespace) -> None:
+    """``tokenkit eval ...``: the paths checked, then [`tokenkit.evaluation.cli.run`][tokenkit.evaluation.cli.run]."""
+    from tokenkit.evaluation import cli as eval_cli
+
+    check_eval_paths(args)
+    eval_cli.run(args)
+
+
+DEBUG_HELP = "on an error, show the full traceback instead of one line"
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` after any subcommand, too (it does not reset a ``--debug`` given before it)."""
+    for choices in _subparsers(parser).values():
+        for child in choices.values():
+            child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+            _add_debug(child)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tokenkit`` argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="tokenkit", description="Pluggable image-tokenizer building blocks.")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="list reference models (or parts with --parts KIND)")
     p_list.add_argument("pattern", nargs="?", default="*", help="glob pattern, e.g. 'titok-b*'")
@@ -631,29 +722,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_gen.add_argument("--labels", default="1,7,282,604", help="comma-separated class ids (default: 1,7,282,604)")
     p_gen.add_argument("--generator-weights", metavar="SRC", help="file, folder or Hub id of the generator weights")
     p_gen.add_argument("--tokenizer-weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
-    p_gen.add_argument("--steps", type=int, help="sampling steps (default: the generator's)")
+    p_gen.add_argument("--steps", type=InRange(POSITIVE), help="sampling steps (default: the generator's)")
     p_gen.add_argument("--guidance", type=float, help="guidance scale")
     p_gen.add_argument("--guidance-decay", choices=["constant", "linear", "power-cosine"])
     p_gen.add_argument("--temperature", type=float, help="Gumbel temperature")
     p_gen.add_argument("--schedule", choices=["arccos", "cosine", "linear"], help="mask schedule")
     p_gen.add_argument("--seed", type=int, default=0)
-    p_gen.add_argument("--batch-size", type=int, default=8)
+    p_gen.add_argument("--batch-size", type=InRange(POSITIVE), default=8)
     p_gen.add_argument("--device", default="cpu")
     p_gen.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p_gen.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)  # deprecated: --precision bf16
     p_gen.add_argument("--out", default="samples.png", help="PNG grid to write (default: samples.png)")
-    p_gen.add_argument("--nrow", type=int, help="images per grid row")
+    p_gen.add_argument("--nrow", type=InRange(POSITIVE), help="images per grid row")
     p_gen.add_argument("--separate", metavar="DIR", help="also write one PNG per sample into DIR")
     p_abl = sub.add_parser("ablate", help="cost of a grid of compositions: --KNOB v1,v2 ... -> table and plot",
                            epilog="Every other option --KNOB v1,v2,... is an axis over a knob of BASE, e.g. "
                                   "--num-tokens 8,16,32 --quantizer vq,fsq --encoder-size small,base")
     p_abl.add_argument("base", help="tokenizer model name, e.g. titok-tiny")
     p_abl.add_argument("--out", default="ablation", help="folder for ablation.csv/.md/.png (default: ablation)")
-    p_abl.add_argument("--batch", type=int, default=4, help="images per timed call")
-    p_abl.add_argument("--repeats", type=int, default=5,
+    p_abl.add_argument("--batch", type=InRange(POSITIVE), default=4, help="images per timed call")
+    p_abl.add_argument("--repeats", type=InRange(POSITIVE), default=5,
                        help="least number of timed calls per measurement; the median is reported (default 5)")
-    p_abl.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
-    p_abl.add_argument("--min-time", type=float, default=1.0, metavar="SECONDS",
+    p_abl.add_argument("--warmup", type=InRange(NON_NEGATIVE), default=2, help="untimed calls before timing (default 2)")
+    p_abl.add_argument("--min-time", type=InRange(NON_NEGATIVE, float), default=1.0, metavar="SECONDS",
                        help="keep timing until the timed calls add up to this (default 1.0)")
     p_abl.add_argument("--device", default="cpu")
     p_abl.add_argument("--no-throughput", action="store_true", help="skip the timings (FLOPs only)")
@@ -664,14 +755,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "repeatable); one SRC alone for a one-row grid. Rows without weights are random")
     p_abl.add_argument("--eval-metrics", metavar="LIST", help="quality metrics (default: psnr,fid)")
     p_abl.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"], help="evaluation protocol")
-    p_abl.add_argument("--num-images", type=int, help="evaluate on the first N images only")
-    p_abl.add_argument("--eval-batch-size", type=int, default=50, help="images per evaluation batch")
+    p_abl.add_argument("--num-images", type=InRange(POSITIVE), help="evaluate on the first N images only")
+    p_abl.add_argument("--eval-batch-size", type=InRange(POSITIVE), default=50, help="images per evaluation batch")
     p_abl.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file")
     p_abl.add_argument("--skip-random", action="store_true", help="leave the quality columns of rows without "
                                                                   "weights empty instead of evaluating random weights")
     p_demo = sub.add_parser("demo", help="train a small tokenizer on the bundled images (CPU, offline), "
                                          "write a reconstruction grid and print PSNR/SSIM/codebook usage")
-    p_demo.add_argument("--steps", type=int, help="training steps (default: the demo's own, see the training guide)")
+    p_demo.add_argument("--steps", type=InRange(POSITIVE), help="training steps (default: the demo's own, see the training guide)")
     p_demo.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p_demo.add_argument("--seed", type=int, default=0)
     p_demo.add_argument("--out", default="tokenkit-demo", help="output folder (default: tokenkit-demo)")
@@ -687,12 +778,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_pre.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
     p_pre.add_argument("--data", help="image folder (labels from sub-folders), .tar shard pattern, or a JSON part "
                                       "'{\"part\": NAME, \"config\": {...}}' (default: the bundled images)")
-    p_pre.add_argument("--size", type=int, help="image side (default: the tokenizer's image size)")
-    p_pre.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    p_pre.add_argument("--size", type=InRange(POSITIVE), help="image side (default: the tokenizer's image size)")
+    p_pre.add_argument("--batch-size", type=InRange(POSITIVE), default=64, help="images per batch (default 64)")
     p_pre.add_argument("--no-flip", action="store_true", help="skip the horizontally flipped copies")
     p_pre.add_argument("--allow-unlabelled", action="store_true", help="accept images without a label (-1)")
     p_pre.add_argument("--device", default="cpu")
-    p_pre.add_argument("--num-workers", type=int, default=0, help="DataLoader worker processes (default 0)")
+    p_pre.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes (default 0)")
     p_rec = sub.add_parser("reconstruct", help="images -> tokenizer -> side-by-side PNGs (original | reconstruction) "
                                                "and a PSNR / LPIPS table")
     p_enc = sub.add_parser("encode", help="images -> token ids (.safetensors, with the image names and model spec)")
@@ -702,7 +793,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="image files and/or folders (searched recursively)")
         p.add_argument("--model", required=True, help="tokenizer model name (e.g. titok-l32), or a saved tokenizer "
                                                       "folder/file ('' with --weights: the composition from the weights)")
-        p.add_argument("--size", type=int, help="image side (default: the model's image size)")
+        p.add_argument("--size", type=InRange(POSITIVE), help="image side (default: the model's image size)")
         p.add_argument("--no-exif", action="store_true", help="ignore the EXIF orientation of photos")
         p.add_argument("--skip-unreadable", action="store_true",
                        help="skip files that cannot be decoded, with a warning (default: stop with an error)")
@@ -714,25 +805,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_dec.add_argument("--model", help="tokenizer model name or saved tokenizer (default: the spec stored in the file)")
     for p in (p_rec, p_enc, p_dec):
         p.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
-        p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
+        p.add_argument("--batch-size", type=InRange(POSITIVE), default=16, help="images per batch (default 16)")
         p.add_argument("--device", default="cpu")
         p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     from tokenkit.evaluation import cli as eval_cli
 
     eval_cli.add_parser(sub)
+    _add_debug(parser)
+    return parser
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one-line message of an error caused by the user or the environment, or ``None`` for a bug.
+
+    User errors: tokenkit's own errors (bad input, unreadable images, existing outputs), ``OSError``
+    (a missing file, no permission, a full disk: the path first) and a missing optional package. A
+    message of several lines is joined into one.
+    """
+    if isinstance(err, TokenkitError):
+        message = str(err)
+    elif isinstance(err, OSError):
+        paths = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        reason = err.strerror or str(err)
+        message = f"{paths}: {reason}" if paths else reason
+    elif isinstance(err, ImportError) and (err.name or "").partition(".")[0] != "tokenkit":
+        message = f"{err} (an optional dependency this command needs; install it)"
+    else:
+        return None
+    return " ".join(line.strip() for line in message.splitlines() if line.strip()) or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tokenkit`` console script; returns the exit status (0; 2 for a user error,
+    130 when interrupted; a bug raises)."""
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ablate":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    handlers = {
+        "list": list_command, "info": info_command, "generate": generate_command,
+        "ablate": lambda a: ablate_command(a, extra), "demo": demo_command, "train": train_command,
+        "pretokenize": pretokenize_command, "reconstruct": reconstruct_command, "encode": encode_command,
+        "decode": decode_command, "eval": eval_command,
+    }
     try:
-        handlers = {
-            "list": list_command, "info": info_command, "generate": generate_command,
-            "ablate": lambda a: ablate_command(a, extra), "demo": demo_command, "train": train_command,
-            "pretokenize": pretokenize_command, "reconstruct": reconstruct_command, "encode": encode_command,
-            "decode": decode_command, "eval": eval_cli.run,
-        }
+        check_bounds(parser, args)
         handlers[args.command](args)
-    except TokenkitError as err:
-        print(f"tokenkit: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("tokenkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        message = None if args.debug else user_error(err)
+        if message is None:
+            raise
+        print(f"tokenkit: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -57,6 +57,7 @@ from tokenkit.errors import ConfigError
 __all__ = [
     "NON_NEGATIVE",
     "POSITIVE",
+    "InRange",
     "OptionError",
     "Range",
     "check_dataclass",
@@ -332,6 +333,40 @@ def check_dataclass(instance: Any, *, prefix: str = "", ranges: Mapping[str, Ran
         converted = check_value(value, hints[field.name], _join(prefix, field.name), rng=ranges.get(field.name))
         if converted is not value:
             object.__setattr__(instance, field.name, converted)
+
+
+class InRange:
+    """An argparse ``type`` for a numeric option with a [`Range`][tokenkit.typecheck.Range]:
+    ``parser.add_argument("--batch-size", type=InRange(POSITIVE))``.
+
+    Parsing only converts (a value that is not a number is argparse's own usage error); the command
+    line checks the range with [`check`][tokenkit.typecheck.InRange.check] before any work starts, so
+    that a value out of range is one ``ConfigError`` line.
+
+    Args:
+        rng: The values accepted.
+        cast: ``int`` or ``float`` (floats must also be finite).
+
+    Example:
+        >>> workers = InRange(NON_NEGATIVE)
+        >>> workers("4")
+        4
+        >>> workers.check("--num-workers", -1)
+        Traceback (most recent call last):
+        ...
+        tokenkit.typecheck.OptionError: --num-workers must be a non-negative int, got -1
+    """
+
+    def __init__(self, rng: Range, cast: type = int) -> None:
+        self.rng, self.cast, self.__name__ = rng, cast, cast.__name__  # argparse names the type in its errors
+
+    def __call__(self, text: str) -> Any:
+        return self.cast(text)
+
+    def check(self, option: str, value: Any) -> None:
+        """Raise ``OptionError`` naming ``option`` unless ``value`` (``None``: not given) is in range."""
+        if value is not None:
+            check_value(value, self.cast, option, rng=self.rng)
 
 
 def construct(cls: type, values: Any, *, prefix: str, ranges: Mapping[str, Range] | None = None) -> Any:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from tokenkit.typecheck import NON_NEGATIVE, POSITIVE, InRange
+
 WEIGHTS_HELP = (
     "FID Inception weights: --inception-weights PATH, else $TOKENKIT_INCEPTION_WEIGHTS, else the torch hub cache "
     "files of pytorch-fid / torch-fidelity (pt_inception-2015-12-05-6726825d.pth), else the network in the "
@@ -16,7 +18,7 @@ def _common(p: argparse.ArgumentParser, *, metrics: str, resumable: bool = True)
     p.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"],
                    help="evaluation protocol (default: titok, the official evaluator)")
     p.add_argument("--metrics", help=f"comma-separated subset of {metrics}")
-    p.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
+    p.add_argument("--batch-size", type=InRange(POSITIVE), default=50, help="images per batch (default: 50)")
     p.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file (see below)")
     p.add_argument("--device", default="cpu", help="device (default: cpu)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
@@ -40,22 +42,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p_rec.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
     p_rec.add_argument("--ref-stats", metavar="NPZ", help="statistics of the real images (tokenkit eval reference) "
                                                           "instead of a second Inception pass")
-    p_rec.add_argument("--num-images", type=int, help="only the first N images")
-    p_rec.add_argument("--num-tokens", type=int, help="decode only the first K tokens (tail-drop bottlenecks)")
-    p_rec.add_argument("--num-workers", type=int, default=0, help="DataLoader workers decoding images")
+    p_rec.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
+    p_rec.add_argument("--num-tokens", type=InRange(POSITIVE), help="decode only the first K tokens (tail-drop bottlenecks)")
+    p_rec.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader workers decoding images")
     _common(p_rec, metrics="fid, is, kid, pr, sfid, psnr, ssim, lpips, usage")
     p_gen = ev.add_parser("generate", help="generation quality: sample N images, score them against a reference",
                           epilog=WEIGHTS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p_gen.add_argument("generator", help="generator name (e.g. maskgit-titok-l32) or a saved folder")
     p_gen.add_argument("tokenizer", help="tokenizer name (e.g. titok-l32) or a saved folder")
-    p_gen.add_argument("--num", type=int, default=50000, help="samples (50 per class for ImageNet's 1,000 classes)")
+    p_gen.add_argument("--num", type=InRange(POSITIVE), default=50000, help="samples (50 per class for ImageNet's 1,000 classes)")
     p_gen.add_argument("--ref", metavar="SRC", help="reference: statistics .npz (tokenkit or ADM's "
                                                     "VIRTUAL_imagenet256_labeled.npz) or real images (folder / shards)")
     p_gen.add_argument("--npz", metavar="PATH", help="also write the samples as an ADM-format .npz")
     p_gen.add_argument("--generator-weights", metavar="SRC")
     p_gen.add_argument("--tokenizer-weights", metavar="SRC")
     p_gen.add_argument("--seed", type=int, default=42, help="base seed (batch k uses seed + k)")
-    p_gen.add_argument("--steps", type=int, help="sampling steps (default: the generator's)")
+    p_gen.add_argument("--steps", type=InRange(POSITIVE), help="sampling steps (default: the generator's)")
     p_gen.add_argument("--guidance", type=float, help="guidance scale")
     p_gen.add_argument("--temperature", type=float, help="Gumbel temperature")
     _common(p_gen, metrics="fid, is, kid, pr, sfid")
@@ -63,15 +65,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           epilog=WEIGHTS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p_ref.add_argument("data", nargs="+", help="image folder(s) / files, an .npz (arr_0) or .tar shards")
     p_ref.add_argument("--out", required=True, metavar="NPZ", help="output .npz")
-    p_ref.add_argument("--size", type=int, default=256, help="image side after the protocol's crop")
+    p_ref.add_argument("--size", type=InRange(POSITIVE), default=256, help="image side after the protocol's crop")
     p_ref.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"])
     p_ref.add_argument("--no-features", action="store_true",
                        help="store only mu/sigma (no pool features: no KID / precision / recall later)")
-    p_ref.add_argument("--num-images", type=int, help="only the first N images")
-    p_ref.add_argument("--batch-size", type=int, default=50)
+    p_ref.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
+    p_ref.add_argument("--batch-size", type=InRange(POSITIVE), default=50)
     p_ref.add_argument("--inception-weights", metavar="PATH")
     p_ref.add_argument("--device", default="cpu")
-    p_ref.add_argument("--num-workers", type=int, default=0)
+    p_ref.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0)
     p_rd = ev.add_parser("rate-distortion", help="quality against bits per image: a prefix sweep of one tail-drop "
                                                  "tokenizer, or several models", epilog=WEIGHTS_HELP,
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -81,8 +83,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p_rd.add_argument("--weights", metavar="SRC", help="weights of a single MODEL given by name")
     p_rd.add_argument("--num-tokens", help="token counts, e.g. 1,2,4,8 (default: powers of two up to N)")
     p_rd.add_argument("--ref-stats", metavar="NPZ", help="statistics of the real images (tokenkit eval reference)")
-    p_rd.add_argument("--num-images", type=int, help="only the first N images")
-    p_rd.add_argument("--num-workers", type=int, default=0)
+    p_rd.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
+    p_rd.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0)
     _common(p_rd, metrics="fid, is, kid, pr, sfid, psnr, ssim, lpips, usage (default: psnr, lpips, fid)",
             resumable=False)
     p_rd.set_defaults(out="rate-distortion")
@@ -166,10 +168,6 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from tokenkit.errors import ConfigError
-
-    if getattr(args, "batch_size", 1) < 1:
-        raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     if args.eval_command == "weights":
         from tokenkit.evaluation.inception_weights import find_inception_weights
 
