@@ -13,8 +13,8 @@ from tokenkit.train.objectives import (
     reconstruction_loss,
 )
 from tokenkit.train.optim import EMA, cosine_schedule, parameter_groups
-from tokenkit.train.trainer import TrainConfig, Trainer
+from tokenkit.train.trainer import NonFiniteLossError, TrainConfig, Trainer
 
-__all__ = ["EMA", "BatchStream", "MaskedTokens", "MaskedTokensConfig", "Objective", "ProxyCodes", "Reconstruction",
+__all__ = ["EMA", "BatchStream", "MaskedTokens", "MaskedTokensConfig", "NonFiniteLossError", "Objective", "ProxyCodes", "Reconstruction",
            "StepOutput", "TrainConfig", "Trainer", "cosine_schedule", "latest_checkpoint", "load_checkpoint",
            "loss_from_module", "parameter_groups", "reconstruction_loss", "save_checkpoint"]

@@ -10,8 +10,14 @@ an [objective][tokenkit.train.objectives]: tokenizer reconstruction, TiTok
 stage-1 proxy codes, or masked-token generator training.
 
 Several processes (``accelerate launch`` or ``torchrun``) split every global
-batch of ``batch_size x processes`` images; gradients are averaged, so the run
-follows the single-process run with batch ``batch_size x processes``.
+batch of ``batch_size x processes`` images; gradients are averaged (the
+discriminators' too), so the run follows the single-process run with batch
+``batch_size x processes``.
+
+A NaN / Inf input or loss never reaches the weights: the step is checked before
+any optimizer touches them, and it either stops the run with a
+[`NonFiniteLossError`][tokenkit.train.trainer.NonFiniteLossError] or is dropped
+(``on_nonfinite``, see [`Trainer`][tokenkit.train.trainer.Trainer]).
 """
 
 from __future__ import annotations
@@ -23,17 +29,16 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from tokenkit.contracts import TokenizerOutput
-from tokenkit.errors import ConfigError
+from tokenkit.errors import ConfigError, TokenkitError
 from tokenkit.precision import describe, resolve_precision
 from tokenkit.precision import autocast as precision_autocast
 from tokenkit.train.config import TrainConfig
-from tokenkit.train.checkpoint import load_latest, remove_stale_temporaries, save_checkpoint
+from tokenkit.train.checkpoint import latest_checkpoint, load_latest, remove_stale_temporaries, save_checkpoint
 from tokenkit.train.data import BatchStream, to_device
 from tokenkit.train.objectives import (
     LossFn,
@@ -41,10 +46,21 @@ from tokenkit.train.objectives import (
     Objective,
     ProxyCodes,
     Reconstruction,
+    StepOutput,
     default_loss,
     loss_from_module,
 )
 from tokenkit.train.optim import EMA, adamw, cosine_schedule, parameter_groups
+
+
+class NonFiniteLossError(TokenkitError, RuntimeError):
+    """A training step met a NaN / Inf input or loss (``on_nonfinite: stop``).
+
+    Raised before any optimizer step, so the model, EMA, optimizers and discriminators are as
+    after the previous step. The message names the step, what was not finite (the loss terms,
+    the process), the last good checkpoint and how to skip such steps instead.
+    """
+
 
 class Trainer:
     """Train a tokenizer or a generator on a tensor of images or any dataset.
@@ -60,9 +76,11 @@ class Trainer:
             + 1e-6 x KL for a continuous bottleneck).
         model: A built model (default: ``tk.build(config.model, **config.knobs)`` under the seed).
         loss_module: A loss part (kind ``loss``, e.g. a ``composite``); replaces ``loss_fn``. Its
-            adversarial terms get a discriminator step after each generator step, with their own
-            AdamW optimizer (``d_lr``; the generator's schedule over the steps from their
-            ``start_step``), from their ``start_step``.
+            adversarial terms train their discriminators from their ``start_step``: the hinge (+ LeCAM)
+            loss of every micro-batch's detached reconstructions is back-propagated next to the
+            generator's, and their own AdamW optimizer (``d_lr``; the generator's schedule over the
+            steps from their ``start_step``) steps once per optimizer step. With several processes the
+            discriminators are one DDP module, so their gradients are averaged like the model's.
         teacher: A frozen tokenizer whose codes are the targets (TiTok stage 1,
             [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes]).
         objective: What a step computes; default chosen from the model:
@@ -71,6 +89,20 @@ class Trainer:
             [`Reconstruction`][tokenkit.train.objectives.Reconstruction].
         eval_data: Held-out images or dataset for [`evaluate`][tokenkit.train.trainer.Trainer.evaluate]
             (every ``eval_every`` steps).
+
+    Non-finite values (``config.on_nonfinite``): the floating-point tensors of every micro-batch are
+    checked for NaN / Inf before its forward pass (a bad batch counts like a non-finite loss; it still
+    runs, with its NaN / Inf set to 0, so that every process takes part in the same collective
+    operations and no ``ContractError`` is raised at the model's boundary), its loss and
+    discriminator loss after it. At the last micro-batch of a step the processes agree (one
+    all-reduce of a flag per step) whether any was not finite; if so, no optimizer steps, the
+    gradients are zeroed, the buffers of the model and the discriminators (EMA codebooks, LeCAM
+    averages) are put back and the EMA is not updated. ``stop`` (default) then raises
+    [`NonFiniteLossError`][tokenkit.train.trainer.NonFiniteLossError] on every process. ``skip``
+    warns (main process), counts the step in ``skipped_nonfinite`` (logged, and kept in checkpoints)
+    and goes on: the step counter, the data position and the learning-rate schedules advance as for
+    any step, so the run still ends after ``steps`` steps and resumes exactly; only the update is
+    dropped. An fp16 loss scale still skips steps whose *gradients* overflow, as before.
     """
 
     def __init__(self, config: TrainConfig, data: torch.Tensor | Any, *, loss_fn: LossFn | None = None,
@@ -117,6 +149,8 @@ class Trainer:
         self.d_optimizer = (adamw(d_params, lr=d_lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
                             if d_params else None)
         self.d_scaler = _grad_scaler(self.precision, self.accelerator.device) if d_params else None
+        self.discriminators = _Discriminators(self.adversarial) if d_params else None
+        """All discriminator losses as one module (DDP-wrapped with several processes), or ``None``."""
         # as officially: the generator's warm-up/cosine multiplier, over the steps the discriminator trains
         d_start = min((getattr(getattr(m, "config", None), "start_step", 0) for m in self.adversarial), default=0)
         self.d_scheduler = (cosine_schedule(self.d_optimizer, warmup_steps=config.warmup_steps,
@@ -131,9 +165,13 @@ class Trainer:
                                          total_steps=config.steps, base_lr=config.lr, end_lr=config.end_lr)
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
         self.step = 0
+        self.skipped_nonfinite = 0
+        """Steps dropped for a NaN / Inf input or loss (``on_nonfinite: skip``), over the whole run."""
         self._samples: torch.Tensor | None = None
         # the scheduler is stepped by hand once per optimizer step (a prepared one would step once per process)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        if self.discriminators is not None:  # the loss part keeps the unwrapped modules: checkpoints hold plain names
+            self.discriminators, self.d_optimizer = self.accelerator.prepare(self.discriminators, self.d_optimizer)
         if config.log_with:
             self.accelerator.init_trackers(config.project, config={**_flat(dataclasses.asdict(config)),
                                                                    "precision_resolved": self.precision})
@@ -182,6 +220,7 @@ class Trainer:
         unwrapped = self.accelerator.unwrap_model(self.model)
         return {
             "step": self.step, "data": self.data.state_dict(), "data_per_process": None,
+            "skipped_nonfinite": self.skipped_nonfinite,
             "model": unwrapped.state_dict(), "ema": None if self.ema is None else self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "loss_module": None if self.loss_module is None else self.loss_module.state_dict(),
@@ -224,6 +263,7 @@ class Trainer:
             torch.cuda.set_rng_state(cuda_rng[self.accelerator.process_index].cpu())
         random.setstate((3, tuple(state["python_rng"]), state.get("python_gauss")))
         self.step = state["step"]
+        self.skipped_nonfinite = int(state.get("skipped_nonfinite", 0))
         positions = state.get("data_per_process")
         rank = self.accelerator.process_index
         if positions is not None and len(positions) == self.accelerator.num_processes:
@@ -310,23 +350,9 @@ class Trainer:
         last: dict[str, Any] = {}
         start_time = time.perf_counter()
         while self.step < end:
-            for _ in range(config.grad_accum):
-                batch = to_device(self.data.next(), acc.device)
-                with acc.accumulate(self.model):
-                    with self.autocast():  # forward and loss; backward and the step run outside autocast
-                        result = self.objective(self.model, batch, self.step)
-                    acc.backward(result.loss if self.scaler is None else self.scaler.scale(result.loss))
-                    if acc.sync_gradients:
-                        _optimizer_step(self.optimizer, self.scaler,
-                                        lambda: acc.clip_grad_norm_(self.model.parameters(), config.clip)
-                                        if config.clip > 0 else None)
-                        self.scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-            terms = dict(result.terms)
-            if self.d_optimizer is not None and result.output is not None:
-                terms.update(self._discriminator_step(result.images, result.output))
+            result, terms, applied = self._train_step()
             self.step += 1
-            if self.ema is not None:
+            if applied and self.ema is not None:
                 self.ema.update(acc.unwrap_model(self.model))
             bar.update(1)
             if self.step % config.log_every == 0 or self.step == end:
@@ -334,6 +360,7 @@ class Trainer:
                         **{k: float(v) for k, v in terms.items()},
                         **{k: float(v) for k, v in result.stats.items()},
                         **({} if self.scaler is None else {"loss_scale": float(self.scaler.get_scale())}),
+                        **({"skipped_nonfinite": self.skipped_nonfinite} if config.on_nonfinite == "skip" else {}),
                         "seconds": time.perf_counter() - start_time, "precision": self.precision}
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
                 self._log(last)
@@ -414,30 +441,179 @@ class Trainer:
                              padding=1), path)
         return path
 
-    def _discriminator_step(self, images: torch.Tensor, output: TokenizerOutput) -> dict[str, torch.Tensor]:
-        """Hinge (+ LeCAM) update of every adversarial term's discriminator, once active."""
-        from tokenkit.losses import LossInputs
+    def _train_step(self) -> tuple[StepOutput, dict[str, torch.Tensor], bool]:
+        """One optimizer step over ``grad_accum`` micro-batches (see the class docstring on non-finite values).
 
-        active = [m for m in self.adversarial if not hasattr(m, "active") or m.active(self.step)]
-        if not active:
-            return {}
-        inputs = LossInputs(images=images, reconstructions=output.images.detach(),
-                            quantizer_loss=output.loss.detach(), step=self.step)
-        with self.autocast():
-            d_loss = sum(m.discriminator_loss(inputs) for m in active)
-        self.d_optimizer.zero_grad(set_to_none=True)
-        (d_loss if self.d_scaler is None else self.d_scaler.scale(d_loss)).backward()
-        params = [p for g in self.d_optimizer.param_groups for p in g["params"]]
-        _optimizer_step(self.d_optimizer, self.d_scaler,
-                        lambda: torch.nn.utils.clip_grad_norm_(params, self.config.clip) if self.config.clip > 0
-                        else None)
-        self.d_scheduler.step()
-        return {"discriminator_loss": d_loss.detach()}
+        Each micro-batch is checked, its loss back-propagated, and so is the discriminators' loss of
+        its detached reconstructions (divided by ``grad_accum`` like the generator's); at the last one
+        both optimizers step once, or the step is dropped.
+
+        Returns:
+            The last micro-batch's result, its logged terms, and whether the optimizers stepped.
+        """
+        acc = self.accelerator
+        active = self._active_discriminators()
+        saved = [b.detach().clone() for b in self._buffers()]  # what a forward pass may change (EMA codebooks, LeCAM)
+        models = (self.model,) if self.discriminators is None else (self.model, self.discriminators)
+        checks: list[_Check] = []
+        for _ in range(self.config.grad_accum):
+            batch, finite_input = _finite_batch(to_device(self.data.next(), acc.device))
+            with acc.accumulate(*models):
+                with self.autocast():  # forward and loss; backward and the step run outside autocast
+                    result = self.objective(self.model, batch, self.step)
+                acc.backward(result.loss if self.scaler is None else self.scaler.scale(result.loss))
+                d_loss = None
+                if active is not None and result.output is not None:
+                    with self.autocast():
+                        d_loss = self.discriminators(result.images, result.output.images.detach(),
+                                                     result.output.loss.detach(), self.step, active)
+                    acc.backward(d_loss if self.d_scaler is None else self.d_scaler.scale(d_loss))
+                    d_loss = d_loss.detach()
+                checks.append(_Check(finite_input, result.loss.detach(), result.terms, d_loss))
+                if acc.sync_gradients:
+                    applied = self._finish_step(checks, active if d_loss is not None else None, saved)
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.d_optimizer is not None:
+                    self.d_optimizer.zero_grad(set_to_none=True)
+        terms = dict(result.terms) if d_loss is None else {**result.terms, "discriminator_loss": d_loss}
+        return result, terms, applied
+
+    def _active_discriminators(self) -> tuple[bool, ...] | None:
+        """Which adversarial terms train their discriminator at this step (``None``: none does)."""
+        if self.d_optimizer is None:
+            return None
+        active = tuple(not hasattr(m, "active") or m.active(self.step) for m in self.adversarial)
+        return active if any(active) else None
+
+    def _buffers(self) -> list[torch.Tensor]:
+        """The buffers of the model and the discriminators."""
+        modules = [self.accelerator.unwrap_model(self.model)]
+        if self.discriminators is not None:
+            modules.append(self.discriminators)
+        return [b for m in modules for b in m.buffers()]
+
+    def _finish_step(self, checks: list[_Check], active: tuple[bool, ...] | None, saved: list[torch.Tensor]) -> bool:
+        """At the last micro-batch: step the optimizers (the discriminators' when ``active``) and the
+        schedules, or drop the step when any process saw a non-finite value; returns whether they stepped."""
+        config, acc = self.config, self.accelerator
+        losses = [c.loss.float() for c in checks] + [c.d_loss.float() for c in checks if c.d_loss is not None]
+        bad = (~torch.isfinite(torch.stack(losses))).any().float() + (not all(c.finite_input for c in checks))
+        if acc.num_processes > 1:  # all processes take the same decision
+            bad = acc.reduce(bad, "sum")
+        ok = not bad.item()
+        if not ok:
+            self._drop_step(checks, saved)
+        else:
+            _optimizer_step(self.optimizer, self.scaler,
+                            lambda: acc.clip_grad_norm_(self.model.parameters(), config.clip)
+                            if config.clip > 0 else None)
+            if active is not None:
+                for term, on in zip(self.adversarial, active):
+                    if not on:  # computed at weight 0 (DDP needs every discriminator in the backward), not trained
+                        for param in term.parameters():
+                            param.grad = None
+                params = [p for g in self.d_optimizer.param_groups for p in g["params"]]
+                _optimizer_step(self.d_optimizer, self.d_scaler,
+                                lambda: torch.nn.utils.clip_grad_norm_(params, config.clip) if config.clip > 0
+                                else None)
+        self.scheduler.step()
+        if active is not None:
+            self.d_scheduler.step()
+        return ok
+
+    def _drop_step(self, checks: list[_Check], saved: list[torch.Tensor]) -> None:
+        """Undo what the bad step did (gradients, buffers), then raise (``stop``) or warn (``skip``)."""
+        acc = self.accelerator
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.d_optimizer is not None:
+            self.d_optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buffer, value in zip(self._buffers(), saved):
+                buffer.copy_(value)
+        found = _describe_nonfinite(checks)
+        if acc.num_processes > 1:
+            found = "; ".join(f"process {rank}: {text}" for rank, text in enumerate(_gather_text(found)) if text)
+        what = f"step {self.step + 1}: {found}"
+        if self.config.on_nonfinite == "stop":
+            folder = self.output / "checkpoints"
+            checkpoint = latest_checkpoint(folder) or max(folder.glob("step-*.pt"), default=None)
+            raise NonFiniteLossError(
+                f"{what}. Training stopped before the optimizer step: the model, EMA and optimizer state are "
+                f"those after step {self.step}; the last good checkpoint is "
+                f"{checkpoint if checkpoint is not None else 'none (no checkpoint was written yet)'}. To drop such "
+                "steps and go on instead, set on_nonfinite: skip (tokenkit train ... train.on_nonfinite=skip)")
+        self.skipped_nonfinite += 1
+        if acc.is_main_process:
+            warnings.warn(f"{what}; on_nonfinite=skip drops this step (no optimizer or EMA update; "
+                          f"{self.skipped_nonfinite} dropped so far)", RuntimeWarning, stacklevel=5)
 
     def trained_model(self, ema: bool = True) -> nn.Module:
         """The trained model (its EMA weights by default), in eval mode."""
         model = self.ema.shadow if (ema and self.ema is not None) else self.accelerator.unwrap_model(self.model)
         return model.eval()
+
+
+class _Discriminators(nn.Module):
+    """The discriminator losses of all adversarial terms as one module's ``forward``, so that one DDP
+    wrapper averages all their gradients across processes. Inactive terms count at weight 0: DDP
+    needs every parameter in each backward."""
+
+    def __init__(self, terms: list[nn.Module]) -> None:
+        super().__init__()
+        self.terms = nn.ModuleList(terms)
+
+    def forward(self, images: torch.Tensor, reconstructions: torch.Tensor, quantizer_loss: torch.Tensor,
+                step: int, active: tuple[bool, ...]) -> torch.Tensor:
+        """Sum of the active terms' hinge (+ LeCAM) losses on real ``images`` and detached ``reconstructions``."""
+        from tokenkit.losses import LossInputs
+
+        inputs = LossInputs(images=images, reconstructions=reconstructions, quantizer_loss=quantizer_loss, step=step)
+        return sum(term.discriminator_loss(inputs) * (1.0 if on else 0.0) for term, on in zip(self.terms, active))
+
+
+class _Check(NamedTuple):
+    """What one micro-batch left for the finiteness decision at the end of the step."""
+
+    finite_input: bool
+    loss: torch.Tensor
+    terms: Mapping[str, Any]
+    d_loss: torch.Tensor | None
+
+
+def _finite_batch(batch: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The batch and whether its floating-point tensors are finite (ids and labels cannot hold NaN).
+
+    A non-finite batch comes back with its NaN / Inf set to 0: its step is dropped anyway, and the
+    forward pass still runs, so that every process takes part in the same collective operations
+    (a forward pass on NaN can fail inside a model: FSQ counts its codes with ``bincount``, for one).
+    """
+    floats = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
+    if all(bool(torch.isfinite(v).all()) for v in floats.values()):
+        return batch, True
+    return {**batch, **{k: torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0) for k, v in floats.items()}}, False
+
+
+def _describe_nonfinite(checks: list[_Check]) -> str:
+    """What was not finite in this process's micro-batches of a step ("" if all was)."""
+    def finite(value: Any) -> bool:
+        return bool(torch.isfinite(torch.as_tensor(value)).all())
+
+    found = []
+    if not all(c.finite_input for c in checks):
+        found.append("the input batch holds NaN / Inf values")
+    if not all(finite(c.loss) for c in checks):
+        names = sorted({name for c in checks for name, value in c.terms.items() if not finite(value)})
+        found.append("the loss is NaN / Inf" + (f" (terms: {', '.join(names)})" if names else ""))
+    if not all(c.d_loss is None or finite(c.d_loss) for c in checks):
+        found.append("the discriminator loss is NaN / Inf")
+    return "; ".join(found)
+
+
+def _gather_text(text: str) -> list[str]:
+    """``text`` of every process, in process order (a collective: every process must call it)."""
+    from accelerate.utils import gather_object
+
+    return gather_object([text])
 
 
 def _optimizer_step(optimizer: torch.optim.Optimizer, scaler: Any, clip: Callable[[], Any]) -> None:
