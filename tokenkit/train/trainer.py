@@ -34,12 +34,17 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from tokenkit.api import build
+from tokenkit.contracts import LossInputs
 from tokenkit.errors import ConfigError, TokenkitError
-from tokenkit.precision import describe, resolve_precision
+from tokenkit.kinds import Generator, Loss
 from tokenkit.precision import autocast as precision_autocast
-from tokenkit.train.config import TrainConfig
+from tokenkit.precision import describe, resolve_precision
+from tokenkit.processes import multi_process_without_accelerator
 from tokenkit.train.checkpoint import latest_checkpoint, load_latest, remove_stale_temporaries, save_checkpoint
+from tokenkit.train.config import TrainConfig
 from tokenkit.train.data import BatchStream, to_device
+from tokenkit.train.evaluate import evaluate
 from tokenkit.train.objectives import (
     LossFn,
     MaskedTokens,
@@ -74,7 +79,7 @@ class Trainer:
         loss_fn: ``loss_fn(output, images, step, targets=None) -> (loss, terms)`` of a tokenizer;
             default [`default_loss`][tokenkit.train.objectives.default_loss] (MSE + VQ loss, or
             + 1e-6 x KL for a continuous bottleneck).
-        model: A built model (default: ``tk.build(config.model, **config.knobs)`` under the seed).
+        model: A built model (default: ``build(config.model, **config.knobs)`` under the seed).
         loss_module: A loss part (kind ``loss``, e.g. a ``composite``); replaces ``loss_fn``. Its
             adversarial terms train their discriminators from their ``start_step``: the hinge (+ LeCAM)
             loss of every micro-batch's detached reconstructions is back-propagated next to the
@@ -111,15 +116,13 @@ class Trainer:
                  eval_data: torch.Tensor | Any | None = None) -> None:
         from accelerate import Accelerator
 
-        import tokenkit as tk
-
         self.config = config
         self.output = Path(config.output_dir)
         from accelerate.state import is_initialized
 
         # precision is applied by self.autocast(); accelerate's own setting stays "no" (and is left
         # alone when another Accelerator set up this process first: it cannot be changed)
-        self.accelerator = Accelerator(cpu=config.cpu or _multi_process_without_accelerator(),
+        self.accelerator = Accelerator(cpu=config.cpu or multi_process_without_accelerator(),
                                        mixed_precision=None if is_initialized() else "no",
                                        gradient_accumulation_steps=config.grad_accum,
                                        log_with=list(config.log_with) or None, project_dir=str(self.output))
@@ -129,7 +132,7 @@ class Trainer:
         self._announced = False
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        self.model = model if model is not None else tk.build(config.model, **dict(config.knobs))
+        self.model = model if model is not None else build(config.model, **dict(config.knobs))
         self.model.to(self.accelerator.device)  # before the EMA copy, so that both live on the device
         self.frozen = self._freeze(self.model, config.freeze)
         self._train_mode(self.model)
@@ -143,7 +146,7 @@ class Trainer:
         self.data = BatchStream(data, config.batch_size, seed=config.seed, rank=self.accelerator.process_index,
                                 world=self.accelerator.num_processes, num_workers=config.num_workers)
         self.adversarial = [m for m in (loss_module.modules() if loss_module is not None else ())
-                            if callable(getattr(m, "discriminator_loss", None))]
+                            if isinstance(m, Loss) and m.trains_discriminator]
         d_params = [p for m in self.adversarial for p in m.parameters() if p.requires_grad]
         d_lr = config.lr if config.d_lr is None else config.d_lr
         self.d_optimizer = (adamw(d_params, lr=d_lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
@@ -152,7 +155,7 @@ class Trainer:
         self.discriminators = _Discriminators(self.adversarial) if d_params else None
         """All discriminator losses as one module (DDP-wrapped with several processes), or ``None``."""
         # as officially: the generator's warm-up/cosine multiplier, over the steps the discriminator trains
-        d_start = min((getattr(getattr(m, "config", None), "start_step", 0) for m in self.adversarial), default=0)
+        d_start = min((m.start_step for m in self.adversarial), default=0)
         self.d_scheduler = (cosine_schedule(self.d_optimizer, warmup_steps=config.warmup_steps,
                                             total_steps=max(1, config.steps - d_start), base_lr=config.lr,
                                             end_lr=config.end_lr)
@@ -181,7 +184,7 @@ class Trainer:
         return precision_autocast(self.precision, self.accelerator.device)
 
     def _default_objective(self, loss_fn: LossFn | None, teacher: nn.Module | None) -> Objective:
-        if hasattr(self.model, "mask_id"):
+        if isinstance(self.model, Generator):
             if loss_fn is not None or teacher is not None:
                 raise ConfigError("a generator trains with the masked-token objective; loss parts and teachers "
                                   "apply to tokenizers")
@@ -379,8 +382,6 @@ class Trainer:
         The main process evaluates; the others wait and return ``{}``. See
         [`tokenkit.train.evaluate`][tokenkit.train.evaluate] for the metrics of each objective.
         """
-        from tokenkit.train.evaluate import evaluate
-
         data = self.eval_data if data is None else data
         if data is None:
             raise ConfigError("no evaluation data: pass eval_data to the Trainer or data to evaluate()")
@@ -482,7 +483,7 @@ class Trainer:
         """Which adversarial terms train their discriminator at this step (``None``: none does)."""
         if self.d_optimizer is None:
             return None
-        active = tuple(not hasattr(m, "active") or m.active(self.step) for m in self.adversarial)
+        active = tuple(m.active(self.step) for m in self.adversarial)
         return active if any(active) else None
 
     def _buffers(self) -> list[torch.Tensor]:
@@ -565,8 +566,6 @@ class _Discriminators(nn.Module):
     def forward(self, images: torch.Tensor, reconstructions: torch.Tensor, quantizer_loss: torch.Tensor,
                 step: int, active: tuple[bool, ...]) -> torch.Tensor:
         """Sum of the active terms' hinge (+ LeCAM) losses on real ``images`` and detached ``reconstructions``."""
-        from tokenkit.losses import LossInputs
-
         inputs = LossInputs(images=images, reconstructions=reconstructions, quantizer_loss=quantizer_loss, step=step)
         return sum(term.discriminator_loss(inputs) * (1.0 if on else 0.0) for term, on in zip(self.terms, active))
 
@@ -638,15 +637,6 @@ def _grad_scaler(precision: str, device: torch.device) -> Any:
     except (RuntimeError, ValueError, AttributeError) as err:
         raise ConfigError(f"precision 'fp16' needs a loss scale, and torch has no GradScaler for {device.type!r} "
                           f"({err}); use precision: auto, bf16 or fp32") from None
-
-
-def _multi_process_without_accelerator() -> bool:
-    """Launched as several processes (``torchrun``) on a machine without GPU: accelerate then needs
-    ``cpu=True`` to set up gloo (``accelerate launch --cpu`` says so itself)."""
-    import os
-
-    accelerators = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not accelerators
 
 
 def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
