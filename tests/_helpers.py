@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 import tokenkit as tk
 
 KEYS_DIR = Path(__file__).resolve().parent / "fixtures" / "official_keys"
@@ -31,3 +33,15 @@ def tiny_spec(name: str) -> tk.TokenizerSpec | tk.GeneratorSpec:
     if tk.spec(name).pixel_decoder is not None:
         knobs["pixel_decoder"] = tk.Part("vqgan", codebook_size=1024, **TINY_VQGAN)
     return tk.spec(name, **knobs)
+
+
+def nested_equal(a, b) -> bool:
+    """Whether two nested structures of tensors (dicts, lists, tuples, scalars) are equal bit for bit,
+    tensor dtypes included."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(nested_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(nested_equal, a, b))
+    return a == b

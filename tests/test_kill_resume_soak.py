@@ -20,6 +20,7 @@ from tokenkit.train.checkpoint import stale_temporaries
 WORKER = Path(__file__).parent / "kill_resume_worker.py"
 sys.path.insert(0, str(WORKER.parent))
 import kill_resume_worker as worker
+from _helpers import nested_equal
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # the same arithmetic in every run
 
@@ -54,15 +55,6 @@ def _state(output_dir: Path) -> dict:
     return state
 
 
-def _equal(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(map(_equal, a, b))
-    return a == b
-
 
 def test_killed_and_resumed_runs_end_bit_identical_without_temporaries(tmp_path):
     reference = _start(tmp_path / "reference")  # meanwhile, on the other core
@@ -83,4 +75,4 @@ def test_killed_and_resumed_runs_end_bit_identical_without_temporaries(tmp_path)
     assert sorted(p.name for p in folder.iterdir()) == ["latest", "step-0000007.pt", "step-0000008.pt"]
     ours, theirs = _state(tmp_path / "killed"), _state(tmp_path / "reference")
     assert ours.keys() == theirs.keys() and {"model", "ema", "optimizer", "loss_module", "d_optimizer"} <= ours.keys()
-    assert [k for k in ours if not _equal(ours[k], theirs[k])] == []  # weights, EMA, optimizers, RNG, data position
+    assert [k for k in ours if not nested_equal(ours[k], theirs[k])] == []  # weights, EMA, optimizers, RNG, data position

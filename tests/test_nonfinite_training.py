@@ -18,6 +18,7 @@ from tokenkit.train import BatchStream, NonFiniteLossError, TrainConfig, Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import distributed_worker as worker
+from _helpers import nested_equal
 
 BATCH = 4
 
@@ -55,15 +56,6 @@ def _state(trainer):
                           **{k: state[k] and state[k]["state"] for k in ("optimizer", "d_optimizer")}})
 
 
-def _equal(a, b) -> bool:
-    if isinstance(a, torch.Tensor):
-        return torch.equal(a, b)
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(map(_equal, a, b))
-    return a == b
-
 
 def _nan_loss_at(bad_step):
     """The default loss, with a NaN mean squared error at the (0-based) step ``bad_step``."""
@@ -83,7 +75,7 @@ def test_a_nan_loss_stops_before_the_step_naming_the_step_terms_and_checkpoint(t
     assert message.startswith("step 4: the loss is NaN / Inf (terms: mse)")  # 1-based, as in metrics.jsonl
     assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'step-0000002.pt'}" in message
     assert "on_nonfinite: skip" in message
-    assert trainer.step == 3 and _equal(_state(trainer), before)  # weights, EMA and optimizer untouched
+    assert trainer.step == 3 and nested_equal(_state(trainer), before)  # weights, EMA and optimizer untouched
 
 
 def test_nan_images_stop_with_the_same_error_not_a_contract_error(tmp_path, images):
@@ -93,7 +85,7 @@ def test_nan_images_stop_with_the_same_error_not_a_contract_error(tmp_path, imag
     with pytest.raises(NonFiniteLossError, match=r"^step 2: the input batch holds NaN / Inf values\. ") as caught:
         trainer.train(progress=False)
     assert "no checkpoint was written yet" in str(caught.value)
-    assert _equal(_state(trainer), before)  # model, EMA, optimizers, discriminator and LeCAM averages
+    assert nested_equal(_state(trainer), before)  # model, EMA, optimizers, discriminator and LeCAM averages
 
 
 def test_skip_drops_the_whole_step_warns_counts_and_goes_on(tmp_path, images):
@@ -104,12 +96,12 @@ def test_skip_drops_the_whole_step_warns_counts_and_goes_on(tmp_path, images):
             as caught:
         trainer.train(stop_after=1, progress=False)
     assert len(caught) == 1
-    assert trainer.step == 3 and trainer.data.offset == 3 and _equal(_state(trainer), before)
+    assert trainer.step == 3 and trainer.data.offset == 3 and nested_equal(_state(trainer), before)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no other step is dropped
         last = trainer.train(progress=False)
     assert all(torch.isfinite(v).all() for v in trainer.state_dict()["model"].values())
-    assert not _equal(_state(trainer)["loss_module"], before["loss_module"])  # the discriminator trained on
+    assert not nested_equal(_state(trainer)["loss_module"], before["loss_module"])  # the discriminator trained on
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [line["skipped_nonfinite"] for line in lines] == [0, 0, 1, 1, 1, 1] and last["skipped_nonfinite"] == 1
 
@@ -128,7 +120,7 @@ def test_a_run_with_a_skipped_step_resumes_exactly(tmp_path, images):
     assert second.resume() and second.skipped_nonfinite == 1
     with pytest.warns(RuntimeWarning, match="step 5: the loss is NaN / Inf"):
         second.train(progress=False)
-    assert second.skipped_nonfinite == 2 and _equal(_state(second), _state(full))
+    assert second.skipped_nonfinite == 2 and nested_equal(_state(second), _state(full))
 
 
 def test_two_processes_agree_to_stop_or_skip_when_one_sees_nan(tmp_path):
@@ -141,10 +133,10 @@ def test_two_processes_agree_to_stop_or_skip_when_one_sees_nan(tmp_path):
         assert message.startswith("step 2: process 1: the input batch holds NaN / Inf values")
         assert str(checkpoint) in message
         stopped = torch.load(runs / "nan-stop" / f"rank-{rank}.pt")
-        assert stopped["step"] == 1 and _equal(stopped["model"], load_checkpoint(checkpoint)["model"])
+        assert stopped["step"] == 1 and nested_equal(stopped["model"], load_checkpoint(checkpoint)["model"])
 
     ranks = [torch.load(runs / "nan-skip" / f"rank-{rank}.pt") for rank in (0, 1)]
-    assert ranks[0]["step"] == ranks[1]["step"] == 3 and _equal(ranks[0]["model"], ranks[1]["model"])
+    assert ranks[0]["step"] == ranks[1]["step"] == 3 and nested_equal(ranks[0]["model"], ranks[1]["model"])
     single = worker.build("nan-skip", str(tmp_path / "single"), batch_size=8)
     with pytest.warns(RuntimeWarning, match="step 2: the input batch"):
         single.train(progress=False)
