@@ -1,6 +1,6 @@
 """tokenkit: pluggable image-tokenizer building blocks.
 
-Example:
+Examples:
     >>> import tokenkit as tk
     >>> tk.list_models("titok-b*")
     ['titok-b64', 'titok-bl64-vae', 'titok-bl64-vq8k', 'titok-bl128-vae', 'titok-bl128-vq8k']

@@ -483,7 +483,7 @@ def ablate(base: str | TokenizerSpec, *, throughput: bool = True, batch: int = 4
         ConfigError: No axis, ``weights`` without ``eval_data``, weights for a setting
             that is not in the grid, or ``repeats < 1`` / ``warmup < 0`` / ``min_time < 0``.
 
-    Example:
+    Examples:
         >>> import tokenkit as tk
         >>> result = tk.ablate("titok-tiny", num_tokens=[4, 8], throughput=False)
         >>> print([row.bits_per_image for row in result.rows])

@@ -43,7 +43,7 @@ def build(name_or_spec: str | Spec, *, pretrained: str | os.PathLike | None = No
         generator part, e.g. [`MaskGIT`][tokenkit.generators.maskgit.MaskGIT], with ``.spec`` set;
         in eval mode.
 
-    Example:
+    Examples:
         >>> import tokenkit as tk
         >>> tok = tk.build("titok-l32", device="meta")
         >>> sum(p.numel() for p in tok.parameters())

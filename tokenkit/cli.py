@@ -321,7 +321,7 @@ def data_part(data: str | None, size: int) -> tk.Part:
     globs and ``{0000..0009}`` braces allowed): ``webdataset``; a JSON part
     ``'{"part": NAME, "config": {...}}'``: that dataset (its ``size`` defaults to ``size``).
 
-    Example:
+    Examples:
         >>> data_part("shards/train-{0000..0003}.tar", 256)
         Part('webdataset', shards=('shards/train-{0000..0003}.tar',), size=256)
     """

@@ -23,7 +23,7 @@ def check_knobs(name: str, knobs: Iterable[str]) -> None:
         RegistryError: Unknown model name.
         ConfigError: Naming the unknown knobs and listing the model's knobs.
 
-    Example:
+    Examples:
         >>> check_knobs("titok-b64", ["num_tokens"])
     """
     params = inspect.signature(get_model(name).builder).parameters
@@ -51,7 +51,7 @@ def spec(name: str, **knobs: Any) -> Spec:
         RegistryError: Unknown name (closest names suggested).
         ConfigError: Unknown knob or incompatible values.
 
-    Example:
+    Examples:
         >>> import tokenkit as tk
         >>> tk.spec("titok-b64", num_tokens=128).encoder.config["num_tokens"]
         128

@@ -28,6 +28,13 @@ class QuantizerOutput(NamedTuple):
             ``num_codebooks = Q > 1``, level on the last axis), or ``None`` for a continuous bottleneck.
         loss: Scalar bottleneck loss (VQ commitment + codebook, or KL).
         stats: Detached scalar diagnostics (e.g. ``usage``, ``perplexity``).
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> vq = tk.build_part("quantizer", tk.Part("vq", codebook_size=16, dim=4))
+        >>> out = vq(torch.randn(2, 5, 4))
+        >>> out.codes.shape, out.indices.shape, out.loss.ndim
+        (torch.Size([2, 5, 4]), torch.Size([2, 5]), 0)
     """
 
     codes: torch.Tensor
@@ -47,6 +54,13 @@ class TokenizerOutput(NamedTuple):
         codes: ``(B, N, D')`` codes fed to the decoder.
         loss: Scalar bottleneck loss.
         stats: Detached scalar diagnostics from the quantizer.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> tok = tk.build("titok-tiny")
+        >>> out = tok(torch.rand(2, 3, 32, 32))
+        >>> out.images.shape, out.indices.shape, sorted(out.stats)[-2:]
+        (torch.Size([2, 3, 32, 32]), torch.Size([2, 8]), ['perplexity', 'usage'])
     """
 
     images: torch.Tensor
@@ -75,7 +89,7 @@ def value_checks(enabled: bool) -> Iterator[None]:
     They read every element (one pass over the data); a loop that already knows its inputs
     are clean can skip them. Shapes and dtypes are always checked.
 
-    Example:
+    Examples:
         >>> import torch
         >>> with value_checks(False):
         ...     check_images(torch.full((1, 3, 2, 2), float("nan")), channels=3).shape
@@ -95,7 +109,7 @@ def _values_checked(tensor: torch.Tensor) -> bool:
 def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
     """Raise a ContractError if ``tensor`` holds NaN or Inf (naming how many and the first position).
 
-    Example:
+    Examples:
         >>> import torch
         >>> check_finite(torch.tensor([0.0, float("inf")]), "codes")
         Traceback (most recent call last):

@@ -39,6 +39,12 @@ def build_part(kind: str, part: Part | str, *, device: torch.device | str | None
 
     Raises:
         ConfigError: Unknown name or option, or an invalid value.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> fsq = tk.build_part("quantizer", "fsq", levels=(8, 5, 5, 5))
+        >>> fsq.codebook_size
+        1000
     """
     if isinstance(part, str):
         part = Part(part)

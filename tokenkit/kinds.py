@@ -6,7 +6,7 @@ uses parts reads these attributes directly instead of probing with ``getattr`` /
 ``hasattr``. [`register`][tokenkit.registry.register] refuses a class that does not
 derive from the base of its kind.
 
-Example:
+Examples:
     >>> import dataclasses, torch, tokenkit as tk
     >>> @dataclasses.dataclass(frozen=True)
     ... class SignConfig:
@@ -31,7 +31,14 @@ from tokenkit.contracts import LossInputs, LossOutput
 
 
 class Backbone(nn.Module):
-    """Kind ``backbone``: a transformer stack, tokens ``(B, L, W)`` -> tokens ``(B, L, W)``."""
+    """Kind ``backbone``: a transformer stack, tokens ``(B, L, W)`` -> tokens ``(B, L, W)``.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> vit = tk.build_part("backbone", tk.Part("vit", width=16, depth=1, heads=2))
+        >>> isinstance(vit, tk.Backbone), vit.has_fused_inference
+        (True, True)
+    """
 
     has_fused_inference: ClassVar[bool] = False
     """The stack has a ``fused_inference`` switch (oneDNN-fused linear maps at inference); decoders
@@ -39,11 +46,25 @@ class Backbone(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Kind ``encoder``: images ``(B, C, H, W)`` in [0, 1] -> latents ``(B, N, D)``."""
+    """Kind ``encoder``: images ``(B, C, H, W)`` in [0, 1] -> latents ``(B, N, D)``.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> encoder = tk.build("titok-tiny").encoder
+        >>> isinstance(encoder, tk.Encoder), encoder(torch.rand(1, 3, 32, 32)).shape
+        (True, torch.Size([1, 8, 8]))
+    """
 
 
 class Quantizer(nn.Module):
-    """Kind ``quantizer``: latents ``(B, N, D)`` -> [`QuantizerOutput`][tokenkit.contracts.QuantizerOutput]."""
+    """Kind ``quantizer``: latents ``(B, N, D)`` -> [`QuantizerOutput`][tokenkit.contracts.QuantizerOutput].
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> rvq = tk.build_part("quantizer", tk.Part("rvq", num_quantizers=3, codebook_size=16, dim=4))
+        >>> rvq.codebook_size, rvq.num_codebooks, rvq.supports_prefix
+        (16, 3, False)
+    """
 
     codebook_size: int | None = None
     """Number of ids per codebook ``K``; ``None`` for a continuous bottleneck (no ids)."""
@@ -54,7 +75,13 @@ class Quantizer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Kind ``decoder``: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` (or proxy-code logits)."""
+    """Kind ``decoder``: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` (or proxy-code logits).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> tk.build("titok-tiny").decoder.output_kind, tk.build("titok-l32", device="meta").decoder.output_kind
+        ('images', 'logits')
+    """
 
     output_kind: str = "images"
     """``"images"`` (pixels in [0, 1]) or ``"logits"`` (proxy-code logits for a pixel decoder)."""
@@ -64,6 +91,12 @@ class Generator(nn.Module):
     """Kind ``generator``: token ids ``(B, N)`` + class labels -> logits ``(B, N, K)``, and sampling.
 
     A generator sets these in ``__init__`` from its config.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> gen = tk.build("maskgit-titok-l32", device="meta")
+        >>> gen.codebook_size, gen.num_tokens, gen.num_classes, gen.mask_id
+        (4096, 32, 1000, 4096)
     """
 
     codebook_size: int
@@ -77,7 +110,18 @@ class Generator(nn.Module):
 
 
 class Loss(nn.Module):
-    """Kind ``loss``: [`LossInputs`][tokenkit.contracts.LossInputs] -> a scalar loss."""
+    """Kind ``loss``: [`LossInputs`][tokenkit.contracts.LossInputs] -> a scalar loss.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> from tokenkit.contracts import LossInputs
+        >>> recon = tk.build_part("loss", tk.Part("recon", kind="l1"))
+        >>> x = torch.zeros(1, 3, 4, 4)
+        >>> recon.terms_of(LossInputs(x, x + 0.5, torch.tensor(0.0))).loss
+        tensor(0.5000)
+        >>> recon.trains_discriminator, recon.needs_targets
+        (False, False)
+    """
 
     needs_targets: bool = False
     """Reads ``LossInputs.targets`` (proxy codes of a teacher)."""
@@ -102,11 +146,26 @@ class Loss(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Kind ``discriminator``: images ``(B, C, H, W)`` -> real / fake logits."""
+    """Kind ``discriminator``: images ``(B, C, H, W)`` -> real / fake logits.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> d = tk.build_part("discriminator", tk.Part("nlayer", hidden_channels=4, num_stages=1, norm_groups=4,
+        ...                                            pool_size=2))
+        >>> isinstance(d, tk.Discriminator), d(torch.rand(2, 3, 32, 32)).shape
+        (True, torch.Size([2, 1, 2, 2]))
+    """
 
 
 class FeatureExtractor(nn.Module):
-    """Kind ``feature``: images -> features for evaluation metrics (e.g. the FID Inception)."""
+    """Kind ``feature``: images -> features for evaluation metrics (e.g. the FID Inception).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> inception = tk.build_part("feature", tk.Part("inception-v3-fid", weights="random"), device="meta")
+        >>> isinstance(inception, tk.FeatureExtractor)
+        True
+    """
 
 
 KIND_BASES: dict[str, type] = {

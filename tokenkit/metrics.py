@@ -20,7 +20,7 @@ def psnr(images: torch.Tensor, reference: torch.Tensor, *, max_value: float = 1.
     Returns:
         ``(B,)`` PSNR (``inf`` for identical images).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from tokenkit.metrics import psnr
         >>> x = torch.zeros(1, 3, 4, 4)
@@ -58,7 +58,7 @@ def ssim(images: torch.Tensor, reference: torch.Tensor, *, max_value: float = 1.
     Returns:
         ``(B,)`` SSIM (1 for identical images).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from tokenkit.metrics import ssim
         >>> x = torch.rand(2, 3, 16, 16)
@@ -89,7 +89,7 @@ def ssim(images: torch.Tensor, reference: torch.Tensor, *, max_value: float = 1.
 def codebook_usage(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
     """Fraction of the ``codebook_size`` codes that occur in ``indices`` (any shape); scalar.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from tokenkit.metrics import codebook_usage
         >>> codebook_usage(torch.tensor([[0, 1, 1]]), 4).item()
@@ -101,7 +101,7 @@ def codebook_usage(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
 def perplexity(indices: torch.Tensor, codebook_size: int) -> torch.Tensor:
     """``exp(entropy)`` of the code histogram of ``indices``: ``K`` when uniform, 1 when collapsed; scalar.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from tokenkit.metrics import perplexity
         >>> round(perplexity(torch.tensor([0, 1, 2, 3]), 4).item(), 4)

@@ -58,7 +58,7 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
         ContractError: The generator does not match the tokenizer, or bad labels.
         ConfigError: An unknown precision, or one the device cannot run.
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> images = tk.generate_images(tk.build("maskgit-tiny"), tk.build("titok-tiny"), [1, 2], seed=0)
         >>> images.shape

@@ -150,7 +150,7 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
         WeightsError: Unreadable or unsafe file, unknown composition, weights that
             do not fit (missing / unexpected / mis-shaped keys by name), or a failed download.
 
-    Example:
+    Examples:
         >>> import tempfile, tokenkit as tk
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     _ = tk.save_pretrained(tk.build("titok-tiny"), tmp)

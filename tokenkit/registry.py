@@ -117,7 +117,7 @@ def register(kind: str, name: str) -> Callable[[type], type]:
         RegistryError: If the kind is unknown, the name is taken, the class does not derive
             from its kind's base or has no dataclass ``Config``.
 
-    Example:
+    Examples:
         >>> import dataclasses, torch, tokenkit as tk
         >>> @dataclasses.dataclass(frozen=True)
         ... class IdentityConfig:
@@ -164,7 +164,16 @@ def register(kind: str, name: str) -> Callable[[type], type]:
 
 
 def unregister(kind: str, name: str) -> None:
-    """Remove a registered part (mainly for tests and notebooks)."""
+    """Remove a registered part (mainly for tests and notebooks).
+
+    Examples:
+        >>> import dataclasses, tokenkit as tk
+        >>> Config = dataclasses.make_dataclass("Config", [("width", int, 8)], frozen=True)
+        >>> _ = tk.register("backbone", "doc-temporary")(type("Temporary", (tk.Backbone,), {"Config": Config}))
+        >>> tk.unregister("backbone", "doc-temporary")
+        >>> "doc-temporary" in tk.list_parts("backbone")
+        False
+    """
     _check_kind(kind)
     if name not in _PARTS[kind]:
         raise RegistryError(f"no {kind} named {name!r}. {_suggest(name, list(_PARTS[kind]))}")
@@ -188,7 +197,7 @@ def get_part(kind: str, name: str) -> type:
 def list_parts(kind: str, pattern: str = "*") -> list[str]:
     """Names of registered parts of ``kind`` matching a glob ``pattern``, naturally sorted.
 
-    Example:
+    Examples:
         >>> import tokenkit as tk
         >>> tk.list_parts("decoder", "v*")
         ['vit1d', 'vqgan']
@@ -206,6 +215,17 @@ def register_model(
 
     Raises:
         RegistryError: If the name is already taken.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> from tokenkit.models.titok import titok
+        >>> _ = tk.register_model("my-titok-16", titok, "tiny TiTok with 16 tokens", image_size=32, patch_size=8,
+        ...                       num_tokens=16, encoder_size="tiny", decoder_size="tiny")
+        >>> tk.build("my-titok-16").num_tokens
+        16
+        >>> tk.unregister_model("my-titok-16")
+        >>> "my-titok-16" in tk.list_models()
+        False
     """
     if name in _MODELS:
         raise RegistryError(f"model {name!r} is already registered")
@@ -215,7 +235,16 @@ def register_model(
 
 
 def unregister_model(name: str) -> None:
-    """Remove a registered model (mainly for tests and notebooks)."""
+    """Remove a registered model (mainly for tests and notebooks); see
+    [`register_model`][tokenkit.registry.register_model] for an example.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> tk.unregister_model("no-such-model")
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.RegistryError: no model named 'no-such-model'. ...
+    """
     if name not in _MODELS:
         raise RegistryError(f"no model named {name!r}. {_suggest(name, list(_MODELS))}")
     del _MODELS[name]
@@ -233,7 +262,7 @@ def get_model(name: str) -> ModelEntry:
 def list_models(pattern: str = "*") -> list[str]:
     """Names of registered reference compositions matching ``pattern``, naturally sorted.
 
-    Example:
+    Examples:
         >>> import tokenkit as tk
         >>> tk.list_models("titok-s*")
         ['titok-s128', 'titok-sl256-vq8k']
@@ -254,7 +283,7 @@ def parts_table(kinds: Iterable[str] = KINDS) -> str:
     """A Markdown table of the registered parts (kind, name, class, first line of its docstring), with
     mkdocstrings cross-references: the docs' parts table is generated from the registry with it.
 
-    Example:
+    Examples:
         >>> print(parts_table(["decoder"]).splitlines()[2])
         | `decoder` | `vit1d` | [`ViT1DDecoder`][tokenkit.decoders.vit1d.ViT1DDecoder] | ...
     """

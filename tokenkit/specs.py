@@ -60,7 +60,7 @@ class Part:
         **config: Options of the part's ``Config``; a value may itself be a
             ``Part`` (a sub-part such as an encoder's backbone).
 
-    Example:
+    Examples:
         >>> import tokenkit as tk
         >>> p = tk.Part("vq", codebook_size=1024, dim=16)
         >>> p.config["codebook_size"]
@@ -187,7 +187,7 @@ class _SpecIO:
     def replace(self, **changes: Any) -> Any:
         """A copy with some parts replaced (validated like a new spec).
 
-        Example:
+        Examples:
             >>> import tokenkit as tk
             >>> spec = tk.spec("titok-tiny").replace(quantizer=tk.Part("gaussian", channels=4))
             >>> spec.quantizer.name
@@ -251,6 +251,16 @@ class TokenizerSpec(_SpecIO):
     pixel decoder ``in_dim`` takes the decoder's ``out_dim``. Values that are
     set must agree, as must ``num_tokens`` and ``image_size`` of encoder and
     decoder.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> spec = tk.spec("titok-tiny").replace(quantizer=tk.Part("fsq", levels=(8, 5, 5, 5)))
+        >>> spec.quantizer
+        Part('fsq', levels=(8, 5, 5, 5))
+        >>> spec.resolve()["encoder"].out_dim  # sized from the quantizer
+        4
+        >>> tk.TokenizerSpec.from_json(spec.to_json()) == spec
+        True
     """
 
     encoder: Part
@@ -305,6 +315,12 @@ class GeneratorSpec(_SpecIO):
 
     Attributes:
         generator: Part of kind ``generator`` (e.g. ``Part("maskgit", ...)``).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> spec = tk.spec("maskgit-tiny")
+        >>> spec.generator.name, type(tk.build(spec)).__name__
+        ('maskgit', 'MaskGIT')
     """
 
     generator: Part

@@ -22,7 +22,7 @@ The hints understood:
 
 A [`Range`][tokenkit.typecheck.Range] per option bounds the numbers (of a tuple: each item).
 
-Example:
+Examples:
     >>> import dataclasses
     >>> @dataclasses.dataclass
     ... class Options:
@@ -94,7 +94,7 @@ class OptionError(ConfigError):
 class Range:
     """The numbers an option accepts: ``low <= value <= high`` (``< high`` with ``high_open``).
 
-    Example:
+    Examples:
         >>> Range(0, 1, high_open=True).describe("a number")
         'a number in [0, 1)'
         >>> POSITIVE.describe("an int"), POSITIVE.describe("a number", integral=False)
@@ -239,7 +239,7 @@ def check_value(value: Any, hint: Any, name: str, *, rng: Range | None = None) -
     Raises:
         OptionError: ``"{name} must be {what}, got {value}"`` (and its type when the type is wrong).
 
-    Example:
+    Examples:
         >>> check_value([0.9, 0.99], tuple[float, float], "train.betas", rng=Range(0, 1, high_open=True))
         (0.9, 0.99)
         >>> check_value(True, int, "train.seed")
@@ -347,7 +347,7 @@ class InRange:
         rng: The values accepted.
         cast: ``int`` or ``float`` (floats must also be finite).
 
-    Example:
+    Examples:
         >>> workers = InRange(NON_NEGATIVE)
         >>> workers("4")
         4

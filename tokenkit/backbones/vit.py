@@ -87,7 +87,7 @@ class ViTBackbone(Backbone):
     Args:
         config: [`ViTConfig`][tokenkit.backbones.vit.ViTConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> net = tk.build_part("backbone", tk.Part("vit", width=16, depth=1, heads=2))
         >>> net(torch.randn(2, 5, 16)).shape

@@ -260,7 +260,7 @@ class XTransformersBackbone(Backbone):
     Args:
         config: [`XTransformersConfig`][tokenkit.backbones.xtransformers.XTransformersConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> net = tk.build_part("backbone", tk.Part("xtransformers", width=16, depth=1, heads=2,
         ...                                         rotary_pos_emb=True, use_rmsnorm=True))

@@ -1,6 +1,6 @@
 """Small bundled data: real CC0 / public-domain photographs for demos and tests.
 
-Example:
+Examples:
     >>> import tokenkit as tk
     >>> print(tk.data.image_names()[:2])
     ['astronaut', 'chelsea']

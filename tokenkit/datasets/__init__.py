@@ -17,7 +17,7 @@ A dataset part that reads files defines ``Config.example(directory)``, which
 writes a few tiny files and returns a config reading them;
 [`check_dataset`][tokenkit.testing.check_dataset] uses it.
 
-Example:
+Examples:
     >>> import torch, tokenkit as tk
     >>> ds = tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=4, size=8))
     >>> next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))["image"].shape

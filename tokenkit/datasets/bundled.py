@@ -65,7 +65,7 @@ class Bundled(AugmentingDataset, Dataset):
     Args:
         config: [`BundledConfig`][tokenkit.datasets.bundled.BundledConfig].
 
-    Example:
+    Examples:
         >>> import tokenkit as tk
         >>> ds = tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=12, size=16))
         >>> item = ds[1]

@@ -84,7 +84,7 @@ class ImageFolder(AugmentingDataset, Dataset):
         ConfigError: ``root`` is missing or holds no images; with ``labels``, an
             image directly in ``root`` (it has no class).
 
-    Example:
+    Examples:
         >>> import tempfile, tokenkit as tk
         >>> from tokenkit.datasets.image_folder import ImageFolder, ImageFolderConfig
         >>> with tempfile.TemporaryDirectory() as tmp:

@@ -99,7 +99,7 @@ class TokensConfig:
 def encode_keys(keys: list[str]) -> dict[str, torch.Tensor]:
     """Item keys as safetensors tensors: ``keys`` (uint8, the UTF-8 bytes concatenated), ``key_offsets`` ``(M + 1,)``.
 
-    Example:
+    Examples:
         >>> decode_keys(**encode_keys(["a", "", "ü/b"]))
         ['a', '', 'ü/b']
     """
@@ -239,7 +239,7 @@ class Tokens(DatasetModes, Dataset):
             token counts differ between items; an id is negative (or ``>= codebook_size``);
             a label is below -1; the counts do not match ``num_tokens``.
 
-    Example:
+    Examples:
         >>> import tempfile, tokenkit as tk
         >>> from tokenkit.datasets.tokens import TokensConfig
         >>> with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,7 @@ oversized image is an [`ImageDecodeError`][tokenkit.datasets.transforms.ImageDec
 like any corrupt file. 16-bit and float images are scaled to 8 bit (see
 [`to_8bit`][tokenkit.datasets.transforms.to_8bit]) instead of being clipped to white.
 
-Example:
+Examples:
     >>> import torch
     >>> from PIL import Image
     >>> from tokenkit.datasets.transforms import train_transform

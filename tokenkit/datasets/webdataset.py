@@ -50,7 +50,7 @@ _BRACE = re.compile(r"\{([^{}]*)\}")
 def expand_braces(pattern: str) -> list[str]:
     """Expand ``{0000..0009}`` (zero padding kept) and ``{a,b}`` in a shard pattern, left to right.
 
-    Example:
+    Examples:
         >>> expand_braces("train-{00..02}.tar")
         ['train-00.tar', 'train-01.tar', 'train-02.tar']
         >>> expand_braces("{a,b}-{1..2}")

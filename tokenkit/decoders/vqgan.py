@@ -98,7 +98,7 @@ class VQGANDecoder(Decoder):
     Args:
         config: [`VQGANDecoderConfig`][tokenkit.decoders.vqgan.VQGANDecoderConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> dec = tk.build_part("decoder", tk.Part("vqgan", hidden_channels=32, channel_mult=(1, 2),
         ...                                        num_res_blocks=1, z_channels=8, norm_groups=8))

@@ -108,7 +108,7 @@ class NLayerDiscriminator(Discriminator):
     Args:
         config: [`NLayerConfig`][tokenkit.discriminators.nlayer.NLayerConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> d = tk.build_part("discriminator", tk.Part("nlayer", hidden_channels=8, norm_groups=4, pool_size=4))
         >>> d(torch.rand(2, 3, 64, 64)).shape

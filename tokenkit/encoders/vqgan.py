@@ -89,7 +89,7 @@ class VQGANEncoder(Encoder):
     Args:
         config: [`VQGANEncoderConfig`][tokenkit.encoders.vqgan.VQGANEncoderConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> enc = tk.build_part("encoder", tk.Part("vqgan", image_size=16, hidden_channels=32, channel_mult=(1, 2),
         ...                                        num_res_blocks=1, z_channels=8, norm_groups=8))

@@ -580,6 +580,21 @@ def evaluate_generation(generator: Any, tokenizer: Any, *, num_images: int = 500
 
     Returns:
         [`EvaluationResult`][tokenkit.evaluation.result.EvaluationResult].
+
+    Examples:
+        A tiny run with random weights (the published protocol is 50,000 samples against the ADM
+        reference batch, with the FID Inception weights):
+
+        >>> import warnings, tokenkit as tk
+        >>> from tokenkit.evaluation.inception import InceptionConfig, InceptionV3FID
+        >>> inception = InceptionV3FID(InceptionConfig(weights="random", input_size=75))
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     result = tk.evaluate_generation(tk.build("maskgit-tiny"), tk.build("titok-tiny"), num_images=8,
+        ...                                     reference=tk.data.sample_images(32, seed=1), metrics="fid,is",
+        ...                                     inception_weights=inception, batch_size=4, steps=2, progress=False)
+        >>> sorted(result.metrics), result.info["num_images"]
+        (['fid', 'is', 'is_std'], 8)
     """
     started = time.perf_counter()
     base = get_protocol(protocol)

@@ -79,7 +79,7 @@ class MaskGIT(SaveMixin, Generator):
         config: [`MaskGITConfig`][tokenkit.generators.maskgit.MaskGITConfig].
         backbone: The built backbone (kind ``backbone``, exposing ``width``).
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> gen = tk.build("maskgit-tiny")
         >>> ids = gen.generate(torch.tensor([1, 2]), steps=4, generator=torch.Generator().manual_seed(0))

@@ -31,7 +31,7 @@ from tokenkit.specs import Part
 def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """``0.5 * (mean(relu(1 - D(x))) + mean(relu(1 + D(x_hat))))``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> hinge_discriminator_loss(torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 1.0])).item()
         0.75
@@ -49,7 +49,7 @@ class LeCAM(nn.Module):
         weight: ``lambda`` (TiTok: 0.001).
         decay: EMA decay of the anchors (TiTok: 0.999).
 
-    Example:
+    Examples:
         >>> import torch
         >>> lecam = LeCAM(weight=1.0, decay=0.5)
         >>> lecam(torch.tensor([2.0]), torch.tensor([-1.0])).item()  # anchors start at 0: 2^2 + 1^2

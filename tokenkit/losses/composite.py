@@ -54,7 +54,7 @@ class CompositeLoss(Loss):
     Args:
         config: [`CompositeConfig`][tokenkit.losses.composite.CompositeConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> from tokenkit.losses import LossInputs
         >>> loss = tk.build_part("loss", tk.Part("composite", terms=[

@@ -35,7 +35,7 @@ class ProxyCrossEntropy(Loss):
     Args:
         config: [`ProxyCEConfig`][tokenkit.losses.proxy_ce.ProxyCEConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> from tokenkit.losses import LossInputs
         >>> ce = tk.build_part("loss", "proxy-ce")

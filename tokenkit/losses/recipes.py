@@ -14,7 +14,7 @@ Each function returns a ``Part("composite", ...)``; build it with
 * The discriminator step (hinge + LeCAM 0.001, decay 0.999) belongs to the
   ``adversarial`` term: ``loss.terms["adversarial"].discriminator_loss(inputs)``.
 
-Example:
+Examples:
     >>> from tokenkit.losses import recipes
     >>> print([name for name, _, _ in recipes.stage1().config["terms"]])
     ['proxy_ce', 'quantizer']

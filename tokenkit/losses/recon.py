@@ -38,7 +38,7 @@ class ReconstructionLoss(Loss):
     Args:
         config: [`ReconConfig`][tokenkit.losses.recon.ReconConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> from tokenkit.losses import LossInputs
         >>> loss = tk.build_part("loss", tk.Part("recon", kind="l1"))

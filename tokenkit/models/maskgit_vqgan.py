@@ -25,7 +25,7 @@ def maskgit_vqgan(*, image_size: int = 256) -> TokenizerSpec:
     Returns:
         The [`TokenizerSpec`][tokenkit.specs.TokenizerSpec]; ``N = (image_size / 16)**2`` tokens.
 
-    Example:
+    Examples:
         >>> import tokenkit as tk
         >>> tok = tk.build("maskgit-vqgan", device="meta")
         >>> tok.num_tokens, tok.codebook_size, sum(p.numel() for p in tok.parameters())

@@ -125,7 +125,7 @@ class Tokenizer(SaveMixin, nn.Module):
         decoder: codes -> images, or proxy-code logits.
         pixel_decoder: Optional proxy-code logits -> images (TiTok stage 2), or ``None``.
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> tok = tk.build("titok-tiny")
         >>> images = torch.rand(2, 3, 32, 32)

@@ -97,7 +97,7 @@ class FSQuantizer(Quantizer):
     Args:
         config: [`FSQConfig`][tokenkit.quantizers.fsq.FSQConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> fsq = tk.build_part("quantizer", tk.Part("fsq", levels=(8, 5, 5, 5))).eval()
         >>> fsq.codebook_size

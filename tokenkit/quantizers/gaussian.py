@@ -91,7 +91,7 @@ class GaussianBottleneck(Quantizer):
     Args:
         config: [`GaussianConfig`][tokenkit.quantizers.gaussian.GaussianConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> kl = tk.build_part("quantizer", tk.Part("gaussian", channels=4)).eval()
         >>> out = kl(torch.randn(2, 3, 8))

@@ -97,7 +97,7 @@ class LFQuantizer(Quantizer):
     Args:
         config: [`LFQConfig`][tokenkit.quantizers.lfq.LFQConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> lfq = tk.build_part("quantizer", tk.Part("lfq", codebook_size=16)).eval()
         >>> out = lfq(torch.randn(2, 3, 4))

@@ -95,7 +95,7 @@ class ResidualVQuantizer(Quantizer):
     Args:
         config: [`RVQConfig`][tokenkit.quantizers.rvq.RVQConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> rvq = tk.build_part("quantizer", tk.Part("rvq", num_quantizers=3, codebook_size=16, dim=4)).eval()
         >>> out = rvq(torch.randn(2, 5, 4))

@@ -70,7 +70,7 @@ class SimVQuantizer(Quantizer):
     Args:
         config: [`SimVQConfig`][tokenkit.quantizers.simvq.SimVQConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> vq = tk.build_part("quantizer", tk.Part("simvq", codebook_size=16, dim=4)).eval()
         >>> out = vq(torch.randn(2, 3, 4))

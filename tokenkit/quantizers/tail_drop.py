@@ -79,7 +79,7 @@ class TailDrop(Quantizer):
         config: [`TailDropConfig`][tokenkit.quantizers.tail_drop.TailDropConfig].
         quantizer: The built wrapped quantizer.
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> tok = tk.build(tk.spec("titok-tiny").replace(quantizer=tk.Part("tail-drop")))
         >>> ids = tok.tokenize(torch.rand(2, 3, 32, 32))

@@ -60,7 +60,7 @@ class VectorQuantizer(Quantizer):
     Args:
         config: [`VQConfig`][tokenkit.quantizers.vq.VQConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> vq = tk.build_part("quantizer", tk.Part("vq", codebook_size=16, dim=4)).eval()
         >>> out = vq(torch.randn(2, 3, 4))

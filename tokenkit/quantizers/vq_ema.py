@@ -121,7 +121,7 @@ class VQEMAQuantizer(Quantizer):
     Args:
         config: [`VQEMAConfig`][tokenkit.quantizers.vq_ema.VQEMAConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> vq = tk.build_part("quantizer", tk.Part("vq-ema", codebook_size=16, dim=4))
         >>> out = vq(torch.randn(2, 3, 4))  # training mode: the codebook moves

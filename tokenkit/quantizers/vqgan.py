@@ -57,7 +57,7 @@ class VQGANQuantizer(VectorQuantizer):
     Args:
         config: [`VQGANQuantizerConfig`][tokenkit.quantizers.vqgan.VQGANQuantizerConfig].
 
-    Example:
+    Examples:
         >>> import torch, tokenkit as tk
         >>> vq = tk.build_part("quantizer", tk.Part("vqgan", codebook_size=16, dim=4)).eval()
         >>> out = vq(torch.randn(2, 9, 4))

@@ -126,7 +126,7 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
             ``allow_unlabelled``, an empty or endless dataset, or items without ``"image"``.
         ContractError: Images the tokenizer does not take (size, range), or bad ids.
 
-    Example:
+    Examples:
         >>> import tempfile, tokenkit as tk
         >>> from tokenkit.train.pretokenize import pretokenize
         >>> tok = tk.build("titok-tiny")

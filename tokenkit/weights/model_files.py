@@ -78,7 +78,7 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
     Returns:
         The folder, loadable with [`from_pretrained`][tokenkit.pretrained.from_pretrained].
 
-    Example:
+    Examples:
         >>> import tempfile, tokenkit as tk
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     folder = tk.save_pretrained(tk.build("titok-tiny"), tmp)
@@ -109,6 +109,18 @@ def push_to_hub(model: nn.Module, repo_id: str, *, private: bool | None = None, 
 
     Returns:
         The URL of the commit.
+
+    Examples:
+        With a stand-in for ``huggingface_hub.HfApi`` (a real push needs ``hf auth login``):
+
+        >>> import os, tokenkit as tk
+        >>> class Hub:
+        ...     def create_repo(self, repo_id, **kwargs):
+        ...         pass
+        ...     def upload_folder(self, repo_id, folder_path, **kwargs):
+        ...         return f"https://huggingface.co/{repo_id}: " + ", ".join(sorted(os.listdir(folder_path)))
+        >>> tk.push_to_hub(tk.build("titok-tiny"), "me/my-tokenizer", api=Hub())
+        'https://huggingface.co/me/my-tokenizer: config.json, model.safetensors'
     """
     if api is None:
         from huggingface_hub import HfApi

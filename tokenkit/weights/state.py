@@ -33,7 +33,7 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, as
     Raises:
         WeightsError: Listing missing, unexpected and mis-shaped keys by name.
 
-    Example:
+    Examples:
         >>> import torch
         >>> load_weights(torch.nn.Linear(2, 3), {"weight": torch.zeros(3, 2)})
         Traceback (most recent call last):
@@ -61,7 +61,7 @@ def resolve_torch_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | 
     Raises:
         ConfigError: Not a floating dtype or one of the names in ``TORCH_DTYPES``.
 
-    Example:
+    Examples:
         >>> resolve_torch_dtype("bf16")
         torch.bfloat16
     """

@@ -1,0 +1,63 @@
+"""The built documentation: examples render as highlighted code, never as Markdown quotes."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _docstrings():
+    for path in sorted((ROOT / "tokenkit").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                text = ast.get_docstring(node, clean=True)
+                if text:
+                    yield f"{path.relative_to(ROOT)}:{getattr(node, 'name', '<module>')}", text
+
+
+def test_docstring_examples_are_google_examples_sections():
+    """``Example:`` (singular) is an admonition to mkdocstrings, and its ``>>>`` lines become nested
+    Markdown quotes; ``Examples:`` renders them as highlighted code and pytest still runs them."""
+    singular = [where for where, text in _docstrings() if re.search(r"^Example:\s*$", text, re.M)]
+    assert singular == []
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    pytest.importorskip("mkdocs")
+    out = tmp_path_factory.mktemp("site")
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(out)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_no_doctest_prompt_inside_a_quote_and_examples_are_highlighted(site):
+    quoted, pages_with_examples = [], 0
+    for page in site.rglob("*.html"):
+        html = page.read_text()
+        for block in re.findall(r"<blockquote>(.*?)</blockquote>", html, re.S):
+            if "&gt;&gt;&gt;" in block or re.search(r"^\s*<p>\s*(import |tk\.)", block, re.M):
+                quoted.append(str(page.relative_to(site)))
+        pages_with_examples += '<span class="gp">&gt;&gt;&gt; </span>' in html
+    assert quoted == []
+    assert pages_with_examples >= 8  # the API pages show their examples as highlighted console sessions
+
+
+def test_every_public_name_has_an_example():
+    """Every name in ``tokenkit.__all__`` (constants aside) documents itself with a doctest example."""
+    import inspect
+
+    import tokenkit as tk
+
+    constants = {"KINDS", "__version__"}
+    missing = [name for name in tk.__all__ if name not in constants
+               and ">>>" not in (inspect.getdoc(getattr(tk, name)) or "")]
+    assert missing == []
