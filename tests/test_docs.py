@@ -61,3 +61,19 @@ def test_every_public_name_has_an_example():
     missing = [name for name in tk.__all__ if name not in constants
                and ">>>" not in (inspect.getdoc(getattr(tk, name)) or "")]
     assert missing == []
+
+
+PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_console_examples_in_pages_are_current(page):
+    """Every ```pycon block of a page runs as a doctest, so a stale output shown on a page fails here."""
+    import doctest
+
+    blocks = re.findall(r"```pycon\n(.*?)```", page.read_text(), re.S)
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for number, block in enumerate(blocks):
+        test = parser.get_doctest(block, {}, f"{page.name}[{number}]", str(page), 0)
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
