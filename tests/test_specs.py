@@ -67,9 +67,12 @@ def test_bad_knobs_raise_before_building(knobs, message):
         tk.spec(name, **knobs)
 
 
-def test_legacy_pixel_decoder_needs_patch_16():
-    with pytest.raises(ConfigError, match="upsampling factor"):
+def test_legacy_pixel_decoder_needs_patch_16_and_the_error_names_the_remedy():
+    with pytest.raises(ConfigError, match=r"patch_size=8 .* upsamples by 16\. Use legacy=False"):
         tk.spec("titok-s128", patch_size=8)
+    assert tk.spec("titok-s128", patch_size=8, legacy=False).pixel_decoder is None
+    with pytest.raises(ConfigError, match="upsampling factor"):  # a pixel decoder given as a Part: checked by the spec
+        tk.spec("titok-s128", patch_size=8, pixel_decoder=tk.Part("vqgan", codebook_size=1024))
 
 
 def test_explicit_dimensions_must_agree():

@@ -28,6 +28,7 @@ from tokenkit.evaluation.rate_distortion import rate_distortion
 from tokenkit.evaluation.runner import evaluate_generation, evaluate_reconstruction
 from tokenkit.factory import build_part
 from tokenkit.images import load_images, save_images
+from tokenkit.options import Option, knobs, part_options
 from tokenkit.kinds import Backbone, Decoder, Discriminator, Encoder, FeatureExtractor, Generator, Loss, Quantizer
 from tokenkit.models import Tokenizer, titok  # noqa: F401  (registers the models)
 from tokenkit.pipelines import generate_images
@@ -44,4 +45,5 @@ __all__ = [
     "load_weights", "save_pretrained", "unregister_model", "generate_images", "ablate", "load_images", "save_images",
     "evaluate_reconstruction", "evaluate_generation", "rate_distortion", "push_to_hub",
     "Backbone", "Encoder", "Quantizer", "Decoder", "Generator", "Loss", "Discriminator", "FeatureExtractor",
+    "Option", "knobs", "part_options",
 ]

@@ -194,6 +194,12 @@ def get_part(kind: str, name: str) -> type:
         raise RegistryError(f"no {kind} named {name!r}. {_suggest(name, list(_PARTS[kind]))}") from None
 
 
+def registered_classes(name: str) -> list[type]:
+    """The classes registered as ``name`` in any kind (``vqgan`` is an encoder, a quantizer and a
+    decoder); empty when none is. Reads the registry as it is (loads no plug-ins)."""
+    return [parts[name] for parts in _PARTS.values() if name in parts]
+
+
 def list_parts(kind: str, pattern: str = "*") -> list[str]:
     """Names of registered parts of ``kind`` matching a glob ``pattern``, naturally sorted.
 

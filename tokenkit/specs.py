@@ -16,13 +16,14 @@ before any module is built.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import types
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from tokenkit.errors import ConfigError, RegistryError
-from tokenkit.registry import KINDS, get_part
+from tokenkit.registry import KINDS, get_part, registered_classes
 
 SPEC_VERSION = 1
 
@@ -74,6 +75,7 @@ class Part:
     def __init__(self, name: str, **config: Any) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"Part name must be a non-empty string, got {name!r}")
+        _check_option_names(name, config)
         self._name = name
         self._config = types.MappingProxyType({k: _freeze(v) for k, v in config.items()})
 
@@ -121,6 +123,22 @@ class Part:
     def __repr__(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self._config.items())
         return f"Part({self._name!r}{opts})"
+
+
+def _check_option_names(name: str, config: Mapping[str, Any]) -> None:
+    """Refuse options that no registered part called ``name`` has (any kind; the kind is not known
+    until the part is used). A name registered nowhere (yet) passes: it is checked when built."""
+    configs = [cls.Config for cls in registered_classes(name)]
+    if not configs or not config:
+        return
+    fields = sorted({f.name for c in configs for f in dataclasses.fields(c)})
+    unknown = sorted(set(config) - set(fields))
+    if unknown:
+        hints = [f"{u!r} -> {', '.join(repr(c) for c in close)}" for u in unknown
+                 if (close := difflib.get_close_matches(u, fields, n=2, cutoff=0.6))]
+        raise ConfigError(f"part {name!r} has no option(s) {', '.join(unknown)}"
+                          + (f" (did you mean {'; '.join(hints)}?)" if hints else "")
+                          + f"; its options are {', '.join(fields)}")
 
 
 def _rebuild_part(name: str, config: dict[str, Any]) -> Part:

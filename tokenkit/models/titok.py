@@ -25,6 +25,10 @@ SIZES: dict[str, tuple[int, int, int]] = {
 """Transformer sizes by name: ``(width, depth, heads)``; small/base/large as the official code."""
 
 
+VQGAN_UPSAMPLING = 16
+"""Upsampling factor of the MaskGIT-VQGAN pixel decoder of the two-stage models (its patch size)."""
+
+
 def _backbone(size: str | tuple[int, int, int], backbone: str, what: str) -> Part:
     if isinstance(size, str):
         if size not in SIZES:
@@ -103,6 +107,10 @@ def titok(
         pixel_decoder = legacy
     if pixel_decoder and not legacy:
         raise ConfigError("pixel_decoder=True needs legacy=True (the pixel decoder reads proxy-code logits)")
+    if pixel_decoder is True and patch_size != VQGAN_UPSAMPLING:
+        raise ConfigError(f"patch_size={patch_size} does not fit the two-stage (legacy) model: its MaskGIT-VQGAN "
+                          f"pixel decoder upsamples by {VQGAN_UPSAMPLING}. Use legacy=False for a single-stage "
+                          "TiTok with this patch size (or pixel_decoder=False for the stage-1 model alone)")
     geometry = dict(image_size=image_size, patch_size=patch_size, num_tokens=num_tokens)
     encoder = Part("vit1d", **geometry, legacy_reshape=legacy, backbone=_backbone(encoder_size, backbone, "encoder_size"))
     decoder = Part("vit1d", **geometry, head="proxy" if legacy else "pixel",
@@ -143,8 +151,13 @@ REFERENCE_MODELS: dict[str, dict[str, Any]] = {
     "titok-bl128-vae": _vae(128, "base"),
     "titok-tiny": dict(image_size=32, patch_size=8, num_tokens=8, encoder_size="tiny", decoder_size="tiny",
                        codebook_size=256, token_dim=8),
+    "titok": {},
 }
 """Knobs of every named TiTok composition."""
 
+DESCRIPTIONS = {"titok": "single-stage TiTok (ViT-B/16 encoder and decoder, 32 tokens, VQ 4096 x 12) with the "
+                        "builder's defaults: the starting point for custom compositions (see tk.knobs('titok'))"}
+"""Descriptions of the models that are not a released checkpoint."""
+
 for _name, _knobs in REFERENCE_MODELS.items():
-    register_model(_name, titok, **_knobs)
+    register_model(_name, titok, DESCRIPTIONS.get(_name, ""), **_knobs)
