@@ -48,7 +48,7 @@ text = spec.to_json()
 assert tk.TokenizerSpec.from_json(text) == spec
 print(f"spec JSON round trip ok ({len(text)} characters)")
 
-# 5b. Save and reload weights with their composition (model.safetensors + config.json).
+# 5b. Save and reload weights with their composition (model.safetensors + config.json + a README.md model card).
 with tempfile.TemporaryDirectory() as folder:
     tok.save_pretrained(folder)
     again = tk.from_pretrained(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -208,7 +209,7 @@ def test_save_pretrained_round_trip(name, tmp_path):
     torch.manual_seed(0)
     model = tk.build(tiny_spec(name))
     folder = model.save_pretrained(tmp_path / "saved")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
     for source in (folder, folder / "model.safetensors"):  # the folder, or the file alone (spec in its header)
         again = tk.from_pretrained(source)
         assert again.spec == model.spec and not again.training and type(again) is type(model)
@@ -249,7 +250,7 @@ def test_interrupted_save_keeps_the_last_good_files(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         tok.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "model.safetensors"]  # no temp files
 
 
 def test_config_and_weights_must_agree(tmp_path):
@@ -394,6 +395,39 @@ def test_from_pretrained_hub_repo(fake_hub):
         tk.from_pretrained("someone/tiny-titok/nope.bin")
 
 
+def test_save_pretrained_writes_a_model_card_and_keeps_a_users_own(tmp_path):
+    tok = tk.build("titok-tiny")
+    tok.save_pretrained(tmp_path / "a", source="a test")
+    card = (tmp_path / "a" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: tokenkit\n") and "Weights: a test." in card
+    assert f"Parameters: {sum(p.numel() for p in tok.parameters()):,}." in card
+    assert json.loads(card.split("```json\n")[1].split("```")[0]) == tok.spec.to_dict()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "README.md").write_text("my own notes")
+    tok.save_pretrained(tmp_path / "b")
+    assert (tmp_path / "b" / "README.md").read_text() == "my own notes"
+    assert tk.from_pretrained(tmp_path / "b").spec == tok.spec
+
+
+def test_hub_options_reach_the_download(monkeypatch, tmp_path):
+    """``cache_dir``, ``token``, ``local_files_only`` and ``revision`` go to every ``hf_hub_download`` call."""
+    import huggingface_hub
+
+    tok = tk.build("titok-tiny")
+    tok.save_pretrained(tmp_path / "repo")
+    calls = []
+
+    def download(repo_id, filename, **options):
+        calls.append(options)
+        return str(tmp_path / "repo" / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    tk.from_pretrained("someone/tiny", revision="v1", cache_dir=tmp_path / "cache", token="hf_x",
+                       local_files_only=True)
+    assert calls and all(c == {"revision": "v1", "cache_dir": tmp_path / "cache", "token": "hf_x",
+                               "local_files_only": True} for c in calls)
+
+
 def test_offline_hub_download_says_what_to_fetch(monkeypatch):
     import huggingface_hub
     from huggingface_hub import errors
@@ -425,7 +459,7 @@ def test_push_to_hub_uploads_a_loadable_folder(tmp_path):
     url = tok.push_to_hub("me/tok", api=FakeApi())
     assert url.endswith("/commit/1")
     assert uploaded["created"] == ("me/tok", True)
-    assert uploaded["files"] == ["config.json", "model.safetensors"]
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
     assert uploaded["model"].spec == tok.spec
 
 

@@ -28,7 +28,7 @@ from tokenkit.registry import get_model, list_models
 from tokenkit.specs import Spec
 from tokenkit.validation import check_device
 from tokenkit.weights import official
-from tokenkit.weights.hub import resolve_source
+from tokenkit.weights.hub import HubOptions, resolve_source
 from tokenkit.weights.io import load_state_dict
 from tokenkit.weights.model_files import is_tokenkit_config, read_spec, stored_spec
 from tokenkit.weights.state import cast_state_dict, load_weights, resolve_torch_dtype
@@ -118,15 +118,19 @@ def _load_into(composition: Spec, state_dict: Mapping[str, torch.Tensor], device
 
 
 def load_pretrained(composition: Spec, source: str | os.PathLike, *, device: torch.device | str | None = None,
-                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
+                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32,
+                    cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
+                    local_files_only: bool = False) -> nn.Module:
     """Build ``composition`` with the weights of ``source`` (official or tokenkit layout), in eval mode, in
-    ``torch_dtype`` (see [`from_pretrained`][tokenkit.pretrained.from_pretrained])."""
-    resolved = resolve_source(source, revision)
+    ``torch_dtype`` (the options as in [`from_pretrained`][tokenkit.pretrained.from_pretrained])."""
+    resolved = resolve_source(source, revision, hub=HubOptions(None, cache_dir, token, local_files_only))
     return _load_into(composition, load_state_dict(resolved.weights), device, resolved.description, torch_dtype)
 
 
 def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | None = None,
-                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
+                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32,
+                    cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
+                    local_files_only: bool = False) -> nn.Module:
     """Load a tokenizer or generator, composition and weights, from a file, a folder or a Hub repo.
 
     The composition comes from ``config.json`` (tokenkit's spec, or the official
@@ -142,6 +146,9 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
         torch_dtype: The dtype of the model's floating tensors: float32 by default, whatever the
             file stores (an fp16 or bf16 checkpoint is cast up); ``torch.bfloat16``, ``"fp16"``, ...
             choose another; ``"auto"`` or ``None`` keeps the dtypes stored in the file.
+        cache_dir: Hub download cache (default: huggingface_hub's, ``HF_HOME``).
+        token: Hub token for private repos (default: the logged-in user's).
+        local_files_only: Only files already in the Hub cache; never the network.
 
     Returns:
         A [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer] or a generator, in eval mode.
@@ -157,7 +164,7 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
         ...     tk.from_pretrained(tmp).spec == tk.spec("titok-tiny")
         True
     """
-    resolved = resolve_source(source, revision)
+    resolved = resolve_source(source, revision, hub=HubOptions(None, cache_dir, token, local_files_only))
     state_dict = load_state_dict(resolved.weights)
     layout = official.detect_layout(state_dict)
     in_file = stored_spec(resolved)

@@ -65,7 +65,21 @@ def _offline_help(repo_id: str, filename: str) -> str:
             "exists) on a connected machine, put the files in one folder and pass that folder (or the file) instead")
 
 
-def hub_download(repo_id: str, filename: str, revision: str | None = None) -> Path | None:
+@dataclasses.dataclass(frozen=True)
+class HubOptions:
+    """How files are fetched from the Hub (``huggingface_hub.hf_hub_download``'s options)."""
+
+    revision: str | None = None
+    """Branch, tag or commit."""
+    cache_dir: str | os.PathLike | None = None
+    """Where downloads are cached (default: huggingface_hub's cache, ``HF_HOME``)."""
+    token: str | bool | None = None
+    """Hub token for private repos (default: the logged-in user's)."""
+    local_files_only: bool = False
+    """Use only files already in the cache; never touch the network."""
+
+
+def hub_download(repo_id: str, filename: str, options: HubOptions = HubOptions()) -> Path | None:
     """Download one file from the Hub (cached by huggingface_hub); ``None`` if the repo has no such file.
 
     Raises:
@@ -77,7 +91,9 @@ def hub_download(repo_id: str, filename: str, revision: str | None = None) -> Pa
     except ImportError:  # pragma: no cover - a declared dependency
         raise WeightsError("loading from the Hub needs the huggingface_hub package") from None
     try:
-        return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=revision))
+        return Path(huggingface_hub.hf_hub_download(repo_id, filename, revision=options.revision,
+                                                    cache_dir=options.cache_dir, token=options.token,
+                                                    local_files_only=options.local_files_only))
     except errors.LocalEntryNotFoundError:
         raise WeightsError(_offline_help(repo_id, filename)) from None
     except errors.RemoteEntryNotFoundError:
@@ -88,25 +104,31 @@ def hub_download(repo_id: str, filename: str, revision: str | None = None) -> Pa
         raise WeightsError(f"{_offline_help(repo_id, filename)} ({type(err).__name__}: {err})") from None
 
 
-def _from_hub(source: str, revision: str | None) -> ResolvedSource:
+def _from_hub(source: str, options: HubOptions) -> ResolvedSource:
     parts = source.split("/")
     if len(parts) > 2:  # owner/name/path/to/file
         repo_id, filename = "/".join(parts[:2]), "/".join(parts[2:])
-        path = hub_download(repo_id, filename, revision)
+        path = hub_download(repo_id, filename, options)
         if path is None:
             raise WeightsError(f"Hub repo {repo_id!r} has no file {filename!r}")
         return ResolvedSource(path, None, f"hf://{source}")
-    config_path = hub_download(source, CONFIG_NAME, revision)
+    config_path = hub_download(source, CONFIG_NAME, options)
     for name in WEIGHT_NAMES:
-        weights = hub_download(source, name, revision)
+        weights = hub_download(source, name, options)
         if weights is not None:
             config = _read_config(config_path) if config_path is not None else None
             return ResolvedSource(weights, config, f"hf://{source}")
     raise WeightsError(f"Hub repo {source!r} has none of {', '.join(WEIGHT_NAMES)}")
 
 
-def resolve_source(source: str | os.PathLike, revision: str | None = None) -> ResolvedSource:
+def resolve_source(source: str | os.PathLike, revision: str | None = None, *,
+                   hub: HubOptions | None = None) -> ResolvedSource:
     """Make ``source`` local (see the module docs for the accepted forms).
+
+    Args:
+        source: A file, a folder or a Hub id.
+        revision: Hub revision (shorthand for ``hub.revision``).
+        hub: Hub download options (cache folder, token, cache only).
 
     Raises:
         WeightsError: The path does not exist and is not a Hub id, or the download fails.
@@ -125,6 +147,7 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None) -> Re
         raise WeightsError(f"weights source {text!r} is neither an existing file or folder nor a Hub repo id "
                            "('owner/name' or 'owner/name/file.bin')")
     try:
-        return _from_hub(text, revision)
+        options = hub or HubOptions()
+        return _from_hub(text, dataclasses.replace(options, revision=revision or options.revision))
     except WeightsError as err:
         raise WeightsError(f"no local file or folder {text!r}; as a Hub id: {err}") from None

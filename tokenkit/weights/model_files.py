@@ -21,10 +21,13 @@ from torch import nn
 from tokenkit.errors import ConfigError, WeightsError
 from tokenkit.specs import GeneratorSpec, Part, Spec, TokenizerSpec, spec_from_dict
 from tokenkit.weights.hub import CONFIG_NAME, ResolvedSource
-from tokenkit.weights.io import read_safetensors_metadata, save_json, save_safetensors
+from tokenkit.weights.io import atomic_write, read_safetensors_metadata, save_json, save_safetensors
 
 SPEC_METADATA_KEY = "tokenkit_spec"
 """safetensors header entry holding the spec JSON, so a saved file alone can be rebuilt."""
+
+MODEL_CARD_NAME = "README.md"
+"""The model card written next to the weights (the Hub shows it as the repo's page)."""
 
 
 def is_tokenkit_config(config: Mapping[str, Any]) -> bool:
@@ -69,11 +72,48 @@ def spec_of(model: nn.Module) -> Spec:
     raise WeightsError(f"{type(model).__name__} has no tokenkit spec; build it with tk.build")
 
 
-def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` (the spec) into ``directory``.
+def model_card(model: nn.Module, source: str | None = None) -> str:
+    """A Hub model card (``README.md``) for ``model``: ``library_name: tokenkit`` metadata, what the
+    model is, its parameter count, how to load it, where its weights came from and its spec.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> card = model_card(tk.build("titok-tiny"), source="trained on the bundled photographs")
+        >>> card.splitlines()[:3]
+        ['---', 'library_name: tokenkit', 'tags:']
+        >>> [line for line in card.splitlines() if line.startswith(("Composition", "Weights"))]
+        ['Composition: vit1d encoder -> vq bottleneck -> vit1d decoder.', 'Weights: trained on the bundled photographs.']
+    """
+    spec = spec_of(model)
+    kind = "generator" if isinstance(spec, GeneratorSpec) else "tokenizer"
+    tags = ["tokenkit", "image-tokenizer" if kind == "tokenizer" else "image-generation"]
+    params = sum(p.numel() for p in model.parameters())
+    if isinstance(spec, TokenizerSpec):
+        parts = f"{spec.encoder.name} encoder -> {spec.quantizer.name} bottleneck -> {spec.decoder.name} decoder"
+        parts += f" -> {spec.pixel_decoder.name} pixel decoder" if spec.pixel_decoder is not None else ""
+    else:
+        parts = f"{spec.generator.name} generator"
+    lines = ["---", "library_name: tokenkit", "tags:", *(f"- {t}" for t in tags), "---", "",
+             f"# A tokenkit {kind}", "", f"Composition: {parts}.", "", f"Parameters: {params:,}.", ""]
+    if source:
+        lines += [f"Weights: {source}.", ""]
+    lines += ["Load it with [tokenkit](https://pypi.org/project/tokenkit/):", "", "```python", "import tokenkit as tk",
+              "", 'model = tk.from_pretrained("THIS_REPO_OR_FOLDER")', "```", "", "## Spec", "", "```json",
+              json.dumps(spec.to_dict(), indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def save_pretrained(model: nn.Module, directory: str | os.PathLike, *, source: str | None = None) -> Path:
+    """Write ``model.safetensors``, ``config.json`` (the spec) and a model card ``README.md`` into ``directory``.
 
     Each file is written atomically, weights first, so an interrupted save never
-    leaves a partial file; the spec is also stored in the safetensors header.
+    leaves a partial file; the spec is also stored in the safetensors header. A
+    ``README.md`` that tokenkit did not write (no ``library_name: tokenkit``) is kept.
+
+    Args:
+        model: A tokenizer or generator built by tokenkit.
+        directory: The folder (created if needed).
+        source: Where the weights came from, for the model card (e.g. a training run or a paper).
 
     Returns:
         The folder, loadable with [`from_pretrained`][tokenkit.pretrained.from_pretrained].
@@ -83,13 +123,17 @@ def save_pretrained(model: nn.Module, directory: str | os.PathLike) -> Path:
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     folder = tk.save_pretrained(tk.build("titok-tiny"), tmp)
         ...     sorted(p.name for p in folder.iterdir())
-        ['config.json', 'model.safetensors']
+        ['README.md', 'config.json', 'model.safetensors']
     """
     directory = Path(directory)
     spec = spec_of(model).to_dict()
     save_safetensors(model.state_dict(), directory / "model.safetensors",
                      metadata={"format": "pt", SPEC_METADATA_KEY: json.dumps(spec)})
     save_json(spec, directory / CONFIG_NAME)
+    card = directory / MODEL_CARD_NAME
+    if not card.exists() or "library_name: tokenkit" in card.read_text(errors="replace"):
+        text = model_card(model, source)
+        atomic_write(card, lambda tmp: Path(tmp).write_text(text))
     return directory
 
 
@@ -120,7 +164,7 @@ def push_to_hub(model: nn.Module, repo_id: str, *, private: bool | None = None, 
         ...     def upload_folder(self, repo_id, folder_path, **kwargs):
         ...         return f"https://huggingface.co/{repo_id}: " + ", ".join(sorted(os.listdir(folder_path)))
         >>> tk.push_to_hub(tk.build("titok-tiny"), "me/my-tokenizer", api=Hub())
-        'https://huggingface.co/me/my-tokenizer: config.json, model.safetensors'
+        'https://huggingface.co/me/my-tokenizer: README.md, config.json, model.safetensors'
     """
     if api is None:
         from huggingface_hub import HfApi
@@ -138,9 +182,10 @@ class SaveMixin:
     """``save_pretrained`` / ``push_to_hub`` as methods of tokenkit's model classes (writing only;
     loading is [`tokenkit.from_pretrained`][tokenkit.pretrained.from_pretrained])."""
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``model.safetensors`` + ``config.json``; see [`save_pretrained`][tokenkit.weights.model_files.save_pretrained]."""
-        return save_pretrained(self, directory)
+    def save_pretrained(self, directory: str | os.PathLike, *, source: str | None = None) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and ``README.md``; see
+        [`save_pretrained`][tokenkit.weights.model_files.save_pretrained]."""
+        return save_pretrained(self, directory, source=source)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload to the Hub; see [`push_to_hub`][tokenkit.weights.model_files.push_to_hub]."""
