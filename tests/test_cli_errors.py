@@ -50,6 +50,8 @@ BAD = [
     (GEN + ["--steps", "0", "--out", "{tmp}/g.png"], "--steps must be a positive int, got 0"),
     (GEN + ["--out", "{dir}"], "is a folder"),
     (GEN + ["--out", "{file}/g.png"], "--out '{file}' is a file, not a folder"),
+    (ABL + ["--batch-size", "0"], "--batch-size must be a positive int, got 0"),
+    (ABL + ["--batch", "0"], "--batch must be a positive int, got 0"),
     (ABL + ["--repeats", "0"], "--repeats must be a positive int, got 0"),
     (ABL + ["--warmup", "-1"], "--warmup must be a non-negative int, got -1"),
     (ABL + ["--min-time", "nan"], "--min-time must be a non-negative number, got nan (float)"),

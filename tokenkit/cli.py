@@ -5,7 +5,8 @@ A user error (bad arguments, a missing or unwritable file, a missing optional pa
 image) is one line ``tokenkit: error: ...`` on stderr and exit status 2; arguments are checked before
 any work starts. Ctrl-C is ``tokenkit: interrupted`` and exit status 130. Anything else is a bug and
 keeps its traceback (exit status 1). ``--debug`` (before or after the subcommand) re-raises every
-error with its traceback.
+error with its traceback. A warning (random weights, a deprecated option) is one line
+``tokenkit: warning: ...`` on stderr. ``--version`` prints ``tokenkit X.Y.Z``; every help shows the defaults.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,8 +30,18 @@ from tokenkit.typecheck import NON_NEGATIVE, POSITIVE, InRange
 from tokenkit.weights.io import atomic_write
 
 PRECISION_CHOICES = PRECISIONS
-PRECISION_HELP = ("arithmetic (default: auto = bf16 where the hardware runs it natively: CUDA with bf16, "
-                  "CPUs with AVX-512-bf16 / AMX; fp16 on CUDA without bf16; fp32 otherwise)")
+PRECISION_HELP = ("arithmetic; auto = bf16 where the hardware runs it natively (CUDA with bf16, "
+                  "CPUs with AVX-512-bf16 / AMX), fp16 on CUDA without bf16, fp32 otherwise")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help with each option's default, ``(default: ...)``, shown where there is one (not for ``None``,
+    a flag's ``False``, or a help text that explains its default itself)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _count(module) -> int:
@@ -215,6 +227,12 @@ def generate_command(args: argparse.Namespace) -> None:
     SamplingConfig(**sampling)  # bad sampling options fail before the models are built, too
     generator = _load(args.generator, args.generator_weights, args.device)
     tokenizer = _load(args.tokenizer, args.tokenizer_weights, args.device)
+    random = [f"{name} (no {flag})" for name, weights, flag in ((args.generator, args.generator_weights,
+                                                                 "--generator-weights"),
+                                                                (args.tokenizer, args.tokenizer_weights,
+                                                                 "--tokenizer-weights")) if not weights]
+    if random:
+        _warn(f"{' and '.join(random)} {'has' if len(random) == 1 else 'have'} random weights: the samples are noise")
     device = next(generator.parameters()).device
     print(describe(precision, device))
     images = []
@@ -225,13 +243,13 @@ def generate_command(args: argparse.Namespace) -> None:
     images = torch.cat(images)
     grid = make_grid(images, nrow=args.nrow or max(1, int(len(labels) ** 0.5 + 0.999)))
     atomic_write(out, lambda tmp: save_image(grid, tmp, format=SAVE_FORMATS[out.suffix.lower().lstrip(".")]))
-    print(f"wrote {out} ({len(labels)} samples)")
+    print(f"wrote {out} ({_plural(len(labels), 'sample')})")
     if args.separate:
         folder = Path(args.separate)
         folder.mkdir(parents=True, exist_ok=True)
         for i, (label, image) in enumerate(zip(labels, images)):
             save_image(image, folder / f"{i:05d}_class{label}.png")
-        print(f"wrote {len(labels)} PNGs to {folder}")
+        print(f"wrote {_plural(len(labels), 'PNG')} to {folder}")
 
 
 def _parse_value(text: str):
@@ -271,7 +289,11 @@ def ablate_command(args: argparse.Namespace, extra: Sequence[str]) -> None:
         raise tk.ConfigError("--weights needs --eval-data (the images the quality columns are measured on)")
     check_input_file(args.inception_weights, "--inception-weights")
     check_output_folder(args.out, "--out", create=False)
-    result = tk.ablate(args.base, throughput=not args.no_throughput, batch=args.batch, repeats=args.repeats,
+    batch_size = args.batch_size
+    if args.batch is not None:  # the deprecated spelling
+        _warn("--batch is deprecated; use --batch-size")
+        batch_size = args.batch
+    result = tk.ablate(args.base, throughput=not args.no_throughput, batch=batch_size, repeats=args.repeats,
                        warmup=args.warmup, min_time=args.min_time, device=args.device, progress=True, eval_data=args.eval_data, weights=weights,
                        eval_metrics=args.eval_metrics, protocol=args.protocol, num_images=args.num_images,
                        eval_batch_size=args.eval_batch_size, inception_weights=args.inception_weights,
@@ -290,7 +312,8 @@ def demo_command(args: argparse.Namespace) -> None:
     from tokenkit.train.demo import DEMO_STEPS, run_demo
 
     check_output_folder(args.out, "--out", create=False)
-    print(f"training a small 1D tokenizer on the bundled images for {args.steps or DEMO_STEPS} steps (CPU) ...")
+    print(f"training a small 1D tokenizer on the bundled images for {_plural(args.steps or DEMO_STEPS, 'step')} "
+          "(CPU) ...")
     metrics = run_demo(args.out, steps=args.steps, seed=args.seed, precision=args.precision)
     print(f"PSNR {metrics['psnr']:.2f} dB | SSIM {metrics['ssim']:.3f} | codebook usage {metrics['usage'] * 100:.1f}% "
           f"(perplexity {metrics['perplexity']:.0f}) | {metrics['seconds']:.0f} s")
@@ -364,12 +387,14 @@ def pretokenize_command(args: argparse.Namespace) -> None:
         tokenizer = _load(args.model, args.weights, args.device)
     if not hasattr(tokenizer, "tokenize"):
         raise tk.ConfigError(f"{args.model!r} is not a tokenizer (pretokenize needs one, e.g. titok-l32)")
+    if args.weights is None and not (args.model and Path(args.model).exists()):
+        _warn(f"{args.model} has random weights (no --weights given): its token ids are meaningless")
     part = data_part(args.data, args.size or tokenizer.image_size)
     dataset = tk.build_part("dataset", part)
     info = pretokenize(tokenizer, dataset, args.out, batch_size=args.batch_size, flip=not args.no_flip,
                        num_workers=args.num_workers, device=args.device, allow_unlabelled=args.allow_unlabelled,
                        progress=True)
-    print(f"wrote {info['path']}: {info['count']} token sequences of {info['num_tokens']} ids "
+    print(f"wrote {info['path']}: {_plural(info['count'], 'token sequence')} of {_plural(info['num_tokens'], 'id')} "
           f"(codebook {info['codebook_size']}, {part.name} data{', with flips' if not args.no_flip else ''}) "
           f"in {info['seconds']:.1f} s")
 
@@ -386,6 +411,11 @@ def _plural(count: int, noun: str) -> str:
 
 def _warn(message: str) -> None:
     print(f"tokenkit: warning: {message}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning raised under a command, as one ``tokenkit: warning: ...`` line."""
+    _warn(" ".join(str(message).split()))
 
 
 def _tokenizer(model: str, weights: str | None, device: str, *, discrete: bool = False):
@@ -450,7 +480,7 @@ def _read_batches(paths: Sequence[Path], names: Sequence[str], size: int, batch_
     if batch_names:
         yield batch_names, torch.stack(images)
     if not count:
-        raise ImageDecodeError(f"none of the {len(paths)} image files could be decoded")
+        raise ImageDecodeError(f"none of the {_plural(len(paths), 'image file')} could be decoded")
 
 
 def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
@@ -580,7 +610,7 @@ def encode_command(args: argparse.Namespace) -> None:
                 "num_codebooks": str(tok.num_codebooks), "model": args.model}
     save_safetensors({"ids": ids}, out, metadata)
     print(f"wrote {out}: ids {tuple(ids.shape)} int64 of {_plural(len(names), 'image')} "
-          f"({tok.num_tokens} tokens each, codebook {tok.codebook_size})")
+          f"({_plural(tok.num_tokens, 'token')} each, codebook {tok.codebook_size})")
 
 
 def read_ids(path: str | os.PathLike) -> tuple:
@@ -694,59 +724,81 @@ def eval_command(args: argparse.Namespace) -> None:
 
 
 DEBUG_HELP = "on an error, show the full traceback instead of one line"
+DEVICE_HELP = "torch device, e.g. cpu, cuda, cuda:1, mps"
+OUT_FILE = "output file: "
+OUT_FOLDER = "output folder: "
 
 
-def _add_debug(parser: argparse.ArgumentParser) -> None:
-    """``--debug`` after any subcommand, too (it does not reset a ``--debug`` given before it)."""
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand's help shows the defaults (``HelpFormatter``), and takes
+    ``--debug`` after it, too (which does not reset a ``--debug`` given before it)."""
     for choices in _subparsers(parser).values():
         for child in choices.values():
+            child.formatter_class = HelpFormatter
             child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
-            _add_debug(child)
+            _finish(child)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``tokenkit`` argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="tokenkit", description="Pluggable image-tokenizer building blocks.")
+    """The ``tokenkit`` argument parser with every subcommand.
+
+    The vocabulary is the same across commands: ``--batch-size``, ``--device``, ``--num-workers``; ``--weights``
+    names the weights of the one model a command uses (commands with two models say which:
+    ``--generator-weights``, ``--tokenizer-weights``); ``--out`` is a file where a command writes one file and a
+    folder where it writes several, and its help says which.
+    """
+    from tokenkit.registry import KINDS
+    from tokenkit.version import __version__
+
+    parser = argparse.ArgumentParser(prog="tokenkit", description="Pluggable image-tokenizer building blocks.",
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tokenkit {__version__}")
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="list reference models (or parts with --parts KIND)")
     p_list.add_argument("pattern", nargs="?", default="*", help="glob pattern, e.g. 'titok-b*'")
-    p_list.add_argument("--parts", metavar="KIND", choices=tk.KINDS, help="list registered parts of this kind")
+    p_list.add_argument("--parts", metavar="KIND", choices=KINDS, help="list registered parts of this kind")
     p_info = sub.add_parser("info", help="composition, parameters, tokens and bits per image of a model")
-    p_info.add_argument("name")
+    p_info.add_argument("name", help="model name, e.g. titok-l32 (tokenkit list shows them)")
     p_info.add_argument("--json", action="store_true", help="print JSON")
     p_gen = sub.add_parser("generate", help="generate images of classes: generator + tokenizer -> PNG grid")
     p_gen.add_argument("generator", help="generator model name, e.g. maskgit-titok-l32 ('' with --generator-weights "
                                          "to take the composition from the weights)")
     p_gen.add_argument("tokenizer", help="tokenizer model name, e.g. titok-l32")
-    p_gen.add_argument("--labels", default="1,7,282,604", help="comma-separated class ids (default: 1,7,282,604)")
-    p_gen.add_argument("--generator-weights", metavar="SRC", help="file, folder or Hub id of the generator weights")
-    p_gen.add_argument("--tokenizer-weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
+    p_gen.add_argument("--labels", default="1,7,282,604", help="comma-separated class ids")
+    p_gen.add_argument("--generator-weights", metavar="SRC", help="file, folder or Hub id of the generator weights "
+                                                                  "(without: random weights, with a warning)")
+    p_gen.add_argument("--tokenizer-weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights "
+                                                                  "(without: random weights, with a warning)")
     p_gen.add_argument("--steps", type=InRange(POSITIVE), help="sampling steps (default: the generator's)")
-    p_gen.add_argument("--guidance", type=float, help="guidance scale")
-    p_gen.add_argument("--guidance-decay", choices=["constant", "linear", "power-cosine"])
-    p_gen.add_argument("--temperature", type=float, help="Gumbel temperature")
-    p_gen.add_argument("--schedule", choices=["arccos", "cosine", "linear"], help="mask schedule")
-    p_gen.add_argument("--seed", type=int, default=0)
-    p_gen.add_argument("--batch-size", type=InRange(POSITIVE), default=8)
-    p_gen.add_argument("--device", default="cpu")
+    p_gen.add_argument("--guidance", type=float, help="guidance scale (default: the generator's)")
+    p_gen.add_argument("--guidance-decay", choices=["constant", "linear", "power-cosine"],
+                       help="guidance schedule (default: the generator's)")
+    p_gen.add_argument("--temperature", type=float, help="Gumbel temperature (default: the generator's)")
+    p_gen.add_argument("--schedule", choices=["arccos", "cosine", "linear"],
+                       help="mask schedule (default: the generator's)")
+    p_gen.add_argument("--seed", type=int, default=0, help="seed of the sampler (the batch from sample i on uses seed + i)")
+    p_gen.add_argument("--batch-size", type=InRange(POSITIVE), default=8, help="samples per generate call")
+    p_gen.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p_gen.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
     p_gen.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)  # deprecated: --precision bf16
-    p_gen.add_argument("--out", default="samples.png", help="PNG grid to write (default: samples.png)")
-    p_gen.add_argument("--nrow", type=InRange(POSITIVE), help="images per grid row")
-    p_gen.add_argument("--separate", metavar="DIR", help="also write one PNG per sample into DIR")
+    p_gen.add_argument("--out", default="samples.png", help=OUT_FILE + "the PNG (or .jpg / .webp) grid")
+    p_gen.add_argument("--nrow", type=InRange(POSITIVE), help="images per grid row (default: about the square root "
+                                                              "of the number of samples)")
+    p_gen.add_argument("--separate", metavar="DIR", help="also write one PNG per sample into the folder DIR")
     p_abl = sub.add_parser("ablate", help="cost of a grid of compositions: --KNOB v1,v2 ... -> table and plot",
                            epilog="Every other option --KNOB v1,v2,... is an axis over a knob of BASE, e.g. "
                                   "--num-tokens 8,16,32 --quantizer vq,fsq --encoder-size small,base")
     p_abl.add_argument("base", help="tokenizer model name, e.g. titok-tiny")
-    p_abl.add_argument("--out", default="ablation", help="folder for ablation.csv/.md/.png (default: ablation)")
-    p_abl.add_argument("--batch", type=InRange(POSITIVE), default=4, help="images per timed call")
+    p_abl.add_argument("--out", default="ablation", help=OUT_FOLDER + "ablation.csv, ablation.md and ablation.png")
+    p_abl.add_argument("--batch-size", type=InRange(POSITIVE), default=4, help="images per timed call")
+    p_abl.add_argument("--batch", type=InRange(POSITIVE), help=argparse.SUPPRESS)  # deprecated: --batch-size
     p_abl.add_argument("--repeats", type=InRange(POSITIVE), default=5,
-                       help="least number of timed calls per measurement; the median is reported (default 5)")
-    p_abl.add_argument("--warmup", type=InRange(NON_NEGATIVE), default=2, help="untimed calls before timing (default 2)")
+                       help="least number of timed calls per measurement; the median is reported")
+    p_abl.add_argument("--warmup", type=InRange(NON_NEGATIVE), default=2, help="untimed calls before timing")
     p_abl.add_argument("--min-time", type=InRange(NON_NEGATIVE, float), default=1.0, metavar="SECONDS",
-                       help="keep timing until the timed calls add up to this (default 1.0)")
-    p_abl.add_argument("--device", default="cpu")
+                       help="keep timing until the timed calls add up to this")
+    p_abl.add_argument("--device", default="cpu", help=DEVICE_HELP)
     p_abl.add_argument("--no-throughput", action="store_true", help="skip the timings (FLOPs only)")
     p_abl.add_argument("--eval-data", metavar="PATH", help="real images (folder, files, .npz, shards): adds quality "
                                                          "columns (PSNR, rFID, ...) per composition")
@@ -762,28 +814,31 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "weights empty instead of evaluating random weights")
     p_demo = sub.add_parser("demo", help="train a small tokenizer on the bundled images (CPU, offline), "
                                          "write a reconstruction grid and print PSNR/SSIM/codebook usage")
-    p_demo.add_argument("--steps", type=InRange(POSITIVE), help="training steps (default: the demo's own, see the training guide)")
+    p_demo.add_argument("--steps", type=InRange(POSITIVE),
+                        help="training steps (default: the demo's own, see the training guide)")
     p_demo.add_argument("--precision", default="auto", choices=PRECISION_CHOICES, help=PRECISION_HELP)
-    p_demo.add_argument("--seed", type=int, default=0)
-    p_demo.add_argument("--out", default="tokenkit-demo", help="output folder (default: tokenkit-demo)")
+    p_demo.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the data order")
+    p_demo.add_argument("--out", default="tokenkit-demo",
+                        help=OUT_FOLDER + "reconstructions.png, metrics.json and the model (model/)")
     p_train = sub.add_parser("train", help="train with a recipe file (or a bundled recipe name)")
     p_train.add_argument("recipe", help="YAML/JSON recipe file, or a bundled recipe name (tiny-single-stage)")
-    p_train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200")
+    p_train.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.steps=200 "
+                                                      "(the output folder is train.output_dir)")
     p_train.add_argument("--restart", action="store_true", help="ignore existing checkpoints in output_dir")
     p_pre = sub.add_parser("pretokenize", help="tokenize an image dataset (and its flips) once, for generator "
                                                "training: -> .safetensors or official .jsonl")
     p_pre.add_argument("model", help="tokenizer model name, e.g. titok-l32, or a saved tokenizer folder/file "
                                      "(e.g. tokenkit-demo/model; '' with --weights does the same)")
-    p_pre.add_argument("--out", required=True, help="output file: .safetensors, or .jsonl (the official format)")
+    p_pre.add_argument("--out", required=True, help=OUT_FILE + ".safetensors, or .jsonl (the official format)")
     p_pre.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
     p_pre.add_argument("--data", help="image folder (labels from sub-folders), .tar shard pattern, or a JSON part "
                                       "'{\"part\": NAME, \"config\": {...}}' (default: the bundled images)")
     p_pre.add_argument("--size", type=InRange(POSITIVE), help="image side (default: the tokenizer's image size)")
-    p_pre.add_argument("--batch-size", type=InRange(POSITIVE), default=64, help="images per batch (default 64)")
+    p_pre.add_argument("--batch-size", type=InRange(POSITIVE), default=64, help="images per batch")
     p_pre.add_argument("--no-flip", action="store_true", help="skip the horizontally flipped copies")
     p_pre.add_argument("--allow-unlabelled", action="store_true", help="accept images without a label (-1)")
-    p_pre.add_argument("--device", default="cpu")
-    p_pre.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes (default 0)")
+    p_pre.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p_pre.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes")
     p_rec = sub.add_parser("reconstruct", help="images -> tokenizer -> side-by-side PNGs (original | reconstruction) "
                                                "and a PSNR / LPIPS table")
     p_enc = sub.add_parser("encode", help="images -> token ids (.safetensors, with the image names and model spec)")
@@ -797,21 +852,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-exif", action="store_true", help="ignore the EXIF orientation of photos")
         p.add_argument("--skip-unreadable", action="store_true",
                        help="skip files that cannot be decoded, with a warning (default: stop with an error)")
-    p_rec.add_argument("--out", required=True, help="output folder: NAME.png per image and metrics.json")
+    p_rec.add_argument("--out", required=True, help=OUT_FOLDER + "NAME.png per image and metrics.json")
     p_rec.add_argument("--no-lpips", action="store_true", help="leave out LPIPS")
-    p_enc.add_argument("--out", required=True, help="output .safetensors file")
+    p_enc.add_argument("--out", required=True, help=OUT_FILE + "the .safetensors of the token ids")
     p_dec.add_argument("ids", help=".safetensors file written by tokenkit encode")
-    p_dec.add_argument("--out", required=True, help="output folder: one NAME.png per image")
+    p_dec.add_argument("--out", required=True, help=OUT_FOLDER + "one NAME.png per image")
     p_dec.add_argument("--model", help="tokenizer model name or saved tokenizer (default: the spec stored in the file)")
     for p in (p_rec, p_enc, p_dec):
-        p.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
-        p.add_argument("--batch-size", type=InRange(POSITIVE), default=16, help="images per batch (default 16)")
-        p.add_argument("--device", default="cpu")
+        p.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights (without: "
+                                                        "random weights, with a warning)")
+        p.add_argument("--batch-size", type=InRange(POSITIVE), default=16, help="images per batch")
+        p.add_argument("--device", default="cpu", help=DEVICE_HELP)
         p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     from tokenkit.evaluation import cli as eval_cli
 
     eval_cli.add_parser(sub)
-    _add_debug(parser)
+    _finish(parser)
     return parser
 
 
@@ -850,7 +906,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         check_bounds(parser, args)
-        handlers[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            handlers[args.command](args)
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -16,17 +16,17 @@ WEIGHTS_HELP = (
 
 def _common(p: argparse.ArgumentParser, *, metrics: str, resumable: bool = True) -> None:
     p.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"],
-                   help="evaluation protocol (default: titok, the official evaluator)")
+                   help="evaluation protocol (titok: the official evaluator)")
     p.add_argument("--metrics", help=f"comma-separated subset of {metrics}")
-    p.add_argument("--batch-size", type=InRange(POSITIVE), default=50, help="images per batch (default: 50)")
+    p.add_argument("--batch-size", type=InRange(POSITIVE), default=50, help="images per batch")
     p.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file (see below)")
-    p.add_argument("--device", default="cpu", help="device (default: cpu)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="model arithmetic (default: auto = bf16 where the device runs it natively, fp16 on CUDA "
-                        "without bf16, else fp32; the Inception always runs in the protocol's precision)")
+                   help="model arithmetic; auto = bf16 where the device runs it natively, fp16 on CUDA "
+                        "without bf16, else fp32 (the Inception always runs in the protocol's precision)")
     if resumable:
         p.add_argument("--state-dir", metavar="DIR", help="resume points; needed (shared) under several processes")
-    p.add_argument("--out", metavar="DIR", default="eval", help="folder for result.json and result.md (default: eval)")
+    p.add_argument("--out", metavar="DIR", default="eval", help="output folder: result.json and result.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -36,47 +36,50 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                          "written-down protocol", epilog=WEIGHTS_HELP)
     ev = p_eval.add_subparsers(dest="eval_command", required=True)
     p_rec = ev.add_parser("reconstruct", help="reconstruction quality of a tokenizer on real images",
-                          epilog=WEIGHTS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          epilog=WEIGHTS_HELP)
     p_rec.add_argument("model", help="tokenizer name (e.g. titok-l32) or a saved tokenizer folder / file")
     p_rec.add_argument("data", nargs="+", help="image folder(s) / files, an .npz (arr_0) or .tar shards")
-    p_rec.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights")
+    p_rec.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights (without: "
+                                                        "random weights, with a warning)")
     p_rec.add_argument("--ref-stats", metavar="NPZ", help="statistics of the real images (tokenkit eval reference) "
                                                           "instead of a second Inception pass")
     p_rec.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
     p_rec.add_argument("--num-tokens", type=InRange(POSITIVE), help="decode only the first K tokens (tail-drop bottlenecks)")
-    p_rec.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader workers decoding images")
+    p_rec.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes")
     _common(p_rec, metrics="fid, is, kid, pr, sfid, psnr, ssim, lpips, usage")
     p_gen = ev.add_parser("generate", help="generation quality: sample N images, score them against a reference",
-                          epilog=WEIGHTS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          epilog=WEIGHTS_HELP)
     p_gen.add_argument("generator", help="generator name (e.g. maskgit-titok-l32) or a saved folder")
     p_gen.add_argument("tokenizer", help="tokenizer name (e.g. titok-l32) or a saved folder")
     p_gen.add_argument("--num", type=InRange(POSITIVE), default=50000, help="samples (50 per class for ImageNet's 1,000 classes)")
     p_gen.add_argument("--ref", metavar="SRC", help="reference: statistics .npz (tokenkit or ADM's "
                                                     "VIRTUAL_imagenet256_labeled.npz) or real images (folder / shards)")
     p_gen.add_argument("--npz", metavar="PATH", help="also write the samples as an ADM-format .npz")
-    p_gen.add_argument("--generator-weights", metavar="SRC")
-    p_gen.add_argument("--tokenizer-weights", metavar="SRC")
+    p_gen.add_argument("--generator-weights", metavar="SRC", help="file, folder or Hub id of the generator weights "
+                                                                  "(without: random weights, with a warning)")
+    p_gen.add_argument("--tokenizer-weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights "
+                                                                  "(without: random weights, with a warning)")
     p_gen.add_argument("--seed", type=int, default=42, help="base seed (batch k uses seed + k)")
     p_gen.add_argument("--steps", type=InRange(POSITIVE), help="sampling steps (default: the generator's)")
-    p_gen.add_argument("--guidance", type=float, help="guidance scale")
-    p_gen.add_argument("--temperature", type=float, help="Gumbel temperature")
+    p_gen.add_argument("--guidance", type=float, help="guidance scale (default: the generator's)")
+    p_gen.add_argument("--temperature", type=float, help="Gumbel temperature (default: the generator's)")
     _common(p_gen, metrics="fid, is, kid, pr, sfid")
     p_ref = ev.add_parser("reference", help="reference statistics of real images -> .npz (ADM keys + provenance)",
-                          epilog=WEIGHTS_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                          epilog=WEIGHTS_HELP)
     p_ref.add_argument("data", nargs="+", help="image folder(s) / files, an .npz (arr_0) or .tar shards")
-    p_ref.add_argument("--out", required=True, metavar="NPZ", help="output .npz")
+    p_ref.add_argument("--out", required=True, metavar="NPZ", help="output file: the .npz of the statistics")
     p_ref.add_argument("--size", type=InRange(POSITIVE), default=256, help="image side after the protocol's crop")
-    p_ref.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"])
+    p_ref.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"],
+                       help="evaluation protocol (titok: the official evaluator)")
     p_ref.add_argument("--no-features", action="store_true",
                        help="store only mu/sigma (no pool features: no KID / precision / recall later)")
     p_ref.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
-    p_ref.add_argument("--batch-size", type=InRange(POSITIVE), default=50)
-    p_ref.add_argument("--inception-weights", metavar="PATH")
-    p_ref.add_argument("--device", default="cpu")
-    p_ref.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0)
+    p_ref.add_argument("--batch-size", type=InRange(POSITIVE), default=50, help="images per batch")
+    p_ref.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file (see below)")
+    p_ref.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
+    p_ref.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes")
     p_rd = ev.add_parser("rate-distortion", help="quality against bits per image: a prefix sweep of one tail-drop "
-                                                 "tokenizer, or several models", epilog=WEIGHTS_HELP,
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                                 "tokenizer, or several models", epilog=WEIGHTS_HELP)
     p_rd.add_argument("models", nargs="+", metavar="MODEL", help="tokenizer name, saved folder / file or Hub id, "
                                                                   "optionally LABEL=SRC; one MODEL: a prefix sweep")
     p_rd.add_argument("--data", nargs="+", required=True, help="real images: folder(s) / files, .npz or shards")
@@ -84,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p_rd.add_argument("--num-tokens", help="token counts, e.g. 1,2,4,8 (default: powers of two up to N)")
     p_rd.add_argument("--ref-stats", metavar="NPZ", help="statistics of the real images (tokenkit eval reference)")
     p_rd.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
-    p_rd.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0)
+    p_rd.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes")
     _common(p_rd, metrics="fid, is, kid, pr, sfid, psnr, ssim, lpips, usage (default: psnr, lpips, fid)",
             resumable=False)
     p_rd.set_defaults(out="rate-distortion")
@@ -109,7 +112,7 @@ def compare_weights(first: str, second: str) -> float:
     worst = float((a.pool - b.pool).abs().max())
     print(f"features sha256: {nets[0].weights_info.features_sha256[:16]}... vs "
           f"{nets[1].weights_info.features_sha256[:16]}... ({'identical tensors' if same else 'different tensors'})")
-    print(f"largest |pool difference| on the {len(images)} bundled images: {worst:.3g} "
+    print(f"largest |pool difference| on the {_plural(len(images), 'bundled image')}: {worst:.3g} "
           f"(pool features are of order 1; below 1e-4 the FIDs agree to about 1e-6)")
     return worst
 
@@ -138,6 +141,10 @@ def rate_distortion_command(args: argparse.Namespace) -> None:
     print(result.to_markdown())
     paths = result.save(args.out)
     print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _data(items: list[str]):
@@ -188,7 +195,7 @@ def _run(args: argparse.Namespace) -> None:
                                    inception_weights=args.inception_weights, num_images=args.num_images,
                                    device=args.device, num_workers=args.num_workers)
         path = save_reference(ref, args.out)
-        print(f"wrote {path}: {ref.count} images, protocol {args.protocol}, features "
+        print(f"wrote {path}: {_plural(ref.count, 'image')}, protocol {args.protocol}, features "
               f"{ref.info['features_sha256'][:16]}...")
         return
     if args.eval_command == "rate-distortion":
