@@ -104,3 +104,11 @@ def test_bad_device_strings_are_config_errors(device, message):
 def test_cuda_without_a_gpu_says_so():
     with pytest.raises(tk.ConfigError, match="CUDA is not available here"):
         tk.build("titok-tiny", device="cuda")
+
+
+@pytest.mark.parametrize(("scale", "shift", "hint"), [(2.0, -1.0, r"\(x \+ 1\) / 2"), (255.0, 0.0, "divide by 255"),
+                                                     (1000.0, -500.0, "scale them to \\[0, 1\\]")])
+def test_out_of_range_images_get_a_hint_for_their_range(scale, shift, hint):
+    images = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * scale + shift
+    with pytest.raises(tk.ContractError, match=hint):
+        tk.build("titok-tiny").tokenize(images)

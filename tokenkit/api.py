@@ -5,12 +5,13 @@ or pretrained weights) and, re-exported here, [`spec`][tokenkit.compose.spec] an
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, overload
 
 import torch
 
 from tokenkit.compose import build_from_spec, check_knobs, spec
 from tokenkit.errors import ConfigError
+from tokenkit.kinds import Generator
 from tokenkit.models.compile import compile_modules
 from tokenkit.models.tokenizer import Tokenizer
 from tokenkit.pretrained import from_pretrained, load_pretrained
@@ -20,9 +21,21 @@ from tokenkit.validation import check_device
 __all__ = ["build", "build_from_spec", "check_knobs", "from_pretrained", "spec"]
 
 
+@overload
+def build(name_or_spec: TokenizerSpec, *, pretrained: str | os.PathLike | None = None,
+          device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,  # noqa: A002
+          **knobs: Any) -> Tokenizer: ...
+@overload
+def build(name_or_spec: GeneratorSpec, *, pretrained: str | os.PathLike | None = None,
+          device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,  # noqa: A002
+          **knobs: Any) -> Generator: ...
+@overload
+def build(name_or_spec: str, *, pretrained: str | os.PathLike | None = None,
+          device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,  # noqa: A002
+          **knobs: Any) -> Tokenizer | Generator: ...
 def build(name_or_spec: str | Spec, *, pretrained: str | os.PathLike | None = None,
           device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,  # noqa: A002
-          **knobs: Any) -> Any:
+          **knobs: Any) -> Tokenizer | Generator:
     """Build a tokenizer or a generator by name or from a spec, in eval mode.
 
     Args:

@@ -132,6 +132,15 @@ def check_tensor(value: object, name: str) -> torch.Tensor:
     return value
 
 
+def _range_hint(lo: float, hi: float) -> str:
+    """What the range suggests the images are, and the map to [0, 1]."""
+    if -1.0 <= lo < 0.0 and hi <= 1.0:
+        return " (images in [-1, 1], as diffusers and many GAN codes use: map them with (x + 1) / 2)"
+    if lo >= 0.0 and hi <= 255.0:
+        return " (8-bit values: divide by 255)"
+    return " (scale them to [0, 1] first)"
+
+
 def check_images(
     images: object, *, channels: int, image_size: int | None = None, patch_size: int | None = None,
     check_range: bool = True,
@@ -164,9 +173,8 @@ def check_images(
         if not (math.isfinite(lo.item()) and math.isfinite(hi.item())):
             check_finite(images, "images")  # the slow path, for the message
         if lo.item() < 0.0 or hi.item() > 1.0:
-            raise ContractError(
-                f"images must have values in [0, 1] (divide uint8 images by 255), got range [{lo.item():.3g}, {hi.item():.3g}]"
-            )
+            raise ContractError(f"images must have values in [0, 1], got range [{lo.item():.3g}, {hi.item():.3g}]"
+                                f"{_range_hint(lo.item(), hi.item())}")
     return images
 
 

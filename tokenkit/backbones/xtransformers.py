@@ -32,6 +32,7 @@ import difflib
 import functools
 import inspect
 import random
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -73,7 +74,7 @@ def accepted_options() -> frozenset[str]:
     build time) and silently drops ``cross_attn_*`` names without cross
     attention; this set lets the config reject all of them up front.
     """
-    import x_transformers.x_transformers as xt
+    xt = _x_transformers()
 
     def params(fn: Any) -> set[str]:
         return {p.name for p in inspect.signature(fn).parameters.values()
@@ -247,10 +248,17 @@ class XTransformersConfig:
                    extra=rng.choice([(), (("ff_swish", True),), (("attn_gate_values", True),)]))
 
 
-def _encoder(config: XTransformersConfig) -> nn.Module:
-    from x_transformers import Encoder
+def _x_transformers() -> Any:
+    """The ``x_transformers.x_transformers`` module, imported without the ``torch.jit.script``
+    FutureWarning its ``attend`` module raises at import on recent torch (that one warning only)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+        import x_transformers.x_transformers as xt
+    return xt
 
-    return Encoder(**config.encoder_kwargs())
+
+def _encoder(config: XTransformersConfig) -> nn.Module:
+    return _x_transformers().Encoder(**config.encoder_kwargs())
 
 
 @register("backbone", "xtransformers")

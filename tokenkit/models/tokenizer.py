@@ -113,6 +113,11 @@ class Tokenizer(SaveMixin, nn.Module):
     [`Tokenizer.from_spec`][tokenkit.models.tokenizer.Tokenizer.from_spec].
     Images are ``(B, C, H, W)`` floats in [0, 1]; token ids are ``(B, N)`` int64.
 
+    Clamping: the training path (``forward``, ``decode``) returns the decoder's raw output, not
+    clamped, so that losses keep their gradients at saturated pixels; the inference path that
+    ends in images for people (``detokenize``, and the CLI / pipelines built on it) clamps to
+    [0, 1]. Clamp ``tok(images).images`` yourself to compare it with ``detokenize``'s output.
+
     Index layout: a quantizer with several codebooks per token (``num_codebooks
     = Q > 1``, e.g. ``rvq``) gives one id per token and codebook level, so its
     ids are ``(B, N, Q)`` int64, level on the last axis (coarse to fine), each
@@ -384,6 +389,16 @@ class Tokenizer(SaveMixin, nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> TokenizerOutput:
-        """Encode, quantize and decode; see [`TokenizerOutput`][tokenkit.contracts.TokenizerOutput]."""
+        """Encode, quantize and decode (the training path: images not clamped); see
+        [`TokenizerOutput`][tokenkit.contracts.TokenizerOutput].
+
+        Examples:
+            >>> import torch, tokenkit as tk
+            >>> tok = tk.build("titok-tiny").eval()
+            >>> images = torch.rand(1, 3, 32, 32)
+            >>> out = tok(images)
+            >>> torch.allclose(out.images.clamp(0, 1), tok.detokenize(out.indices), atol=1e-5)
+            True
+        """
         q = self.encode(images)
         return TokenizerOutput(self.decode(q.codes), q.indices, q.codes, q.loss, q.stats)
