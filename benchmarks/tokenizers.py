@@ -207,7 +207,7 @@ def import_official(path: str, generators: bool) -> dict[str, Any]:
     return classes
 
 
-_SIZES = {512: "small", 768: "base", 1024: "large"}  # official ViT sizes by width (TITOK_SPEC §1.1)
+_SIZES = {512: "small", 768: "base", 1024: "large"}  # official ViT sizes by width (modeling/modules/blocks.py L227-241)
 
 
 def official_tokenizer_config(spec: tk.TokenizerSpec) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Datasets and the official preprocessing (TITOK_SPEC §6.5): image folders, WebDataset shards, bundled crops."""
+"""Datasets and the official preprocessing (``data/webdataset_reader.py``): folders, WebDataset shards, crops."""
 
 import io
 import tarfile

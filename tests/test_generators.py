@@ -38,7 +38,8 @@ def recorded_noise(seed: int = 0):
 
 
 def official_reference(model, labels, draws, *, steps, guidance, decay, pow_=3.0, temperature, annealing):
-    """TITOK_SPEC §5.5 written out: two separate forward passes per guided step, the official
+    """Official ``ImageBert.generate`` (``modeling/maskgit.py`` L111-193) written out: two separate
+    forward passes per guided step, the official
     formulas, count of sample 0, ties re-masked; replays the recorded uniform draws."""
     draws = list(draws)
     n, mask = model.num_tokens, model.mask_id

@@ -21,7 +21,8 @@ OFFICIAL_COUNTS = {
     "maskgit-titok-s128": 294_990_848,
 }
 
-# per-part counts of TITOK_SPEC §1.3 (latent_tokens live in tokenkit's encoder)
+# per-part counts (latent_tokens, encoder, decoder, quantize, pixel_quantize + pixel_decoder) measured by
+# instantiating the official TiTok (modeling/titok.py L76-134); latent_tokens live in tokenkit's encoder
 OFFICIAL_PARTS = {
     "titok-l32": (32_768 + 303_410_188, 306_822_144, 49_152, 262_144 + 30_478_339),
     "titok-s128": (65_536 + 25_818_636, 27_000_832, 49_152, 262_144 + 30_478_339),

@@ -1,7 +1,8 @@
 """Post-LN BERT encoder stack (the transformer of TiTok's ImageBert generator).
 
 "BERT: Pre-training of Deep Bidirectional Transformers", https://arxiv.org/abs/1810.04805;
-layout of Hugging Face ``BertModel`` (TITOK_SPEC §5.2): the embedding LayerNorm
+layout of Hugging Face ``BertModel`` as the official ``ImageBert`` builds it
+(``modeling/maskgit.py`` L40-107): the embedding LayerNorm
 (eps 1e-12) is applied to the input after adding the token-type row 0, then
 each layer is ``x = LN(x + Attn(x)); x = LN(x + MLP(x))`` with exact GELU.
 There is no final LayerNorm. Query/key/value are packed into one ``qkv``

@@ -1,7 +1,8 @@
 """U-ViT stack with long skip connections (the transformer of TiTok's UViTBert generator).
 
 "All are Worth Words: A ViT Backbone for Diffusion Models", https://arxiv.org/abs/2209.12152;
-layout of TITOK_SPEC §5.3: ``depth // 2`` pre-LN ``in_blocks`` whose outputs are
+layout of the official ``UViTBert`` (``modeling/maskgit.py`` L209-282; blocks: ``UViTBlock``,
+``modeling/modules/blocks.py`` L177-204): ``depth // 2`` pre-LN ``in_blocks`` whose outputs are
 stacked, a ``mid_block``, ``depth // 2`` ``out_blocks`` each first fusing the
 last stacked output (``skip_linear(cat[x, skip])``, LIFO), then a final
 LayerNorm. Attention has a bias-free ``qkv``.

@@ -1,4 +1,6 @@
-"""The official TiTok preprocessing (TITOK_SPEC §6.5) as plain, seedable functions.
+"""The official TiTok preprocessing as plain, seedable functions.
+
+Official: ``ImageTransform``, ``data/webdataset_reader.py`` L76-125.
 
 Train: resize the shorter edge (bicubic, antialiased) -> random crop (or centre
 crop) -> random horizontal flip -> tensor in [0, 1]. Eval: resize -> centre
@@ -8,7 +10,8 @@ is drawn from an explicit ``torch.Generator`` so a data pipeline can be
 replayed exactly.
 
 Decoding keeps Pillow's decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``
-is never touched, unlike the official reader, TITOK_SPEC §7.4 item 28): an
+is never touched, unlike the official reader, which sets it to ``None`` at import in
+``data/webdataset_reader.py`` L25): an
 oversized image is an [`ImageDecodeError`][tokenkit.datasets.transforms.ImageDecodeError]
 like any corrupt file. 16-bit and float images are scaled to 8 bit (see
 [`to_8bit`][tokenkit.datasets.transforms.to_8bit]) instead of being clipped to white.

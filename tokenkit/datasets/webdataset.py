@@ -1,4 +1,7 @@
-"""WebDataset tar shards in the official layout (TITOK_SPEC §6.5), read with Python's ``tarfile``.
+"""WebDataset tar shards in the official layout, read with Python's ``tarfile``.
+
+Official: written by ``data/convert_imagenet_to_wds.py``, read by ``SimpleImageDataset`` in
+``data/webdataset_reader.py`` L128-279.
 
 A shard is a tar file whose members are grouped into samples by *key*, the
 member path up to the first dot of its file name: ``000001.jpg`` and

@@ -1,7 +1,7 @@
 """TiTok's 1D latent-token ViT decoder with a ``pixel`` or ``proxy`` head.
 
 "An Image is Worth 32 Tokens for Reconstruction and Generation",
-https://arxiv.org/abs/2406.07550 (TITOK_SPEC §2.4).
+https://arxiv.org/abs/2406.07550 (official ``TiTokDecoder``, ``modeling/modules/blocks.py`` L296-382).
 
 The sequence ``[class, G*G mask queries, N code tokens]`` goes through
 ``ln_pre -> backbone``; the ``G*G`` query outputs, after ``ln_post``, feed the head:

@@ -1,4 +1,6 @@
-"""MaskGIT-VQGAN convolutional decoder (TITOK_SPEC §2.6), optionally with soft pixel decoding.
+"""MaskGIT-VQGAN convolutional decoder, optionally with soft pixel decoding.
+
+Official: ``Decoder``, ``modeling/modules/maskgit_vqgan.py`` L197-245.
 
 "MaskGIT: Masked Generative Image Transformer", https://arxiv.org/abs/2202.04200.
 
@@ -9,7 +11,7 @@ tokenizer and the stage-2 pixel decoder of the legacy TiTok models.
 
 With ``codebook_size`` set the decoder owns a codebook and reads *logits*
 over it: it decodes the softmax-probability-weighted sum of codebook rows
-(TiTok's soft pixel decoding, TITOK_SPEC §2.4 step 6, §7.1 item 3). The
+(TiTok's soft pixel decoding, official ``TiTok.decode``, ``modeling/titok.py`` L183-190). The
 output is not clamped (``Tokenizer.detokenize`` clamps to [0, 1]).
 
 Speed: the upsampling convolutions run as transposed convolutions, SiLU and

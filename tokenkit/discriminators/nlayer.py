@@ -1,4 +1,4 @@
-"""TiTok's patch discriminator (``NLayerDiscriminator``, TITOK_SPEC §6.4).
+"""TiTok's patch discriminator (official ``modeling/modules/discriminator.py``, ``NLayerDiscriminator`` L59).
 
 Mark Weber's "improved" design used by TiTok stage 2 and the single-stage
 recipes: a 5x5 stem, ``num_stages`` stages of 3x3 conv -> blur downsample ->
@@ -8,9 +8,10 @@ logits (B, 1, 16, 16). Module names follow the official state-dict keys
 (``block_in.0``, ``blocks.{i}.{0,1,2}``, ``to_logits.{0,2}``), so a
 checkpoint loads without renaming.
 
-Difference from the official code (§7.2 item 12): the blur pads for its own
+Difference from the official code: the blur pads for its own
 kernel size, so blur sizes 3 and 5 also halve the resolution exactly (the
-official code always pads as for 4 taps). Size 4 is unchanged.
+official ``BlurBlock.forward``, ``modeling/modules/discriminator.py`` L46-56,
+always pads as for 4 taps). Size 4 is unchanged.
 """
 
 from __future__ import annotations

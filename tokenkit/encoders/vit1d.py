@@ -1,7 +1,7 @@
 """TiTok's 1D latent-token ViT encoder.
 
 "An Image is Worth 32 Tokens for Reconstruction and Generation",
-https://arxiv.org/abs/2406.07550 (TITOK_SPEC §2.2).
+https://arxiv.org/abs/2406.07550 (official ``TiTokEncoder``, ``modeling/modules/blocks.py`` L211-293).
 
 The sequence ``[class, G*G patches, N latent tokens]`` goes through
 ``ln_pre -> backbone``; the last ``N`` positions, after ``ln_post``, are
@@ -38,7 +38,7 @@ class ViT1DEncoderConfig:
     out_dim: int | None = None
     """Latent width ``D`` (resolved from the quantizer's ``in_dim`` when unset)."""
     legacy_reshape: bool = False
-    """Reproduce the released L-32/B-64/S-128 quirk (TITOK_SPEC §7.1): the
+    """Reproduce the released L-32/B-64/S-128 quirk (official ``modeling/modules/blocks.py`` L286-290): the
     ``(N, W)`` token matrix is reinterpreted as ``(W, N)`` by a reshape, not a
     transpose, before the projection. Only for those checkpoints."""
     backbone: Part = Part("vit")

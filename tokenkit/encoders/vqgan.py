@@ -1,4 +1,4 @@
-"""MaskGIT-VQGAN convolutional encoder (TITOK_SPEC §2.6).
+"""MaskGIT-VQGAN convolutional encoder (official ``Encoder``, ``modeling/modules/maskgit_vqgan.py`` L157-194).
 
 "MaskGIT: Masked Generative Image Transformer", https://arxiv.org/abs/2202.04200.
 

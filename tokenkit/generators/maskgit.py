@@ -1,4 +1,6 @@
-"""Class-conditional masked-token generator over 1D tokens (TiTok's MaskGIT, TITOK_SPEC §5).
+"""Class-conditional masked-token generator over 1D tokens (TiTok's MaskGIT).
+
+Official code: ``ImageBert`` and ``UViTBert`` in ``modeling/maskgit.py`` (L40-282).
 
 "MaskGIT: Masked Generative Image Transformer", https://arxiv.org/abs/2202.04200.
 

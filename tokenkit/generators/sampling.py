@@ -6,7 +6,7 @@ masked position (Gumbel-max at an annealed temperature), keeps the most
 confident samples and re-masks the rest following a mask schedule.
 
 ``compat=True`` reproduces the official TiTok sampler step by step
-(TITOK_SPEC §5.5, §7.1 item 5): its guidance formulas and one-step lag,
+(official ``ImageBert.generate``, ``modeling/maskgit.py`` L111-193): its guidance formulas and one-step lag,
 confidence = raw logit of the sampled token, the re-mask count of sample 0
 for the whole batch, and ties re-masking extra tokens. ``compat=False`` is the
 clean variant: one guidance formula, log-probability confidence and exactly
@@ -38,7 +38,11 @@ GUIDANCE_DECAYS = ("constant", "linear", "power-cosine")
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-    """Sampling settings of a masked-token generator (TITOK_SPEC §5.6 gives the official ones)."""
+    """Sampling settings of a masked-token generator.
+
+    The official ImageNet ones are ``model.generator`` in ``configs/infer/TiTok/titok_{l32,b64,s128}.yaml``
+    (L27-35), with softmax annealing forced on by ``sample_imagenet_titok.py`` L116.
+    """
 
     steps: int = 8
     """Decoding steps ``T``."""
@@ -176,7 +180,9 @@ def _remask(confidence: torch.Tensor, is_mask: torch.Tensor, target: int, compat
 
 def mask_tokens(indices: torch.Tensor, mask_id: int, *, schedule: str = "arccos",
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training-time masking (TITOK_SPEC §5.4): a random fraction ``gamma(t)``, ``t ~ U(0, 1)``, per sample.
+    """Training-time masking: a random fraction ``gamma(t)``, ``t ~ U(0, 1)``, per sample.
+
+    Official: ``ImageBert.masking_input_tokens``, ``modeling/maskgit.py`` L195-206 (arccos schedule).
 
     Args:
         indices: ``(B, N)`` token ids.

@@ -1,4 +1,4 @@
-"""Weight initialisation used by the TiTok parts (TITOK_SPEC §6.6)."""
+"""Weight initialisation used by the TiTok parts (official ``TiTok._init_weights``, ``modeling/titok.py`` L147-160)."""
 
 from __future__ import annotations
 

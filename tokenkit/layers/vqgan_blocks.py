@@ -1,4 +1,7 @@
-"""Convolutional blocks of the MaskGIT-VQGAN encoder and decoder (TITOK_SPEC §2.6).
+"""Convolutional blocks of the MaskGIT-VQGAN encoder and decoder.
+
+Official: ``modeling/modules/maskgit_vqgan.py`` (``Conv2dSame`` L38, ``ResnetBlock`` L53,
+``DownsamplingBlock`` L93, ``UpsamplingBlock`` L122).
 
 "MaskGIT: Masked Generative Image Transformer", https://arxiv.org/abs/2202.04200;
 the PyTorch port of its VQGAN comes from open-muse and is what TiTok uses as
@@ -119,7 +122,8 @@ class ResnetBlock(nn.Module):
     When ``C_in == C_out`` the block returns ``h + x``. When the widths differ
     it returns ``h + nin_shortcut(h)``: the bias-free 1x1 shortcut is applied to
     the block's *output* and the input ``x`` is discarded. This is the MaskGIT
-    quirk (TITOK_SPEC §2.6, §7.1 item 2) that the released weights depend on;
+    quirk (official ``ResnetBlock.forward``, ``modeling/modules/maskgit_vqgan.py`` L87-88)
+    that the released weights depend on;
     do not "fix" it into the usual ``h + nin_shortcut(x)``.
 
     Args:

@@ -1,4 +1,7 @@
-"""Adversarial loss: generator hinge term, discriminator hinge loss and LeCAM (TITOK_SPEC §6.1).
+"""Adversarial loss: generator hinge term, discriminator hinge loss and LeCAM.
+
+Official: ``hinge_d_loss`` and ``compute_lecam_loss`` (``modeling/modules/losses.py`` L34-65), used
+by ``ReconstructionLoss_Stage2._forward_generator`` / ``_forward_discriminator`` (L163-258).
 
 The ``adversarial`` part owns the discriminator (a sub-part, kind
 ``"discriminator"``). Its ``forward`` is the generator term

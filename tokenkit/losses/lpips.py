@@ -2,7 +2,8 @@
 
 "The Unreasonable Effectiveness of Deep Features as a Perceptual Metric",
 https://arxiv.org/abs/1801.03924. Same network as TiTok's single-stage
-recipes (taming-transformers VGG LPIPS, TITOK_SPEC §6.1): images mapped
+recipes (taming-transformers VGG LPIPS, official ``modeling/modules/lpips.py``
+``LPIPS`` L69-107): images mapped
 [0, 1] -> [-1, 1], VGG16 features, unit-normalised channels, 1x1 linear heads,
 spatial mean, summed over layers, then the batch mean.
 """

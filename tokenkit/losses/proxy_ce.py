@@ -1,4 +1,6 @@
-"""Stage-1 TiTok proxy-code cross-entropy (TITOK_SPEC §6.1).
+"""Stage-1 TiTok proxy-code cross-entropy.
+
+Official: ``ReconstructionLoss_Stage1``, ``modeling/modules/losses.py`` L68-106.
 
 The decoder predicts ``K``-way logits for each of the teacher's ``L`` codes
 (MaskGIT-VQGAN: ``L`` = 256, ``K`` = 1024); the loss is the mean cross-entropy.

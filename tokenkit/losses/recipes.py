@@ -1,4 +1,8 @@
-"""Reference loss compositions of TiTok's training recipes (TITOK_SPEC §6.1, §6.2).
+"""Reference loss compositions of TiTok's training recipes.
+
+Official: ``ReconstructionLoss_Stage1`` / ``_Stage2`` / ``_Single_Stage`` in ``modeling/modules/losses.py``
+(L68-354) with the weights of ``configs/training/TiTok/stage{1,2}/*.yaml`` and
+``configs/training/TA-TiTok/*.yaml``.
 
 Each function returns a ``Part("composite", ...)``; build it with
 ``tk.build_part("loss", part)``. Replaced official terms:

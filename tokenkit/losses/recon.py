@@ -1,4 +1,4 @@
-"""Pixel reconstruction loss (L1 or L2, mean over all elements; TITOK_SPEC §6.1)."""
+"""Pixel reconstruction loss (L1 or L2, mean over all elements; official ``modeling/modules/losses.py`` L172-178)."""
 
 from __future__ import annotations
 

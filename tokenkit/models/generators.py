@@ -1,7 +1,10 @@
-"""Reference generator compositions (TITOK_SPEC §5) and their builder.
+"""Reference generator compositions and their builder.
+
+Official: ``ImageBert`` / ``UViTBert``, ``modeling/maskgit.py`` L40-282.
 
 Each TiTok generator is [`maskgit`][tokenkit.models.generators.maskgit] with
-the official sizes and the official ImageNet sampling settings (§5.6)::
+the official sizes and the official ImageNet sampling settings
+(``model.generator`` in ``configs/infer/TiTok/titok_{l32,b64,s128}.yaml``)::
 
     gen = tk.build("maskgit-titok-l32")
     ids = gen.generate(labels)          # 8 steps, guidance 4.5 (linear), temperature 9.5

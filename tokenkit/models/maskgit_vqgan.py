@@ -1,4 +1,7 @@
-"""The MaskGIT-VQGAN f16 ImageNet tokenizer (TITOK_SPEC §2.6, §3.4): TiTok's stage-1 teacher.
+"""The MaskGIT-VQGAN f16 ImageNet tokenizer: TiTok's stage-1 teacher.
+
+Official: ``PretrainedTokenizer``, ``modeling/titok.py`` L35-73; its parts in
+``modeling/modules/maskgit_vqgan.py``.
 
 "MaskGIT: Masked Generative Image Transformer", https://arxiv.org/abs/2202.04200.
 

@@ -24,7 +24,8 @@ def titok_knobs_from_official(tree: Mapping[str, Any]) -> dict[str, Any]:
     """Knobs of [`titok`][tokenkit.models.titok.titok] equivalent to an official config tree.
 
     Applies the official defaults where keys are absent (``quantize_mode`` "vq",
-    ``is_legacy`` True, ``finetune_decoder`` True; TITOK_SPEC §1.2).
+    ``is_legacy`` True, ``finetune_decoder`` True; official ``modeling/titok.py`` L85-92 and
+    ``modeling/modules/blocks.py`` L225).
 
     Raises:
         WeightsError: A combination the official code rejects or tokenkit cannot express.

@@ -1,4 +1,6 @@
-"""TiTok reference compositions (TITOK_SPEC §1) and their builder.
+"""TiTok reference compositions and their builder.
+
+Official: ``TiTok``, ``modeling/titok.py`` L76-207, configured by ``configs/infer/TiTok/*.yaml``.
 
 Every released TiTok tokenizer is [`titok`][tokenkit.models.titok.titok] with
 fixed knobs; an ablation is a change of knobs::

@@ -1,4 +1,6 @@
-"""Diagonal Gaussian (KL / VAE) bottleneck (TITOK_SPEC §4.2).
+"""Diagonal Gaussian (KL / VAE) bottleneck (official ``DiagonalGaussianDistribution``).
+
+Official code: ``modeling/quantizer/quantizer.py`` L133-170.
 
 The latent width is ``2 * channels``: the first half is the mean, the second
 the log-variance (clamped). Training samples ``mean + std * eps``; evaluation

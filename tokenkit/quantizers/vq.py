@@ -1,4 +1,4 @@
-"""TiTok's vector quantizer (TITOK_SPEC §4.1).
+"""TiTok's vector quantizer (official ``modeling/quantizer/quantizer.py``, ``VectorQuantizer`` L30-130).
 
 Nearest codebook entry by squared Euclidean distance, optionally on
 l2-normalised latents and codebook (cosine similarity), with the VQ-VAE

@@ -1,4 +1,4 @@
-"""MaskGIT-VQGAN's vector quantizer (TITOK_SPEC §4.3).
+"""MaskGIT-VQGAN's vector quantizer (official ``modeling/modules/maskgit_vqgan.py``, ``VectorQuantizer`` L248).
 
 "MaskGIT: Masked Generative Image Transformer", https://arxiv.org/abs/2202.04200.
 

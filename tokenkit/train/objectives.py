@@ -161,7 +161,9 @@ class Reconstruction(Objective):
 
 
 class ProxyCodes(Objective):
-    """TiTok stage 1: predict a frozen teacher tokenizer's codes (TITOK_SPEC §6.1).
+    """TiTok stage 1: predict a frozen teacher tokenizer's codes.
+
+    Official: ``ReconstructionLoss_Stage1``, ``modeling/modules/losses.py`` L68-106.
 
     The student is a composition whose decoder has a ``proxy`` head (``(B, L, K)``
     logits, no pixel decoder); the targets are ``teacher.tokenize(images)``
@@ -225,7 +227,11 @@ class ProxyCodes(Objective):
 
 @dataclasses.dataclass(frozen=True)
 class MaskedTokensConfig:
-    """Options of the masked-token objective (official defaults, TITOK_SPEC §5.4)."""
+    """Options of the masked-token objective.
+
+    Official defaults: ``losses`` in ``configs/training/generator/maskgit.yaml`` L45-47, used by
+    ``MLMLoss`` (``modeling/modules/losses.py`` L358-376).
+    """
 
     schedule: str = "arccos"
     """Mask-ratio schedule ``gamma`` (``arccos``, ``cosine``, ``linear``, ...)."""

@@ -15,7 +15,7 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
     Biases, normalisation parameters, embeddings, learned tokens and codebooks
     get no decay. This is what the official name-substring rule meant to do
-    (TITOK_SPEC §7.2 item 13), without exempting ``patch_embed`` or
+    (``create_optimizer``, ``utils/train_utils.py`` L229-231), without exempting ``patch_embed`` or
     ``decoder_embed`` weights by accident.
     """
     decay, no_decay, seen = [], [], set()
@@ -50,7 +50,10 @@ def adamw(params: Any, **options: Any) -> torch.optim.AdamW:
 
 def cosine_schedule(optimizer: torch.optim.Optimizer, *, warmup_steps: int, total_steps: int,
                     base_lr: float, end_lr: float) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up to ``base_lr``, then cosine decay to ``end_lr`` at ``total_steps`` (TITOK_SPEC §6.3)."""
+    """Linear warm-up to ``base_lr``, then cosine decay to ``end_lr`` at ``total_steps``.
+
+    Official: ``get_cosine_schedule_with_warmup``, ``utils/lr_schedulers.py`` L31-64.
+    """
 
     def factor(step: int) -> float:
         if warmup_steps and step < warmup_steps:

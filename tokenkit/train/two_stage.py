@@ -1,4 +1,8 @@
-"""TiTok two-stage training helpers (TITOK_SPEC §6.1).
+"""TiTok two-stage training helpers.
+
+Official: ``configs/training/TiTok/stage{1,2}/*.yaml`` and ``create_model_and_loss_module`` in
+``utils/train_utils.py`` L101-145 (stage 2 loads the teacher's ``decoder.*``/``quantize.*`` as
+``pixel_*``, L132-144).
 
 Stage 1 trains encoder, quantizer and a ``proxy``-head decoder to predict a
 frozen MaskGIT-VQGAN's codes ([`ProxyCodes`][tokenkit.train.objectives.ProxyCodes]).

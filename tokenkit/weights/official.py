@@ -1,7 +1,9 @@
 """Converters between the official bytedance/1d-tokenizer checkpoint layouts and tokenkit's
 (tokenizers, the MaskGIT-VQGAN teacher and the ImageBert / UViTBert generators).
 
-Layouts: TITOK_SPEC §3 and ``shared/reference/official_keys``. The official
+Layouts: the state dicts of the official ``TiTok`` and ``PretrainedTokenizer``
+(``modeling/titok.py``) and ``ImageBert`` / ``UViTBert`` (``modeling/maskgit.py``), listed
+key by key in ``tests/fixtures/official_keys/``. The official
 TiTok keeps ``latent_tokens`` at the top level, packs attention as
 ``nn.MultiheadAttention`` (``in_proj_*``, ``out_proj``), names blocks
 ``transformer.{i}`` with ``ln_1``/``ln_2``/``mlp.c_fc``/``mlp.c_proj`` and
