@@ -4,7 +4,11 @@ folder, the deprecated ``ablate --batch``, plurals, and a warning when a command
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,3 +146,32 @@ def test_python_warnings_under_a_command_are_one_line(monkeypatch, capsys):
         warnings.simplefilter("always")
         assert main(["list"]) == 0
     assert capsys.readouterr().err == "tokenkit: warning: something to know\n"
+
+
+def test_the_choices_written_out_in_the_cli_agree_with_the_library():
+    from tokenkit.precision import PRECISIONS
+
+    assert cli.PRECISION_CHOICES == PRECISIONS and cli.KINDS == tk.KINDS
+
+
+HELP_WITHOUT_TORCH = """
+import sys
+from tokenkit.cli import main
+for argv in (["--help"], ["--version"], ["ablate", "--help"], ["eval", "reconstruct", "--help"]):
+    try:
+        main(argv)
+    except SystemExit as exit:
+        assert exit.code == 0, argv
+print(sorted(name for name in sys.modules if name.partition(".")[0] in ("torch", "torchvision", "numpy")))
+"""
+
+
+def test_help_and_version_import_no_torch():
+    """``tokenkit --help``, ``--version`` and every ``SUBCOMMAND --help`` import neither torch nor numpy: they
+    answer in a fraction of a second (the models and parts load when a command runs)."""
+    root = str(Path(tk.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -68,6 +68,21 @@ def load_entry_points() -> None:
             warnings.warn(f"could not load tokenkit plug-in {ep.name!r} ({ep.value}): {err}", stacklevel=2)
 
 
+_builtin_loaded = False
+
+
+def _load_builtin() -> None:
+    """Import the built-in parts and models (once, the first time a registry is read), as the plug-ins of
+    [`load_entry_points`][tokenkit.registry.load_entry_points] are: ``import tokenkit`` stays light."""
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True  # set first: a registry read while the packages import finds what is there so far
+    for package in ("backbones", "encoders", "quantizers", "decoders", "generators", "losses", "discriminators",
+                    "datasets", "models", "evaluation.inception"):  # each registers its parts / models on import
+        importlib.import_module(f"tokenkit.{package}")
+
+
 def import_submodules(package: str, path: Iterable[str]) -> list[str]:
     """Import every module of a family package, so that each part file registers itself on import.
 
@@ -175,6 +190,7 @@ def unregister(kind: str, name: str) -> None:
         False
     """
     _check_kind(kind)
+    _load_builtin()
     if name not in _PARTS[kind]:
         raise RegistryError(f"no {kind} named {name!r}. {_suggest(name, list(_PARTS[kind]))}")
     del _PARTS[kind][name]
@@ -187,6 +203,7 @@ def get_part(kind: str, name: str) -> type:
         RegistryError: With the closest registered names when unknown.
     """
     _check_kind(kind)
+    _load_builtin()
     load_entry_points()
     try:
         return _PARTS[kind][name]
@@ -209,6 +226,7 @@ def list_parts(kind: str, pattern: str = "*") -> list[str]:
         ['vit1d', 'vqgan']
     """
     _check_kind(kind)
+    _load_builtin()
     load_entry_points()
     names = [n for n in _PARTS[kind] if fnmatch.fnmatchcase(n, pattern)]
     return sorted(names, key=natural_key)
@@ -251,6 +269,7 @@ def unregister_model(name: str) -> None:
         ...
         tokenkit.errors.RegistryError: no model named 'no-such-model'. ...
     """
+    _load_builtin()
     if name not in _MODELS:
         raise RegistryError(f"no model named {name!r}. {_suggest(name, list(_MODELS))}")
     del _MODELS[name]
@@ -258,6 +277,7 @@ def unregister_model(name: str) -> None:
 
 def get_model(name: str) -> ModelEntry:
     """Return the [`ModelEntry`][tokenkit.registry.ModelEntry] registered as ``name``."""
+    _load_builtin()
     load_entry_points()
     try:
         return _MODELS[name]
@@ -273,6 +293,7 @@ def list_models(pattern: str = "*") -> list[str]:
         >>> tk.list_models("titok-s*")
         ['titok-s128', 'titok-sl256-vq8k']
     """
+    _load_builtin()
     load_entry_points()
     names = [n for n in _MODELS if fnmatch.fnmatchcase(n, pattern)]
     return sorted(names, key=natural_key)
@@ -281,6 +302,7 @@ def list_models(pattern: str = "*") -> list[str]:
 def part_modules(kind: str) -> list[str]:
     """The modules defining the registered parts of ``kind`` (ordered by part name, without repeats)."""
     _check_kind(kind)
+    _load_builtin()
     load_entry_points()
     return list(dict.fromkeys(_PARTS[kind][name].__module__ for name in sorted(_PARTS[kind], key=natural_key)))
 
@@ -296,6 +318,7 @@ def parts_table(kinds: Iterable[str] = KINDS) -> str:
     rows = ["| kind | name | class | what it is |", "| --- | --- | --- | --- |"]
     for kind in kinds:
         _check_kind(kind)
+        _load_builtin()
         load_entry_points()
         for name in sorted(_PARTS[kind], key=natural_key):
             cls = _PARTS[kind][name]

