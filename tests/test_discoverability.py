@@ -62,3 +62,13 @@ def test_part_refuses_a_misspelled_option_when_made_and_suggests_the_name():
     assert tk.Part("vqgan", codebook_size=16, hidden_channels=8).config["hidden_channels"] == 8
     # a name registered nowhere (yet: a plug-in) is checked when it is built
     assert tk.Part("not-registered-yet", anything=1).name == "not-registered-yet"
+
+
+def test_part_checks_options_in_a_fresh_interpreter_too():
+    """``import tokenkit`` is lazy; ``tk.Part`` loads the built-in parts first, so the check holds at once."""
+    import subprocess
+    import sys
+
+    code = "import tokenkit as tk\ntry:\n    tk.Part('vq', codebook_siz=1)\nexcept tk.ConfigError as err:\n    print(err)\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "did you mean 'codebook_siz' -> 'codebook_size'" in result.stdout, result.stderr[-2000:]

@@ -82,6 +82,9 @@ _NAMES = {
 _SOURCE = {name: module for module, names in _NAMES.items() for name in names}
 """The module each public name is imported from on first use."""
 
+_LIGHT = ("tokenkit.errors",)
+"""Modules whose names need no registered parts (the errors stay cheap to import, e.g. for the CLI)."""
+
 _SUBMODULES = ("backbones", "data", "datasets", "decoders", "discriminators", "encoders", "evaluation", "generators",
                "losses", "metrics", "quantizers", "testing")
 """Subpackages reachable as attributes (``tk.metrics.psnr``) without importing them first."""
@@ -90,6 +93,8 @@ _SUBMODULES = ("backbones", "data", "datasets", "decoders", "discriminators", "e
 def __getattr__(name: str):
     if name in _SOURCE:
         value = getattr(importlib.import_module(_SOURCE[name]), name)
+        if _SOURCE[name] not in _LIGHT:  # e.g. tk.Part checks option names against the registered parts
+            importlib.import_module("tokenkit.registry").load_builtin()
     elif name in _SUBMODULES:
         value = importlib.import_module(f"{__name__}.{name}")
     else:

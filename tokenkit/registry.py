@@ -71,7 +71,7 @@ def load_entry_points() -> None:
 _builtin_loaded = False
 
 
-def _load_builtin() -> None:
+def load_builtin() -> None:
     """Import the built-in parts and models (once, the first time a registry is read), as the plug-ins of
     [`load_entry_points`][tokenkit.registry.load_entry_points] are: ``import tokenkit`` stays light."""
     global _builtin_loaded
@@ -190,7 +190,7 @@ def unregister(kind: str, name: str) -> None:
         False
     """
     _check_kind(kind)
-    _load_builtin()
+    load_builtin()
     if name not in _PARTS[kind]:
         raise RegistryError(f"no {kind} named {name!r}. {_suggest(name, list(_PARTS[kind]))}")
     del _PARTS[kind][name]
@@ -203,7 +203,7 @@ def get_part(kind: str, name: str) -> type:
         RegistryError: With the closest registered names when unknown.
     """
     _check_kind(kind)
-    _load_builtin()
+    load_builtin()
     load_entry_points()
     try:
         return _PARTS[kind][name]
@@ -213,7 +213,8 @@ def get_part(kind: str, name: str) -> type:
 
 def registered_classes(name: str) -> list[type]:
     """The classes registered as ``name`` in any kind (``vqgan`` is an encoder, a quantizer and a
-    decoder); empty when none is. Reads the registry as it is (loads no plug-ins)."""
+    decoder); empty when none is. Reads the registry as it is: it loads nothing, as it also runs
+    while the part packages import (``tk.Part`` loads the built-in parts first, see ``tokenkit``)."""
     return [parts[name] for parts in _PARTS.values() if name in parts]
 
 
@@ -226,7 +227,7 @@ def list_parts(kind: str, pattern: str = "*") -> list[str]:
         ['vit1d', 'vqgan']
     """
     _check_kind(kind)
-    _load_builtin()
+    load_builtin()
     load_entry_points()
     names = [n for n in _PARTS[kind] if fnmatch.fnmatchcase(n, pattern)]
     return sorted(names, key=natural_key)
@@ -269,7 +270,7 @@ def unregister_model(name: str) -> None:
         ...
         tokenkit.errors.RegistryError: no model named 'no-such-model'. ...
     """
-    _load_builtin()
+    load_builtin()
     if name not in _MODELS:
         raise RegistryError(f"no model named {name!r}. {_suggest(name, list(_MODELS))}")
     del _MODELS[name]
@@ -277,7 +278,7 @@ def unregister_model(name: str) -> None:
 
 def get_model(name: str) -> ModelEntry:
     """Return the [`ModelEntry`][tokenkit.registry.ModelEntry] registered as ``name``."""
-    _load_builtin()
+    load_builtin()
     load_entry_points()
     try:
         return _MODELS[name]
@@ -293,7 +294,7 @@ def list_models(pattern: str = "*") -> list[str]:
         >>> tk.list_models("titok-s*")
         ['titok-s128', 'titok-sl256-vq8k']
     """
-    _load_builtin()
+    load_builtin()
     load_entry_points()
     names = [n for n in _MODELS if fnmatch.fnmatchcase(n, pattern)]
     return sorted(names, key=natural_key)
@@ -302,7 +303,7 @@ def list_models(pattern: str = "*") -> list[str]:
 def part_modules(kind: str) -> list[str]:
     """The modules defining the registered parts of ``kind`` (ordered by part name, without repeats)."""
     _check_kind(kind)
-    _load_builtin()
+    load_builtin()
     load_entry_points()
     return list(dict.fromkeys(_PARTS[kind][name].__module__ for name in sorted(_PARTS[kind], key=natural_key)))
 
@@ -318,7 +319,7 @@ def parts_table(kinds: Iterable[str] = KINDS) -> str:
     rows = ["| kind | name | class | what it is |", "| --- | --- | --- | --- |"]
     for kind in kinds:
         _check_kind(kind)
-        _load_builtin()
+        load_builtin()
         load_entry_points()
         for name in sorted(_PARTS[kind], key=natural_key):
             cls = _PARTS[kind][name]

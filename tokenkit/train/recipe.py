@@ -236,13 +236,14 @@ def _part(kind: str, value: Any, section: str) -> Part:
     (by the part config's type hints) and the part config's own checks."""
     if isinstance(value, Mapping) and "config" in value:
         check_value(value["config"], Mapping[str, Any], f"{section}.config")
+    if isinstance(value, Mapping) and isinstance(value.get("part"), str):  # options named before Part checks them
+        try:
+            config_class = get_part(kind, value["part"]).Config
+        except TokenkitError as err:
+            raise OptionError(f"{section}: {err}", section) from None
+        check_fields(config_class, value.get("config", {}), prefix=f"{section}.config")
     try:
         part = Part.from_dict(value)
-        config_class = get_part(kind, part.name).Config
-    except TokenkitError as err:
-        raise OptionError(f"{section}: {err}", section) from None
-    check_fields(config_class, part.config, prefix=f"{section}.config")
-    try:
         resolve_part(kind, part)
     except ConfigError as err:
         raise OptionError(f"{section}: {err}", section) from None
