@@ -17,7 +17,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tokenkit"
 
 LAZY_IMPORTS_ALLOWED = {"tokenkit.cli", "tokenkit.evaluation.cli"}
 """Modules whose functions may import tokenkit modules: the console entry points, which import
-only what the chosen command needs (``tokenkit --help`` must not wait for every part)."""
+only what the chosen command needs (``tokenkit --help`` must not wait for every part).
+
+Two loaders import by name on purpose, with ``importlib``, and are not import statements: the
+package's ``__getattr__`` (PEP 562: ``import tokenkit`` is light, each public name is imported on
+first use) and ``registry.load_builtin`` / ``import_submodules`` (the built-in part packages and
+their files, like the plug-ins of ``load_entry_points``). The graph below is the static one."""
 
 WEIGHTS_MAY_IMPORT = {"tokenkit.errors", "tokenkit.specs"}
 """What ``tokenkit.weights`` reads besides itself: errors and the spec data types, never models or the API."""
