@@ -3,6 +3,7 @@ folder, the deprecated ``ablate --batch``, plurals, and a warning when a command
 
 from __future__ import annotations
 
+import json
 import argparse
 import os
 import subprocess
@@ -175,3 +176,19 @@ def test_help_and_version_import_no_torch():
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_info_knobs_and_list_parts_options(capsys):
+    from tokenkit.cli import main
+
+    assert main(["info", "titok", "--knobs"]) == 0
+    out = capsys.readouterr().out
+    assert "  num_tokens: int = 32\n      Latent tokens per image ``N``." in out
+    assert main(["info", "maskgit-titok-l32", "--knobs", "--json"]) == 0
+    knobs = {k["name"]: k["default"] for k in json.loads(capsys.readouterr().out)}
+    assert knobs["num_tokens"] == 32 and knobs["codebook_size"] == 4096
+    assert main(["list", "--parts", "quantizer", "--options", "fsq"]) == 0
+    assert capsys.readouterr().out.startswith("fsq\n  levels: tuple[int, ...] = (8, 5, 5, 5)\n")
+    assert main(["list", "--options"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["tokenkit: error: --options lists the options of "
+                                                            "parts: give --parts KIND"]

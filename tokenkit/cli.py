@@ -104,14 +104,48 @@ def _load(name: str, weights: str | None, device: str):
 
 
 def list_command(args: argparse.Namespace) -> None:
-    """``tokenkit list``: reference models, or registered parts of one kind."""
-    print("\n".join(tk.list_parts(args.parts, args.pattern) if args.parts else tk.list_models(args.pattern)))
+    """``tokenkit list``: reference models, or registered parts of one kind (with ``--options``: each
+    part's options)."""
+    if args.options and not args.parts:
+        raise tk.ConfigError("--options lists the options of parts: give --parts KIND")
+    if not args.parts:
+        print("\n".join(tk.list_models(args.pattern)))
+        return
+    for name in tk.list_parts(args.parts, args.pattern):
+        print(name)
+        if args.options:
+            _print_options(tk.part_options(args.parts, name))
 
 
 def info_command(args: argparse.Namespace) -> None:
-    """``tokenkit info``: a model's composition, parameters, tokens and bits per image."""
+    """``tokenkit info``: a model's composition, parameters, tokens and bits per image (with ``--knobs``:
+    its knobs, with type, the model's value and help)."""
+    if args.knobs:
+        knobs = tk.knobs(args.name)
+        if args.json:
+            print(json.dumps([{**k._asdict(), "default": _jsonable(k.default)} for k in knobs], indent=2))
+        else:
+            _print_options(knobs)
+        return
     info = model_info(args.name)
     print(json.dumps(info, indent=2)) if args.json else _print_info(info)
+
+
+def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+def _print_options(options: list) -> None:
+    """One line per option: ``  name: type = default`` and its help, indented below."""
+    for option in options:
+        default = "(required)" if option.default is dataclasses.MISSING else f"= {option.default!r}"
+        print(f"  {option.name}: {option.type} {default}")
+        if option.help:
+            print(f"      {option.help}")
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -851,8 +885,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_list = sub.add_parser("list", help="list reference models (or parts with --parts KIND)")
     p_list.add_argument("pattern", nargs="?", default="*", help="glob pattern, e.g. 'titok-b*'")
     p_list.add_argument("--parts", metavar="KIND", choices=KINDS, help="list registered parts of this kind")
+    p_list.add_argument("--options", action="store_true", help="with --parts: each part's options (type, default, "
+                                                                "help)")
     p_info = sub.add_parser("info", help="composition, parameters, tokens and bits per image of a model")
     p_info.add_argument("name", help="model name, e.g. titok-l32 (tokenkit list shows them)")
+    p_info.add_argument("--knobs", action="store_true", help="list the model's knobs (type, its value, help): "
+                                                             "what tk.build(NAME, **knobs) accepts")
     p_info.add_argument("--json", action="store_true", help="print JSON")
     p_gen = sub.add_parser("generate", help="generate images of classes: generator + tokenizer -> PNG grid")
     p_gen.add_argument("generator", help="generator model name, e.g. maskgit-titok-l32 ('' with --generator-weights "
