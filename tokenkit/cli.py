@@ -123,20 +123,12 @@ def info_command(args: argparse.Namespace) -> None:
     if args.knobs:
         knobs = tk.knobs(args.name)
         if args.json:
-            print(json.dumps([{**k._asdict(), "default": _jsonable(k.default)} for k in knobs], indent=2))
+            print(json.dumps([k._asdict() for k in knobs], indent=2, default=repr))  # a Part default as its repr
         else:
             _print_options(knobs)
         return
     info = model_info(args.name)
     print(json.dumps(info, indent=2)) if args.json else _print_info(info)
-
-
-def _jsonable(value: object) -> object:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    return repr(value)
 
 
 def _print_options(options: list) -> None:
