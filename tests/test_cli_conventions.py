@@ -3,8 +3,8 @@ folder, the deprecated ``ablate --batch``, plurals, and a warning when a command
 
 from __future__ import annotations
 
-import json
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -65,7 +65,51 @@ def test_one_spelling_per_option():
     """``--batch-size``, ``--num-workers``, ``--weights``: no other spelling of the same thing is offered."""
     for words, parser in COMMANDS.items():
         flags = {f for a in _options(parser) for f in a.option_strings}
-        assert not flags & {"--batch", "--bs", "--workers", "--num_workers", "--weight", "--output", "-o"}, words
+        assert not flags & {"--batch", "--bs", "--workers", "--num_workers", "--weight", "--output", "-o", "--num"}, words
+
+
+def test_every_command_names_its_model_first():
+    """A command that needs a model takes it as its first positional argument; only ``decode``, whose ids file
+    names its model, takes ``--model`` (an override)."""
+    named = {words for words, parser in COMMANDS.items() if any("--model" in a.option_strings for a in _options(parser))}
+    assert named == {("decode",)}
+    for words in [("reconstruct",), ("encode",), ("pretokenize",), ("info",), ("eval", "reconstruct")]:
+        first = next(a for a in COMMANDS[words]._actions if not a.option_strings)
+        assert first.dest == "model" or first.dest == "name", (words, first.dest)
+
+
+def test_reconstruct_and_encode_take_model_then_images_and_the_deprecated_model_option(tmp_path, capsys):
+    image = str(Path(tk.__file__).parent / "data" / "images" / "coffee.jpg")
+    assert main(["encode", "titok-tiny", image, "--out", str(tmp_path / "a.safetensors")]) == 0
+    assert "deprecated" not in capsys.readouterr().err
+    assert main(["encode", image, "--model", "titok-tiny", "--out", str(tmp_path / "b.safetensors")]) == 0
+    assert "tokenkit: warning: --model is deprecated; name the model first: tokenkit encode MODEL IMAGES ..." in (
+        capsys.readouterr().err.splitlines())
+    with pytest.raises(SystemExit) as info:
+        main(["reconstruct", "titok-tiny", "--out", str(tmp_path / "rec")])
+    assert info.value.code == 2 and "required: IMAGES" in capsys.readouterr().err
+
+
+def test_eval_generate_num_images_and_the_deprecated_num(monkeypatch, tmp_path, capsys):
+    from tokenkit.evaluation import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "evaluate_generation", lambda *a, **k: calls.append(k) or (_ for _ in ()).throw(
+        tk.ConfigError("stop here")))
+    base = ["eval", "generate", "maskgit-tiny", "titok-tiny", "--ref", str(tmp_path), "--out", str(tmp_path / "e")]
+    assert main([*base, "--num-images", "7"]) == 2 and calls[-1]["num_images"] == 7
+    assert "deprecated" not in capsys.readouterr().err
+    assert main([*base, "--num", "5"]) == 2 and calls[-1]["num_images"] == 5
+    assert "tokenkit: warning: --num is deprecated; use --num-images" in capsys.readouterr().err
+
+
+def test_a_closed_stdout_pipe_ends_quietly():
+    """``tokenkit list | head -1``: the reader goes away; no traceback, no error line, status 1 (as SIGPIPE)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from tokenkit.cli import main; sys.exit(main())",
+                             "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the command writes anything
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == ""
 
 
 @pytest.fixture

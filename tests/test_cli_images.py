@@ -42,7 +42,7 @@ def test_help_lists_the_image_commands(capsys):
 def test_reconstruct_a_folder_and_a_jpeg_with_random_weights(tmp_path, capsys):
     _png(tmp_path / "extra.png")
     out = tmp_path / "rec"
-    assert main(["reconstruct", str(BUNDLED / "chelsea.jpg"), str(tmp_path / "extra.png"), "--model", "titok-tiny",
+    assert main(["reconstruct", "titok-tiny", str(BUNDLED / "chelsea.jpg"), str(tmp_path / "extra.png"),
                  "--out", str(out), "--batch-size", "1"]) == 0
     captured = capsys.readouterr()
     assert captured.err.count("random weights") == 1
@@ -72,7 +72,7 @@ def test_reconstruct_reports_lpips_when_the_metric_is_available(tmp_path, capsys
     monkeypatch.setattr("tokenkit.losses.lpips.vgg16_weights_path", lambda: weights)
     monkeypatch.setattr("tokenkit.metrics.lpips", lambda images, reference: torch.full((len(images),), 0.25))
     folder, _ = saved_tiny
-    assert main(["reconstruct", str(BUNDLED), "--model", str(folder), "--out", str(tmp_path / "rec")]) == 0
+    assert main(["reconstruct", str(folder), str(BUNDLED), "--out", str(tmp_path / "rec")]) == 0
     captured = capsys.readouterr()
     assert "random weights" not in captured.err  # a saved model has its weights
     assert "| astronaut | " in captured.out and "| 0.2500 |" in captured.out and "n/a" not in captured.out
@@ -84,7 +84,7 @@ def test_reconstruct_reports_lpips_when_the_metric_is_available(tmp_path, capsys
 def test_reconstruct_a_continuous_tokenizer_and_no_lpips(tmp_path, capsys):
     vae = tk.build(tk.spec("titok-tiny").replace(quantizer=tk.Part("gaussian", channels=4)))
     vae.save_pretrained(tmp_path / "vae")
-    assert main(["reconstruct", str(BUNDLED / "rocket.jpg"), "--model", str(tmp_path / "vae"), "--out",
+    assert main(["reconstruct", str(tmp_path / "vae"), str(BUNDLED / "rocket.jpg"), "--out",
                  str(tmp_path / "rec"), "--no-lpips"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == "| image | PSNR (dB) |" and "LPIPS" not in out
@@ -93,7 +93,7 @@ def test_reconstruct_a_continuous_tokenizer_and_no_lpips(tmp_path, capsys):
         expected = vae.decode(vae.encode(images).codes).clamp(0, 1)
     written = tk.load_images(tmp_path / "rec" / "rocket.png")[..., 32:]
     assert torch.allclose(written, expected, atol=0.5 / 255 + 1e-6)
-    assert main(["encode", str(BUNDLED / "rocket.jpg"), "--model", str(tmp_path / "vae"), "--out",
+    assert main(["encode", str(tmp_path / "vae"), str(BUNDLED / "rocket.jpg"), "--out",
                  str(tmp_path / "ids.safetensors")]) == 2
     assert "continuous" in capsys.readouterr().err and not (tmp_path / "ids.safetensors").exists()
 
@@ -101,7 +101,7 @@ def test_reconstruct_a_continuous_tokenizer_and_no_lpips(tmp_path, capsys):
 def test_reconstruct_user_errors_exit_2(tmp_path, capsys):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     _png(tmp_path / "good.png")
-    base = ["reconstruct", str(tmp_path), "--model", "titok-tiny", "--out", str(tmp_path / "rec"), "--no-lpips"]
+    base = ["reconstruct", "titok-tiny", str(tmp_path), "--out", str(tmp_path / "rec"), "--no-lpips"]
     assert main(base) == 2
     err = capsys.readouterr().err.splitlines()
     assert "random weights" in err[0] and len(err) == 2
@@ -117,9 +117,9 @@ def test_reconstruct_user_errors_exit_2(tmp_path, capsys):
     capsys.readouterr()
     assert main([*base, "--skip-unreadable", "--overwrite", "--size", "64"]) == 2
     assert "takes 32x32 images" in capsys.readouterr().err
-    assert main(["reconstruct", str(tmp_path / "missing"), "--model", "titok-tiny", "--out", str(tmp_path)]) == 2
+    assert main(["reconstruct", "titok-tiny", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     assert "no such file or folder" in capsys.readouterr().err
-    assert main(["reconstruct", str(tmp_path), "--model", "maskgit-tiny", "--out", str(tmp_path / "x")]) == 2
+    assert main(["reconstruct", "maskgit-tiny", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "is not a tokenizer" in capsys.readouterr().err
 
 
@@ -127,7 +127,7 @@ def test_reconstruct_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "rec"
     out.mkdir()
     (out / "coffee.png").write_bytes(b"mine")
-    assert main(["reconstruct", str(BUNDLED / "coffee.jpg"), "--model", "titok-tiny", "--out", str(out)]) == 2
+    assert main(["reconstruct", "titok-tiny", str(BUNDLED / "coffee.jpg"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tokenkit: error: ") and "coffee.png already exists; pass --overwrite" in err
     assert (out / "coffee.png").read_bytes() == b"mine" and not (out / "metrics.json").exists()
@@ -139,7 +139,7 @@ def test_encode_then_decode_round_trip(tmp_path, capsys, saved_tiny):
     folder, tok = saved_tiny
     ids_file = tmp_path / "ids.safetensors"
     inputs = [str(BUNDLED / "hubble_deep_field.jpg"), str(BUNDLED)]
-    assert main(["encode", *inputs, "--model", str(folder), "--out", str(ids_file), "--batch-size", "4"]) == 0
+    assert main(["encode", str(folder), *inputs, "--out", str(ids_file), "--batch-size", "4"]) == 0
     assert "wrote" in capsys.readouterr().out
     with safe_open(str(ids_file), framework="pt") as f:
         ids, meta = f.get_tensor("ids"), f.metadata()
@@ -170,7 +170,7 @@ def test_encode_then_decode_round_trip(tmp_path, capsys, saved_tiny):
 def test_decode_warns_about_random_or_other_weights(tmp_path, capsys, saved_tiny):
     folder, _ = saved_tiny
     ids_file = tmp_path / "ids.safetensors"
-    assert main(["encode", str(BUNDLED / "coffee.jpg"), "--model", str(folder), "--out", str(ids_file)]) == 0
+    assert main(["encode", str(folder), str(BUNDLED / "coffee.jpg"), "--out", str(ids_file)]) == 0
     capsys.readouterr()
     assert main(["decode", str(ids_file), "--out", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
@@ -187,7 +187,7 @@ def test_encode_and_decode_multi_codebook_ids(tmp_path, capsys):
     tok = tk.build(spec)
     tok.save_pretrained(tmp_path / "rvq")
     ids_file = tmp_path / "ids.safetensors"
-    assert main(["encode", str(BUNDLED / "retina.jpg"), "--model", str(tmp_path / "rvq"), "--out",
+    assert main(["encode", str(tmp_path / "rvq"), str(BUNDLED / "retina.jpg"), "--out",
                  str(ids_file)]) == 0
     with safe_open(str(ids_file), framework="pt") as f:
         assert f.get_tensor("ids").shape == (1, 8, 2)
@@ -196,11 +196,11 @@ def test_encode_and_decode_multi_codebook_ids(tmp_path, capsys):
 
 
 def test_encode_and_decode_user_errors_exit_2(tmp_path, capsys):
-    assert main(["encode", str(BUNDLED), "--model", "titok-tiny", "--out", str(tmp_path / "ids.bin")]) == 2
+    assert main(["encode", "titok-tiny", str(BUNDLED), "--out", str(tmp_path / "ids.bin")]) == 2
     assert ".safetensors" in capsys.readouterr().err
     ids_file = tmp_path / "ids.safetensors"
-    assert main(["encode", str(BUNDLED / "coffee.jpg"), "--model", "titok-tiny", "--out", str(ids_file)]) == 0
-    assert main(["encode", str(BUNDLED / "coffee.jpg"), "--model", "titok-tiny", "--out", str(ids_file)]) == 2
+    assert main(["encode", "titok-tiny", str(BUNDLED / "coffee.jpg"), "--out", str(ids_file)]) == 0
+    assert main(["encode", "titok-tiny", str(BUNDLED / "coffee.jpg"), "--out", str(ids_file)]) == 2
     assert "already exists" in capsys.readouterr().err
     (tmp_path / "decoded").mkdir()
     (tmp_path / "decoded" / "coffee.png").write_bytes(b"mine")

@@ -3,7 +3,8 @@
 
 A user error (bad arguments, a missing or unwritable file, a missing optional package, an unreadable
 image) is one line ``tokenkit: error: ...`` on stderr and exit status 2; arguments are checked before
-any work starts. Ctrl-C is ``tokenkit: interrupted`` and exit status 130. Anything else is a bug and
+any work starts. Ctrl-C is ``tokenkit: interrupted`` and exit status 130; a closed stdout pipe
+(``tokenkit list | head -1``) ends quietly with status 1. Anything else is a bug and
 keeps its traceback (exit status 1). ``--debug`` (before or after the subcommand) re-raises every
 error with its traceback. A warning (random weights, a deprecated option) is one line
 ``tokenkit: warning: ...`` on stderr. ``--version`` prints ``tokenkit X.Y.Z``; every help shows the defaults.
@@ -797,7 +798,9 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
                           epilog=EVAL_WEIGHTS_HELP)
     p_gen.add_argument("generator", help="generator name (e.g. maskgit-titok-l32) or a saved folder")
     p_gen.add_argument("tokenizer", help="tokenizer name (e.g. titok-l32) or a saved folder")
-    p_gen.add_argument("--num", type=InRange(POSITIVE), default=50000, help="samples (50 per class for ImageNet's 1,000 classes)")
+    p_gen.add_argument("--num-images", type=InRange(POSITIVE), default=50000,
+                       help="samples (50 per class for ImageNet's 1,000 classes)")
+    p_gen.add_argument("--num", type=InRange(POSITIVE), help=argparse.SUPPRESS)  # deprecated: --num-images
     p_gen.add_argument("--ref", metavar="SRC", help="reference: statistics .npz (tokenkit or ADM's "
                                                     "VIRTUAL_imagenet256_labeled.npz) or real images (folder / shards)")
     p_gen.add_argument("--npz", metavar="PATH", help="also write the samples as an ADM-format .npz")
@@ -967,10 +970,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_enc = sub.add_parser("encode", help="images -> token ids (.safetensors, with the image names and model spec)")
     p_dec = sub.add_parser("decode", help="token ids (.safetensors from tokenkit encode) -> one PNG per image")
     for p in (p_rec, p_enc):
-        p.add_argument("images", nargs="+", metavar="IMAGES",
-                       help="image files and/or folders (searched recursively)")
-        p.add_argument("--model", required=True, help="tokenizer model name (e.g. titok-l32), or a saved tokenizer "
+        p.usage = f"tokenkit {p.prog.split()[-1]} MODEL IMAGES [IMAGES ...] --out OUT [options]"
+        p.add_argument("model", metavar="MODEL", help="tokenizer model name (e.g. titok-l32), or a saved tokenizer "
                                                       "folder/file ('' with --weights: the composition from the weights)")
+        p.add_argument("images", nargs="*", metavar="IMAGES", help="image files and/or folders (searched recursively)")
+        p.add_argument("--model", dest="model_option", help=argparse.SUPPRESS)  # deprecated: MODEL comes first
         p.add_argument("--size", type=InRange(POSITIVE), help="image side (default: the model's image size)")
         p.add_argument("--no-exif", action="store_true", help="ignore the EXIF orientation of photos")
         p.add_argument("--skip-unreadable", action="store_true",
@@ -1012,9 +1016,19 @@ def user_error(err: BaseException) -> str | None:
     return " ".join(line.strip() for line in message.splitlines() if line.strip()) or type(err).__name__
 
 
+def _model_first(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``reconstruct`` / ``encode`` take ``MODEL IMAGES...`` as every command names its model first; the older
+    ``IMAGES... --model MODEL`` still works, with a warning."""
+    if args.model_option is not None:
+        _warn(f"--model is deprecated; name the model first: tokenkit {args.command} MODEL IMAGES ...")
+        args.images, args.model = [args.model, *args.images], args.model_option
+    if not args.images:
+        parser.error(f"tokenkit {args.command}: the following arguments are required: IMAGES")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tokenkit`` console script; returns the exit status (0; 2 for a user error,
-    130 when interrupted; a bug raises)."""
+    130 when interrupted, 1 when stdout's reader went away; a bug raises)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "ablate":
@@ -1025,16 +1039,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         "pretokenize": pretokenize_command, "reconstruct": reconstruct_command, "encode": encode_command,
         "decode": decode_command, "eval": eval_command,
     }
+    if args.command in ("reconstruct", "encode"):
+        _model_first(parser, args)
     try:
         check_bounds(parser, args)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             handlers[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at interpreter exit
     except KeyboardInterrupt:
         if args.debug:
             raise
         print("tokenkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`tokenkit list | head -1`): stop quietly
+        # Python's advice (library/signal.html, "Note on SIGPIPE"): point stdout at devnull so that the
+        # interpreter's final flush does not fail again, and exit 1 as a process killed by SIGPIPE would fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as err:
         message = None if args.debug else user_error(err)
         if message is None:

@@ -124,7 +124,11 @@ def _run(args: argparse.Namespace) -> None:
                                          num_workers=args.num_workers, **common)
     else:
         sampling = {k: getattr(args, k) for k in ("steps", "guidance", "temperature") if getattr(args, k) is not None}
-        result = evaluate_generation(args.generator, args.tokenizer, num_images=args.num, reference=args.ref,
+        num_images = args.num_images
+        if args.num is not None:  # the deprecated spelling
+            print("tokenkit: warning: --num is deprecated; use --num-images", file=sys.stderr)
+            num_images = args.num
+        result = evaluate_generation(args.generator, args.tokenizer, num_images=num_images, reference=args.ref,
                                      npz=args.npz, seed=args.seed, generator_weights=args.generator_weights,
                                      tokenizer_weights=args.tokenizer_weights, **common, **sampling)
     _report(result, args.out)
