@@ -1,4 +1,4 @@
-"""WebDataset tar shards in the official layout, read with Python's ``tarfile``.
+"""WebDataset tar shards in the official layout, read with the ``webdataset`` package.
 
 Official: written by ``data/convert_imagenet_to_wds.py``, read by ``SimpleImageDataset`` in
 ``data/webdataset_reader.py`` L128-279.
@@ -6,8 +6,9 @@ Official: written by ``data/convert_imagenet_to_wds.py``, read by ``SimpleImageD
 A shard is a tar file whose members are grouped into samples by *key*, the
 member path up to the first dot of its file name: ``000001.jpg`` and
 ``000001.cls`` form one sample (image bytes and the class id as text), as the
-official ``convert_imagenet_to_wds.py`` writes them. No ``webdataset``
-dependency is needed.
+official ``convert_imagenet_to_wds.py`` writes them. Tar iteration and grouping
+are ``webdataset.tariterators`` (imported when a shard is first read, so
+``import tokenkit`` stays fast); shard patterns are expanded with ``braceexpand``.
 
 Splitting across DataLoader workers and distributed ranks is **by shard**:
 reader ``r = rank * num_workers + worker_id`` of ``R = world_size * num_workers``
@@ -24,34 +25,27 @@ import dataclasses
 import glob
 import os
 import random
-import re
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from braceexpand import UnbalancedBracesError, braceexpand
 from torch.utils.data import IterableDataset, get_worker_info
 
-from tokenkit.datasets.base import (
-    AugmentingDataset,
-    OnError,
-    check_on_error,
-    item_generator,
-    warn_skip,
-)
-from tokenkit.datasets.transforms import (
-    IMAGE_EXTENSIONS,
-    ImageDecodeError,
-    decode_image,
-)
+from tokenkit.datasets.base import AugmentingDataset, OnError, check_on_error, item_generator, warn_skip
+from tokenkit.datasets.transforms import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
 from tokenkit.errors import ConfigError
 from tokenkit.registry import register
 
-_BRACE = re.compile(r"\{([^{}]*)\}")
-
 
 def expand_braces(pattern: str) -> list[str]:
-    """Expand ``{0000..0009}`` (zero padding kept) and ``{a,b}`` in a shard pattern, left to right.
+    """Expand ``{0000..0009}`` (zero padding kept) and ``{a,b}`` in a shard pattern, as bash does.
+
+    Backslashes are kept as they are (Windows paths), not read as escapes.
+
+    Raises:
+        ConfigError: The pattern has unbalanced braces.
 
     Examples:
         >>> expand_braces("train-{00..02}.tar")
@@ -59,19 +53,10 @@ def expand_braces(pattern: str) -> list[str]:
         >>> expand_braces("{a,b}-{1..2}")
         ['a-1', 'a-2', 'b-1', 'b-2']
     """
-    match = _BRACE.search(pattern)
-    if match is None:
-        return [pattern]
-    body = match.group(1)
-    span = re.fullmatch(r"(\d+)\.\.(\d+)", body)
-    if span:
-        lo, hi = span.groups()
-        width = len(lo) if lo.startswith("0") or len(lo) == len(hi) else 0
-        choices = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
-    else:
-        choices = body.split(",")
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [out for choice in choices for out in expand_braces(head + choice + tail)]
+    try:
+        return list(braceexpand(pattern, escape=False))
+    except UnbalancedBracesError as err:
+        raise ConfigError(f"shard pattern {pattern!r}: {err}") from None
 
 
 def expand_shards(shards: str | tuple[str, ...] | list[str]) -> list[str]:
@@ -79,6 +64,18 @@ def expand_shards(shards: str | tuple[str, ...] | list[str]) -> list[str]:
 
     Raises:
         ConfigError: A pattern matches nothing or a listed path does not exist.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     paths = expand_shards(WebDatasetConfig.example(tmp).shards)
+        ...     globbed = expand_shards(os.path.join(tmp, "train-*.tar"))
+        >>> [os.path.basename(path) for path in paths], paths == globbed
+        (['train-0000.tar', 'train-0001.tar'], True)
+        >>> expand_shards("no-such-shard-{0..1}.tar")
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ConfigError: shard 'no-such-shard-0.tar' does not exist
     """
     out: list[str] = []
     for pattern in [shards] if isinstance(shards, str) else shards:
@@ -95,29 +92,39 @@ def expand_shards(shards: str | tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
+def _visible(name: str) -> bool:
+    return not name.rpartition("/")[2].startswith(".")
+
+
 def read_shard(path: str) -> Iterator[dict]:
-    """Samples of one tar shard in file order: ``{"__key__": key, "__url__": path, ext: bytes, ...}``."""
-    current: dict | None = None
+    """Samples of one tar shard (plain or compressed, read as a stream) in file order.
+
+    A sample is ``{"__key__": key, "__url__": path, ext: bytes, ...}``: the key is the
+    member path up to the first dot of its file name, ``ext`` the rest in lower case.
+    Hidden files and members without a dot in their file name are skipped.
+
+    Raises:
+        ImageDecodeError: The shard is not a readable tar, or a sample has two members with the same extension.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     samples = list(read_shard(expand_shards(WebDatasetConfig.example(tmp).shards)[0]))
+        >>> [(sample["__key__"], sorted(sample)[2:]) for sample in samples]
+        [('000000', ['cls', 'png']), ('000001', ['cls', 'png']), ('000002', ['cls', 'png'])]
+        >>> samples[1]["cls"], os.path.basename(samples[1]["__url__"])
+        (b'1', 'train-0000.tar')
+    """
+    from webdataset.tariterators import group_by_keys, tar_file_iterator
+
     try:
-        with tarfile.open(path, "r|*") as tar:  # streaming: works for plain and compressed tars
-            for member in tar:
-                if not member.isfile():
-                    continue
-                directory, _, name = member.name.rpartition("/")
-                if name.startswith(".") or "." not in name:
-                    continue
-                stem, ext = name.split(".", 1)
-                key = f"{directory}/{stem}" if directory else stem
-                if current is not None and current["__key__"] != key:
-                    yield current
-                    current = None
-                if current is None:
-                    current = {"__key__": key, "__url__": path}
-                current[ext.lower()] = tar.extractfile(member).read()
-    except tarfile.TarError as err:
-        raise ImageDecodeError(f"cannot read shard {path}: {err}") from err
-    if current is not None:
-        yield current
+        with open(path, "rb") as stream:
+            # skip_meta=None: a member under a ``__name__/`` folder is data (webdataset would drop it)
+            members = tar_file_iterator(stream, skip_meta=None, select_files=_visible)
+            # webdataset's key rule matches ours except for hidden files, dropped by ``_visible`` above
+            yield from group_by_keys({**member, "__url__": path} for member in members)
+    except (tarfile.TarError, ValueError) as err:  # ValueError: webdataset's duplicate member in a sample
+        raise ImageDecodeError(f"cannot read shard {path}: {err.args[0] if err.args else err}") from err
 
 
 def _reader() -> tuple[int, int]:
@@ -132,7 +139,17 @@ def _reader() -> tuple[int, int]:
 
 @dataclasses.dataclass(frozen=True)
 class WebDatasetConfig:
-    """Options of the ``webdataset`` dataset."""
+    """Options of the ``webdataset`` dataset.
+
+    Examples:
+        >>> WebDatasetConfig(shards="data/train-{0000..0009}.tar", shuffle=5000).shards
+        ('data/train-{0000..0009}.tar',)
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     config = WebDatasetConfig.example(tmp, seed=3)
+        >>> os.path.basename(config.shards[0]), config.size, config.seed
+        ('train-{0000..0001}.tar', 8, 3)
+    """
 
     shards: tuple[str, ...] = ()
     """Shard paths or patterns: globs (``"data/train-*.tar"``) or braces (``"train-{0000..0009}.tar"``)."""
@@ -198,6 +215,17 @@ class WebDataset(AugmentingDataset, IterableDataset):
 
     Raises:
         ConfigError: A shard pattern matches nothing.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     items = list(WebDataset(WebDatasetConfig.example(tmp)))
+        ...     shuffled = WebDataset(WebDatasetConfig.example(tmp, shuffle=4, seed=1))
+        ...     first, again = [it["key"] for it in shuffled], [it["key"] for it in shuffled]
+        >>> [it["key"] for it in items], [it["label"] for it in items], tuple(items[0]["image"].shape)
+        (['000000', '000001', '000002', '000003', '000004', '000005'], [0, 1, 2, 0, 1, 2], (3, 8, 8))
+        >>> first == again, sorted(first) == [it["key"] for it in items]
+        (True, True)
     """
 
     Config = WebDatasetConfig
@@ -210,11 +238,13 @@ class WebDataset(AugmentingDataset, IterableDataset):
     def _shard_stream(self, reader: int, readers: int) -> Iterator[str]:
         rng = random.Random(repr((self.config.seed, self.epoch, "shards", reader if self.config.resample else -1)))
         if self.config.resample:
+            # Not webdataset's ResampledShards: its epoch is its own __iter__ count, not set_epoch (breaks resume).
             while True:
                 yield rng.choice(self.shards)
         order = list(self.shards)
         if self.config.shuffle:
             rng.shuffle(order)  # same order in every reader (seeded without the reader), then split
+        # Not webdataset's split_by_node + split_by_worker: they read shards rank + world * worker + k * R instead.
         yield from order[reader::readers]
 
     def _samples(self, reader: int, readers: int) -> Iterator[dict]:
@@ -222,6 +252,7 @@ class WebDataset(AugmentingDataset, IterableDataset):
             yield from read_shard(shard)
 
     def _shuffled(self, samples: Iterator[dict], reader: int) -> Iterator[dict]:
+        # Not webdataset's detshuffle: it seeds with seed + its own __iter__ count (not set_epoch), same in all readers.
         if not self.config.shuffle:
             yield from samples
             return
