@@ -41,7 +41,7 @@ def test_two_gloo_processes_match_one_process_with_the_global_batch(runs, tmp_pa
     moved = _worst(ours, load_checkpoint(runs / "plain" / "checkpoints" / "step-0000003.pt")["model"])
     assert _worst(ours, state["model"]) < 1e-5 < moved  # equal within float noise; 3 more steps moved the weights
     ema = single.trained_model().state_dict()
-    assert _worst(ema, {k[len("shadow."):]: v for k, v in state["ema"].items() if k.startswith("shadow.")}) < 1e-5
+    assert _worst(ema, {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}) < 1e-5
 
 
 def test_two_processes_train_the_discriminator_like_one_process_with_the_global_batch(runs, tmp_path):
@@ -52,7 +52,7 @@ def test_two_processes_train_the_discriminator_like_one_process_with_the_global_
     ours = single.accelerator.unwrap_model(single.model).state_dict()
     assert _worst(ours, state["model"]) < 1e-5
     ema = single.trained_model().state_dict()
-    assert _worst(ema, {k[len("shadow."):]: v for k, v in state["ema"].items() if k.startswith("shadow.")}) < 1e-5
+    assert _worst(ema, {k[len("module."):]: v for k, v in state["ema"].items() if k.startswith("module.")}) < 1e-5
     disc = single.loss_module.state_dict()
     assert not any(k.startswith("module.") or ".module." in k for k in state["loss_module"])
     assert _worst(disc, state["loss_module"]) < 1e-5

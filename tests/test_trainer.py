@@ -17,8 +17,8 @@ def images():
 
 
 def _config(tmp_path, name="run", **changes):
-    base = dict(model="titok-tiny", knobs={"quantizer": "fsq"}, steps=8, batch_size=8, lr=1e-3,
-                output_dir=str(tmp_path / name), log_every=1)
+    base = {"model": "titok-tiny", "knobs": {"quantizer": "fsq"}, "steps": 8, "batch_size": 8, "lr": 1e-3,
+            "output_dir": str(tmp_path / name), "log_every": 1}
     return TrainConfig(**{**base, **changes})
 
 
@@ -88,6 +88,56 @@ def test_ema_follows_the_model():
         model.weight.add_(1.0)
     ema.update(model)  # first update: decay min(0.9, 1/10) = 0.1
     assert torch.allclose(ema.shadow.weight, 0.1 * (model.weight - 1.0) + 0.9 * model.weight)
+
+
+def _ema_model():
+    """Float and float64 parameters; float and long buffers (BatchNorm statistics and its batch count)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    model.add_module("head", torch.nn.Linear(3, 3).double())
+    return model
+
+
+def _ema_step(model, generator):
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator, dtype=param.dtype))
+    model.train()[:2](torch.randn(2, 3, 6, 6, generator=generator))  # moves the BatchNorm buffers
+
+
+def test_ema_equals_a_reference_lerp_with_the_warm_up_decay_bit_for_bit():
+    model, generator, decay = _ema_model(), torch.Generator().manual_seed(1), 0.8
+    ema = EMA(model, decay)
+    reference = [p.detach().clone() for p in model.parameters()]
+    for k in range(6):
+        _ema_step(model, generator)
+        ema.update(model)
+        weight = 1 - min(decay, (1 + k) / (10 + k))  # 0.9, 0.8182, ..., then 1 - decay
+        reference = [r.lerp(p.detach(), weight) for r, p in zip(reference, model.parameters())]
+    assert all(torch.equal(a, r) for a, r in zip(ema.shadow.parameters(), reference))
+    assert all(torch.equal(a, b) for a, b in zip(ema.shadow.buffers(), model.buffers()))  # copied, not averaged
+    assert int(model[1].num_batches_tracked) == 6 and not ema.shadow.training
+    assert not any(p.requires_grad for p in ema.shadow.parameters())
+
+
+def test_ema_resumes_from_a_state_dict_of_the_former_class():
+    """The former ``EMA(nn.Module)`` saved its average under ``shadow.`` and ``updates`` (updates done)."""
+    model, generator = _ema_model(), torch.Generator().manual_seed(2)
+    ema = EMA(model, 0.999)
+    for _ in range(3):
+        _ema_step(model, generator)
+        ema.update(model)
+    new_style = {k: v.clone() for k, v in ema.state_dict().items()}
+    old_style = {"updates": torch.tensor(3), **{f"shadow.{k}": v.clone() for k, v in ema.shadow.state_dict().items()}}
+    assert set(new_style) == {"n_averaged", *(f"module.{k}" for k in ema.shadow.state_dict())}
+    _ema_step(model, generator)
+    ema.update(model)  # update k = 3
+    for state in (old_style, new_style):
+        resumed = EMA(_ema_model(), 0.999)
+        resumed.load_state_dict(state)
+        assert int(resumed.n_averaged) == 4
+        resumed.update(model)
+        assert all(torch.equal(a, b) for a, b in zip(resumed.state_dict().values(), ema.state_dict().values()))
 
 
 def test_bad_config_is_refused():
@@ -193,9 +243,9 @@ def test_discriminator_accumulates_micro_batches_like_one_batch(tmp_path, images
 
 
 def _stream_config(tmp_path, name, **changes):
-    return TrainConfig(**{**dict(model="titok-tiny", knobs={"quantizer": "fsq", "image_size": 8, "patch_size": 4},
-                                 steps=7, batch_size=2, lr=1e-3, ema_decay=0.9, output_dir=str(tmp_path / name),
-                                 log_every=1), **changes})
+    base = {"model": "titok-tiny", "knobs": {"quantizer": "fsq", "image_size": 8, "patch_size": 4}, "steps": 7,
+            "batch_size": 2, "lr": 1e-3, "ema_decay": 0.9, "output_dir": str(tmp_path / name), "log_every": 1}
+    return TrainConfig(**{**base, **changes})
 
 
 @pytest.mark.parametrize(("workers", "epochs", "position"), [(0, 2, (4, 1, 1)), (2, 3, (4, 1, 2))])
@@ -333,6 +383,6 @@ def test_trainers_with_different_precisions_in_one_process(tmp_path, images):
         trainer = Trainer(_config(tmp_path, name, steps=1, precision=precision), images)
         seen = []
         trainer.accelerator.unwrap_model(trainer.model).encoder.register_forward_hook(
-            lambda module, args, out: seen.append(out.dtype))
+            lambda module, args, out, seen=seen: seen.append(out.dtype))
         trainer.train(progress=False)
         assert seen == [expected]

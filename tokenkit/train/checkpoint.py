@@ -28,8 +28,24 @@ REQUIRED_KEYS = ("step", "model", "optimizer", "scheduler", "torch_rng", "python
 """Entries every training checkpoint holds."""
 
 
+# Not accelerate.save_state: it writes checkpoint_N in place, prunes first, resumes from the highest N without fallback.
 def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int, keep: int = 2) -> Path:
-    """Write ``state`` as ``folder/step-XXXXXXX.pt``, then point ``folder/latest`` at it; keep the newest ``keep``."""
+    """Write ``state`` as ``folder/step-XXXXXXX.pt``, then point ``folder/latest`` at it; keep the newest ``keep``.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from tokenkit.train.checkpoint import REQUIRED_KEYS, save_checkpoint
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> state = dict.fromkeys(REQUIRED_KEYS, {})
+        >>> for step in (1, 2, 3):
+        ...     path = save_checkpoint({**state, "step": step}, folder.name, step, keep=2)
+        >>> path.name, sorted(p.name for p in Path(folder.name).iterdir())
+        ('step-0000003.pt', ['latest', 'step-0000002.pt', 'step-0000003.pt'])
+        >>> (Path(folder.name) / "latest").read_text().strip()
+        'step-0000003.pt'
+        >>> folder.cleanup()
+    """
     folder = Path(folder)
     path = folder / f"step-{step:07d}.pt"
     atomic_write(path, lambda tmp: torch.save(state, tmp))
@@ -40,7 +56,19 @@ def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, step: int,
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint in ``folder`` (``None`` if there is none)."""
+    """The newest complete checkpoint in ``folder`` (``None`` if there is none).
+
+    Examples:
+        >>> import tempfile
+        >>> from tokenkit.train.checkpoint import REQUIRED_KEYS, latest_checkpoint, save_checkpoint
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> latest_checkpoint(folder.name) is None
+        True
+        >>> _ = save_checkpoint({**dict.fromkeys(REQUIRED_KEYS, {}), "step": 5}, folder.name, 5)
+        >>> latest_checkpoint(folder.name).name
+        'step-0000005.pt'
+        >>> folder.cleanup()
+    """
     pointer = Path(folder) / LATEST
     if not pointer.is_file():
         return None
@@ -53,6 +81,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises:
         WeightsError: Unreadable, corrupt or unsafe file, or not a training checkpoint (entries missing).
+
+    Examples:
+        >>> import tempfile
+        >>> import torch
+        >>> from pathlib import Path
+        >>> from tokenkit.train.checkpoint import REQUIRED_KEYS, load_checkpoint, save_checkpoint
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> state = {**dict.fromkeys(REQUIRED_KEYS, {}), "step": 7, "model": {"w": torch.ones(2)}}
+        >>> load_checkpoint(save_checkpoint(state, folder.name, 7))["model"]
+        {'w': tensor([1., 1.])}
+        >>> torch.save({"w": torch.ones(2)}, Path(folder.name) / "weights.pt")
+        >>> load_checkpoint(Path(folder.name) / "weights.pt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.WeightsError: ...weights.pt is not a tokenkit training checkpoint: it has no step, model, ...
+        >>> folder.cleanup()
     """
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -65,7 +109,19 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Temporary files of interrupted checkpoint writes in ``folder`` (``.step-*.pt.*.tmp``, ``.latest.*.tmp``)."""
+    """Temporary files of interrupted checkpoint writes in ``folder`` (``.step-*.pt.*.tmp``, ``.latest.*.tmp``).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from tokenkit.train.checkpoint import stale_temporaries
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> _ = (Path(folder.name) / ".step-0000002.pt.k3j9x.tmp").write_bytes(b"half a checkpoint")
+        >>> _ = (Path(folder.name) / "notes.txt").write_text("kept")
+        >>> [path.name for path in stale_temporaries(folder.name)]
+        ['.step-0000002.pt.k3j9x.tmp']
+        >>> folder.cleanup()
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -76,6 +132,16 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     """Delete [`stale_temporaries`][tokenkit.train.checkpoint.stale_temporaries]; returns what was deleted.
 
     Call it only where no other process is writing checkpoints into ``folder``.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from tokenkit.train.checkpoint import remove_stale_temporaries, stale_temporaries
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> _ = (Path(folder.name) / ".latest.u7w2q.tmp").write_text("step-0000002.pt")
+        >>> [path.name for path in remove_stale_temporaries(folder.name)], stale_temporaries(folder.name)
+        (['.latest.u7w2q.tmp'], [])
+        >>> folder.cleanup()
     """
     removed = stale_temporaries(folder)
     for path in removed:
@@ -92,6 +158,26 @@ def load_latest(folder: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None
 
     Raises:
         WeightsError: There are checkpoints but none loads (each file and its error named).
+
+    Examples:
+        >>> import tempfile
+        >>> import warnings
+        >>> from pathlib import Path
+        >>> from tokenkit.train.checkpoint import REQUIRED_KEYS, load_latest, save_checkpoint
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> load_latest(folder.name) is None
+        True
+        >>> for step in (1, 2):
+        ...     _ = save_checkpoint({**dict.fromkeys(REQUIRED_KEYS, {}), "step": step}, folder.name, step)
+        >>> load_latest(folder.name)[1]["step"]
+        2
+        >>> _ = (Path(folder.name) / "step-0000002.pt").write_bytes(b"cut short")  # a corrupt newest checkpoint
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     path, state = load_latest(folder.name)
+        >>> path.name, state["step"], "step-0000002.pt does not load" in str(caught[0].message)
+        ('step-0000001.pt', 1, True)
+        >>> folder.cleanup()
     """
     folder = Path(folder)
     steps = sorted(folder.glob("step-*.pt"), reverse=True)
