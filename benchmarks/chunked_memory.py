@@ -73,7 +73,7 @@ def child(model: str, knobs: str, workload: str, images: int, batch_size: int | 
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     before = _status_kib("VmRSS") * 1024
-    start = time.perf_counter()
+    start = time.perf_counter()  # a hand clock: one call, the one whose peak memory is read
     result = call(inputs, batch_size=batch_size)
     seconds = time.perf_counter() - start
     peak = _status_kib("VmHWM") * 1024

@@ -40,12 +40,13 @@ def measure(name: str, batch: int, repeats: int, options: dict) -> list[dict]:
     images = torch.rand(batch, 3, tok.image_size, tok.image_size, generator=torch.Generator().manual_seed(0))
     ids = tok.tokenize(images)
     calls = {"tokenize": lambda: tok.tokenize(images), "detokenize": lambda: tok.detokenize(ids)}
+    # tokenkit's time_calls, not Timer.timeit: the spread columns need each call's time, not one mean
     eager = {w: time_calls(fn, warmup=1, repeats=repeats) for w, fn in calls.items()}
     reference = {"tokenize": ids, "detokenize": tok.detokenize(ids)}
     tok.compile(**options)
     rows = []
     for workload, fn in calls.items():
-        start = time.perf_counter()
+        start = time.perf_counter()  # a hand clock: the first compiled call runs once and its output is checked
         first = fn()
         compile_call = time.perf_counter() - start
         timing = time_calls(fn, warmup=1, repeats=repeats)

@@ -47,6 +47,8 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
+    # Not torch.utils.benchmark.Timer: its timeit(N) reports one mean of N calls, and the median of exactly
+    # --repeats calls (steady on a shared machine) is what this prints.
     def one() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize()

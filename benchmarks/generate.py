@@ -42,6 +42,7 @@ def autocast(dtype: str):
 
 def time_generate(gen, labels, dtype: str, repeats: int, **sampling) -> tuple[float, torch.Tensor]:
     """Median wall time of ``generate`` (one untimed warm-up) and the ids of the last call."""
+    # Not torch.utils.benchmark.Timer: timeit(N) gives one mean of N calls (not a median) and no ids to compare.
     times = []
     with autocast(dtype):
         ids = gen.generate(labels, generator=torch.Generator().manual_seed(0), **sampling)  # warm-up

@@ -241,7 +241,7 @@ class VAEDecoder(nn.Module):
 
 
 # ---- timing ------------------------------------------------------------------------------------------------------
-class Clock:
+class Clock:  # a hand clock, not Timer: DiT steps chain x, generate's ids feed decode; one untimed call each
     def __init__(self, device: torch.device) -> None:
         self.sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 

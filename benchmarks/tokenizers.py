@@ -18,7 +18,8 @@ counted once per workload and batch), ``--warmup`` untimed calls, then
 ``--repeats`` timed calls inside ``torch.inference_mode()``; the table gives the
 median seconds per call and its spread (relative interquartile range of the
 call times, ``(Q3 - Q1) / median``). The machine's matmul peak is measured in the
-same run (the fastest of 10 ``n x n`` matmuls, fp32, and bf16 / fp16 where a
+same run (the fastest block of ``n x n`` matmuls that
+``torch.utils.benchmark.Timer.blocked_autorange`` times in 1 s, fp32, and bf16 / fp16 where a
 precision uses them, at the start and at the end; the higher counts), and ``% peak`` is
 the workload's GFLOP/s over it. Peak memory is what a call adds to the process
 while it runs: resident set size on CPU (``VmHWM`` after resetting it through
@@ -72,6 +73,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils import benchmark
 
 import tokenkit as tk
 from tokenkit.ablation import Timing
@@ -88,21 +90,15 @@ def sync_of(device: torch.device) -> Callable[[], None]:
     return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
 
-def matmul_gflops(precision: str, device: torch.device, n: int = 2048, repeats: int = 10) -> float:
-    """GFLOP/s of the fastest of ``repeats`` ``n x n @ n x n`` matmuls in ``precision`` (the machine's practical
-    peak; the fastest call, since a busy machine only ever slows a call down)."""
+def matmul_gflops(precision: str, device: torch.device, n: int = 2048, min_run_time: float = 1.0) -> float:
+    """GFLOP/s of the fastest ``n x n @ n x n`` matmul in ``precision`` (the machine's practical peak; the fastest
+    block of ``Timer.blocked_autorange`` over ``min_run_time`` seconds, since a busy machine only ever slows a call
+    down)."""
     a = torch.randn(n, n, device=device, dtype=DTYPES[precision])
     b = torch.randn(n, n, device=device, dtype=DTYPES[precision])
-    sync = sync_of(device)
-    a @ b  # warm-up
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        sync()
-        times.append(time.perf_counter() - start)
-    return 2 * n**3 / min(times) / 1e9
+    # num_threads: Timer's default is 1 thread; keep torch's count. Its clock synchronises the current accelerator.
+    timer = benchmark.Timer(stmt="a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads())
+    return 2 * n**3 / min(timer.blocked_autorange(min_run_time=min_run_time).times) / 1e9
 
 
 def _status_kib(field: str) -> int:
@@ -368,6 +364,7 @@ def time_pair(work: Workload, warmup: int, repeats: int, count: bool, device: to
     times: dict[str, list[float]] = {name: [] for name, _ in sides}
     added: dict[str, list[int]] = {name: [] for name, _ in sides}
     peaks: dict[str, list[int]] = {name: [] for name, _ in sides}
+    # a hand clock, not Timer: the two sides interleave call by call, each call's memory and output are kept
     for i in range(repeats):
         for name, fn in sides if i % 2 == 0 else sides[::-1]:  # alternate who goes first
             memory.start()
@@ -468,6 +465,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # the device that Timer's clock (matmul peak) synchronises
     models, batches = _split(args.models), [int(b) for b in _split(args.batch)]
 
     precisions: list[tuple[str, str]] = []  # (requested, resolved), each resolved precision once
@@ -554,7 +553,8 @@ def main(argv: list[str] | None = None) -> None:
     for row in rows:
         for entry in [row] + ([row["official"]] if "official" in row else []):
             entry["percent_of_peak"] = 100 * entry["gflop_per_s"] / peak[row["resolved"]]
-    say("- matmul peak (" + f"{args.matmul_size}x{args.matmul_size}, fastest of 10; start / end of the run): "
+    say(f"- matmul peak ({args.matmul_size}x{args.matmul_size}, fastest block of Timer.blocked_autorange, 1 s; "
+        "start / end of the run): "
         + "; ".join(f"{r} {v[0]:,.0f} / {v[1]:,.0f} GFLOP/s" for r, v in peaks.items()))
     say()
     say(markdown(rows, classes is not None))
