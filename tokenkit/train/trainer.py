@@ -64,6 +64,21 @@ class NonFiniteLossError(TokenkitError, RuntimeError):
     Raised before any optimizer step, so the model, EMA, optimizers and discriminators are as
     after the previous step. The message names the step, what was not finite (the loss terms,
     the process), the last good checkpoint and how to skip such steps instead.
+
+    Examples:
+        >>> import tempfile, warnings
+        >>> import tokenkit as tk
+        >>> from tokenkit.train import NonFiniteLossError, TrainConfig, Trainer
+        >>> images = tk.data.sample_images(16, per_image=2, seed=0)
+        >>> images[0, 0, 0, 0] = float("nan")  # one bad pixel in the first batch
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     config = TrainConfig(model="titok-tiny", knobs={"image_size": 16}, steps=2, batch_size=4,
+        ...                          output_dir=out, on_nonfinite="stop")
+        ...     try:
+        ...         Trainer(config, images).train(progress=False)
+        ...     except NonFiniteLossError as err:
+        ...         print(str(err)[:39])
+        step 1: the input batch holds NaN / Inf
     """
 
 
@@ -108,6 +123,22 @@ class Trainer:
     and goes on: the step counter, the data position and the learning-rate schedules advance as for
     any step, so the run still ends after ``steps`` steps and resumes exactly; only the update is
     dropped. An fp16 loss scale still skips steps whose *gradients* overflow, as before.
+
+    Examples:
+        >>> import tempfile
+        >>> import tokenkit as tk
+        >>> from tokenkit.train import TrainConfig, Trainer
+        >>> images = tk.data.sample_images(16, per_image=2, seed=0)  # (12, 3, 16, 16) crops of the bundled photos
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     config = TrainConfig(model="titok-tiny", knobs={"image_size": 16, "quantizer": "fsq"}, steps=3,
+        ...                          batch_size=4, lr=1e-3, output_dir=out)
+        ...     trainer = Trainer(config, images)
+        ...     metrics = trainer.train(progress=False)
+        ...     model = trainer.trained_model()  # the EMA weights, in eval mode
+        >>> trainer.step, metrics["step"], sorted(k for k in metrics if k.startswith("loss"))
+        (3, 3, ['loss'])
+        >>> model.tokenize(images[:2]).shape
+        torch.Size([2, 8])
     """
 
     def __init__(self, config: TrainConfig, data: torch.Tensor | Any, *, loss_fn: LossFn | None = None,
