@@ -146,7 +146,21 @@ def _rebuild_part(name: str, config: dict[str, Any]) -> Part:
 
 
 def sub_part_kind(field: dataclasses.Field) -> str | None:
-    """Kind of a config field holding a sub-part: ``metadata["kind"]`` or a field named after a kind."""
+    """Kind of a config field holding a sub-part: ``metadata["kind"]`` or a field named after a kind.
+
+    Examples:
+        >>> import dataclasses
+        >>> from tokenkit.registry import get_part
+        >>> fields = dataclasses.fields(get_part("encoder", "vit1d").Config)
+        >>> {f.name: sub_part_kind(f) for f in fields if sub_part_kind(f)}  # named after the kind
+        {'backbone': 'backbone'}
+        >>> @dataclasses.dataclass
+        ... class MyConfig:
+        ...     inner: object = dataclasses.field(default=None, metadata={"kind": "quantizer"})
+        ...     width: int = 64
+        >>> [sub_part_kind(f) for f in dataclasses.fields(MyConfig)]
+        ['quantizer', None]
+    """
     kind = field.metadata.get("kind")
     if kind is None and field.name in KINDS:
         kind = field.name
@@ -164,6 +178,19 @@ def resolve_part(kind: str, part: Part, **derived: Any) -> Any:
 
     Raises:
         ConfigError: Unknown part, unknown option or a value the config rejects.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> config = resolve_part("quantizer", tk.Part("vq", codebook_size=1024))
+        >>> type(config).__name__, config.codebook_size, config.dim  # defaults filled in
+        ('VQConfig', 1024, 12)
+        >>> encoder = tk.spec("titok-tiny").encoder
+        >>> resolve_part("encoder", encoder, out_dim=16).out_dim  # derived: only where the part left it unset
+        16
+        >>> resolve_part("quantizer", tk.Part("vq", codebook_size=0))
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ConfigError: invalid options for quantizer 'vq': codebook_size must be a positive int, got 0
     """
     if not isinstance(part, Part):
         raise ConfigError(f"{kind} must be a tokenkit.Part, got {type(part).__name__}: {part!r}")
@@ -359,7 +386,22 @@ Spec = TokenizerSpec | GeneratorSpec
 
 def spec_from_dict(data: Mapping[str, Any]) -> Spec:
     """A [`TokenizerSpec`][tokenkit.specs.TokenizerSpec] or [`GeneratorSpec`][tokenkit.specs.GeneratorSpec]
-    from its ``to_dict`` form (dispatching on ``"format"``)."""
+    from its ``to_dict`` form (dispatching on ``"format"``).
+
+    Raises:
+        ConfigError: ``data`` is not the dict form of a spec (or names unknown parts or options).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> data = tk.spec("maskgit-tiny").to_dict()
+        >>> data["format"]
+        'tokenkit.GeneratorSpec'
+        >>> spec = spec_from_dict(data)
+        >>> type(spec).__name__, spec == tk.spec("maskgit-tiny")
+        ('GeneratorSpec', True)
+        >>> type(spec_from_dict(tk.spec("titok-tiny").to_dict())).__name__
+        'TokenizerSpec'
+    """
     for cls in (TokenizerSpec, GeneratorSpec):
         if isinstance(data, Mapping) and data.get("format") == cls.FORMAT:
             return cls.from_dict(data)

@@ -20,7 +20,13 @@ _IMAGES = resources.files(__package__) / "images"
 
 
 def image_names() -> list[str]:
-    """Names of the bundled images (see ``tokenkit/data/images/README.md`` for sources and terms)."""
+    """Names of the bundled images (see ``tokenkit/data/images/README.md`` for sources and terms).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> tk.data.image_names()
+        ['astronaut', 'chelsea', 'coffee', 'hubble_deep_field', 'retina', 'rocket']
+    """
     return sorted(p.name.rsplit(".", 1)[0] for p in _IMAGES.iterdir() if p.name.endswith(".jpg"))
 
 
@@ -29,6 +35,16 @@ def load_image(name: str) -> torch.Tensor:
 
     Raises:
         ConfigError: Unknown name (the known names are listed).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> image = tk.data.load_image("chelsea")
+        >>> image.shape, image.dtype, 0 <= float(image.min()) <= float(image.max()) <= 1
+        (torch.Size([3, 256, 385]), torch.float32, True)
+        >>> tk.data.load_image("moon")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ConfigError: no bundled image 'moon'; available: astronaut, chelsea, ...
     """
     import numpy as np
     from PIL import Image
@@ -55,6 +71,18 @@ def sample_images(size: int = 256, *, per_image: int = 1, resize: int | None = N
 
     Returns:
         ``(len(names) * per_image, 3, size, size)`` float in [0, 1].
+
+    Raises:
+        ConfigError: A non-positive ``size`` or ``per_image``, or ``resize`` below ``size``.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> tk.data.sample_images(32, seed=0).shape  # one crop of each of the six images
+        torch.Size([6, 3, 32, 32])
+        >>> tk.data.sample_images(16, per_image=3, names=["rocket"], resize=256, seed=1).shape  # detail crops
+        torch.Size([3, 3, 16, 16])
+        >>> torch.equal(tk.data.sample_images(32, seed=0), tk.data.sample_images(32, seed=0))
+        True
     """
     import torch.nn.functional as F
 

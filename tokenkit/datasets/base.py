@@ -22,7 +22,16 @@ OnError = Literal["raise", "skip"]
 
 
 def item_generator(*parts: Any) -> torch.Generator:
-    """A ``torch.Generator`` seeded by a stable hash of ``parts`` (unlike ``hash()``, equal across processes)."""
+    """A ``torch.Generator`` seeded by a stable hash of ``parts`` (unlike ``hash()``, equal across processes).
+
+    Examples:
+        >>> import torch
+        >>> seed, epoch, index = 0, 1, 5
+        >>> a = torch.rand(3, generator=item_generator(seed, epoch, index))
+        >>> b = torch.rand(3, generator=item_generator(seed, epoch, index))  # in any process, in any order
+        >>> torch.equal(a, b), torch.equal(a, torch.rand(3, generator=item_generator(seed, epoch + 1, index)))
+        (True, False)
+    """
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest, "little") & ((1 << 63) - 1))
 
@@ -56,13 +65,33 @@ def sequence_index(index: int, length: int, what: str) -> int:
 
 
 def check_on_error(value: str) -> None:
-    """Validate an ``on_error`` option."""
+    """Validate an ``on_error`` option.
+
+    Raises:
+        ValueError: Not ``"raise"`` or ``"skip"``.
+
+    Examples:
+        >>> check_on_error("skip")
+        >>> check_on_error("ignore")
+        Traceback (most recent call last):
+        ...
+        ValueError: on_error must be 'raise' or 'skip', got 'ignore'
+    """
     if value not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {value!r}")
 
 
 def warn_skip(err: Exception) -> None:
-    """Warn that a bad file is skipped (``on_error="skip"``)."""
+    """Warn that a bad file is skipped (``on_error="skip"``).
+
+    Examples:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_skip(ValueError("broken.png is truncated"))
+        >>> caught[0].category.__name__, str(caught[0].message)
+        ('RuntimeWarning', 'skipping unreadable image: broken.png is truncated')
+    """
     warnings.warn(f"skipping unreadable image: {err}", RuntimeWarning, stacklevel=3)
 
 
@@ -71,6 +100,20 @@ class DatasetModes:
 
     Mirrors ``nn.Module``'s mode switch; on its own it only records the mode and
     the epoch (enough for a dataset without randomness, such as ``tokens``).
+
+    Examples:
+        >>> from torch.utils.data import Dataset
+        >>> class Squares(DatasetModes, Dataset):
+        ...     def __len__(self):
+        ...         return 4
+        ...     def __getitem__(self, index):
+        ...         return {"value": index * index, "key": str(index)}
+        >>> ds = Squares()
+        >>> ds.training, ds.eval().training, ds.train().training
+        (True, False, True)
+        >>> ds.set_epoch(3)
+        >>> ds.epoch
+        3
     """
 
     training: bool = True
@@ -95,6 +138,17 @@ class AugmentingDataset(DatasetModes):
 
     In eval mode crops are centred and nothing is flipped. ``set_epoch(epoch)``
     changes the random draws.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> ds = tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=6, size=16, flip=True))
+        >>> isinstance(ds, AugmentingDataset), ds.transform.random_crop, ds.transform.flip
+        (True, True, True)
+        >>> ds.set_epoch(1)  # other random crops than epoch 0
+        >>> ds.eval().transform.random_crop, ds.transform.flip  # centre crops, no flips
+        (False, False)
+        >>> torch.equal(ds[0]["image"], ds[0]["image"])  # the same item is the same crop
+        True
     """
 
     def _transforms(self, size: int, random_crop: bool, flip: bool, resize: int | None = None) -> None:

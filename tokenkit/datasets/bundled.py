@@ -21,7 +21,21 @@ def _image(name: str) -> torch.Tensor:
 
 @dataclasses.dataclass(frozen=True)
 class BundledConfig:
-    """Options of the ``bundled`` dataset."""
+    """Options of the ``bundled`` dataset.
+
+    Raises:
+        ValueError: A non-positive count or size, ``resize`` below ``size``, or an unknown image name.
+
+    Examples:
+        >>> config = BundledConfig(crops_per_epoch=4, size=16, names=["astronaut", "coffee"])
+        >>> ds = Bundled(config)  # as tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=4, ...))
+        >>> [ds[i]["key"] for i in range(len(ds))], ds[1]["label"]
+        (['astronaut/0/0', 'coffee/0/1', 'astronaut/0/2', 'coffee/0/3'], 1)
+        >>> BundledConfig(names=["moon"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: no bundled image(s) moon; available: astronaut, chelsea, ...
+    """
 
     crops_per_epoch: int = 64
     """Items per epoch; item ``i`` is a crop of image ``i % len(names)``."""

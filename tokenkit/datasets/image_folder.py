@@ -28,7 +28,21 @@ from tokenkit.registry import register
 
 @dataclasses.dataclass(frozen=True)
 class ImageFolderConfig:
-    """Options of the ``image-folder`` dataset."""
+    """Options of the ``image-folder`` dataset.
+
+    Raises:
+        ValueError: A non-positive ``size`` or an unknown ``on_error``.
+
+    Examples:
+        >>> import tempfile, tokenkit as tk
+        >>> ImageFolderConfig(root="data/train", size=128, extensions=[".PNG", "jpg"]).extensions  # normalised
+        ('png', 'jpg')
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     config = ImageFolderConfig.example(tmp)  # writes 3 tiny PNGs in cat/ and dog/
+        ...     ds = tk.build_part("dataset", tk.Part("image-folder", root=config.root, size=8, labels=True))
+        ...     [ds[i]["key"] for i in range(len(ds))], ds.classes
+        (['cat/000', 'cat/001', 'dog/002'], ['cat', 'dog'])
+    """
 
     root: str = ""
     """Folder searched recursively for images (required)."""

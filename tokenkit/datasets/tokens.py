@@ -47,7 +47,23 @@ JSONL_SUFFIXES = (".jsonl",)
 
 @dataclasses.dataclass(frozen=True)
 class TokensConfig:
-    """Options of the ``tokens`` dataset."""
+    """Options of the ``tokens`` dataset.
+
+    Raises:
+        ValueError: An unknown ``format`` or a non-positive ``num_tokens`` / ``codebook_size``.
+
+    Examples:
+        >>> TokensConfig(path="runs/tokens.jsonl").resolved_format
+        'jsonl'
+        >>> TokensConfig(path="runs/tokens.safetensors", num_tokens=32, codebook_size=4096).resolved_format
+        'safetensors'
+        >>> import tempfile, tokenkit as tk
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     config = TokensConfig.example(tmp, format="jsonl", num_tokens=4)
+        ...     ds = tk.build_part("dataset", tk.Part("tokens", path=config.path, format="jsonl", num_tokens=4))
+        >>> len(ds), ds[0]["tokens"].shape
+        (5, torch.Size([4]))
+    """
 
     path: str = ""
     """The ``.safetensors`` or ``.jsonl`` file (required; an unset path builds an empty placeholder)."""
@@ -116,6 +132,13 @@ def decode_keys(keys: torch.Tensor, key_offsets: torch.Tensor) -> list[str]:
 
     Raises:
         ValueError: Not uint8 bytes and int64 offsets from 0, non-decreasing, up to the byte count.
+
+    Examples:
+        >>> encoded = encode_keys(["n01440764/0001", "n01443537/0002"])
+        >>> encoded["key_offsets"].tolist()
+        [0, 14, 28]
+        >>> decode_keys(encoded["keys"], encoded["key_offsets"])
+        ['n01440764/0001', 'n01443537/0002']
     """
     if keys.dtype != torch.uint8 or keys.ndim != 1 or key_offsets.dtype != torch.int64 or key_offsets.ndim != 1:
         raise ValueError(f"keys must be uint8 (L,) and key_offsets int64 (M + 1,), got {keys.dtype} "
@@ -134,6 +157,16 @@ def write_jsonl(path: str | os.PathLike, tokens: torch.Tensor, labels: torch.Ten
         path: Output file.
         tokens: ``(M, N)`` integer ids.
         labels: ``(M,)`` integer class ids.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "tokens.jsonl"
+        ...     write_jsonl(path, torch.tensor([[5, 1, 7], [0, 2, 2]]), torch.tensor([3, 9]))
+        ...     print(path.read_text(), end="")
+        {"class_id": 3, "tokens": [5, 1, 7]}
+        {"class_id": 9, "tokens": [0, 2, 2]}
     """
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

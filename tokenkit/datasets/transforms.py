@@ -44,7 +44,18 @@ IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 
 
 class ImageDecodeError(TokenkitError):
-    """An image file is corrupt, truncated, not an image, or over Pillow's pixel limit."""
+    """An image file is corrupt, truncated, not an image, or over Pillow's pixel limit.
+
+    A [`TokenkitError`][tokenkit.errors.TokenkitError] (and a ``ValueError``); the message names the file.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> try:
+        ...     decode_image(b"not an image", name="broken.png")
+        ... except ImageDecodeError as err:
+        ...     print(str(err).split(":")[0], isinstance(err, tk.TokenkitError), isinstance(err, ValueError))
+        cannot decode image broken.png True True
+    """
 
 
 HIGH_DEPTH_MODES: tuple[str, ...] = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
@@ -125,6 +136,19 @@ def decode_image(source: bytes | str | os.PathLike, name: str | None = None, *, 
     Raises:
         ImageDecodeError: Naming the file, for corrupt data or a decompression
             bomb (Pillow's ``MAX_IMAGE_PIXELS`` guard stays active).
+
+    Examples:
+        >>> import io
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.new("LA", (40, 20), (0, 255)).save(buffer, format="PNG")  # grey with alpha
+        >>> image = decode_image(buffer.getvalue())
+        >>> image.mode, image.size
+        ('RGB', (40, 20))
+        >>> decode_image(b"not an image", name="broken.png")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.datasets.transforms.ImageDecodeError: cannot decode image broken.png: cannot identify image file ...
     """
     return decode_with(source, lambda image: flatten_alpha(to_8bit(_orient(image, exif))).convert("RGB"), name)
 
@@ -142,6 +166,14 @@ def decode_with(source: bytes | str | os.PathLike, convert: Callable[[Image.Imag
     Pillow's errors (corrupt, truncated or non-image data, a missing file, a decompression
     bomb) become an [`ImageDecodeError`][tokenkit.datasets.transforms.ImageDecodeError]
     naming the file (``name``, default: the path).
+
+    Examples:
+        >>> import io
+        >>> from PIL import Image
+        >>> buffer = io.BytesIO()
+        >>> Image.new("RGB", (4, 2), (255, 0, 0)).save(buffer, format="PNG")
+        >>> decode_with(buffer.getvalue(), lambda image: image.convert("L")).mode
+        'L'
     """
     name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     try:
@@ -161,6 +193,14 @@ def resize_shorter(image: Image.Image | torch.Tensor, size: int) -> Image.Image 
     A PIL image is resized by Pillow (what torchvision's ``Resize`` does on PIL
     input); a ``(3, H, W)`` tensor by ``F.interpolate(..., antialias=True)``,
     clamped to [0, 1].
+
+    Examples:
+        >>> import torch
+        >>> from PIL import Image
+        >>> resize_shorter(Image.new("RGB", (40, 20)), 10).size  # (width, height)
+        (20, 10)
+        >>> resize_shorter(torch.rand(3, 20, 40), 10).shape
+        torch.Size([3, 10, 20])
     """
     w, h = image.size if isinstance(image, Image.Image) else (image.shape[-1], image.shape[-2])
     short, long = (w, h) if w <= h else (h, w)
@@ -175,7 +215,21 @@ def resize_shorter(image: Image.Image | torch.Tensor, size: int) -> Image.Image 
 
 
 def crop_box(height: int, width: int, size: int, random: bool, generator: torch.Generator | None) -> tuple[int, int]:
-    """Top-left corner of a ``size`` square: uniform (``random``) or centred (torchvision's rounding)."""
+    """Top-left corner of a ``size`` square: uniform (``random``) or centred (torchvision's rounding).
+
+    Raises:
+        ValueError: The image is smaller than ``size``.
+
+    Examples:
+        >>> import torch
+        >>> crop_box(20, 40, 16, random=False, generator=None)  # (top, left) of the centre crop
+        (2, 12)
+        >>> top, left = crop_box(20, 40, 16, random=True, generator=torch.Generator().manual_seed(0))
+        >>> 0 <= top <= 4 and 0 <= left <= 24
+        True
+        >>> crop_box(20, 40, 16, True, torch.Generator().manual_seed(0)) == (top, left)  # same seed, same crop
+        True
+    """
     if height < size or width < size:
         raise ValueError(f"cannot crop {size}x{size} from a {height}x{width} image")
     if random:
@@ -186,7 +240,14 @@ def crop_box(height: int, width: int, size: int, random: bool, generator: torch.
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image -> ``(3, H, W)`` float32 in [0, 1] (as ``torchvision.transforms.ToTensor``)."""
+    """RGB PIL image -> ``(3, H, W)`` float32 in [0, 1] (as ``torchvision.transforms.ToTensor``).
+
+    Examples:
+        >>> from PIL import Image
+        >>> tensor = to_tensor(Image.new("RGB", (4, 2), (255, 0, 0)))
+        >>> tensor.shape, tensor.dtype, tensor[:, 0, 0].tolist()
+        (torch.Size([3, 2, 4]), torch.float32, [1.0, 0.0, 0.0])
+    """
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
@@ -197,6 +258,15 @@ class Transform:
 
     Call it on a PIL image or a ``(3, H, W)`` tensor in [0, 1] with an optional
     ``generator`` (the crop position is drawn first, then the flip).
+
+    Examples:
+        >>> import torch
+        >>> from PIL import Image
+        >>> transform = Transform(16, resize=32)
+        >>> transform(Image.new("RGB", (60, 40)), generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([3, 16, 16])
+        >>> transform(torch.rand(3, 40, 60)).shape  # a tensor in [0, 1] works too
+        torch.Size([3, 16, 16])
     """
 
     size: int
@@ -226,10 +296,32 @@ class Transform:
 
 
 def train_transform(size: int, random_crop: bool = True, flip: bool = True, resize: int | None = None) -> Transform:
-    """The official training transform: resize -> random (or centre) crop -> random flip -> [0, 1]."""
+    """The official training transform: resize -> random (or centre) crop -> random flip -> [0, 1].
+
+    Examples:
+        >>> import torch
+        >>> from PIL import Image
+        >>> transform = train_transform(16)
+        >>> transform
+        Transform(size=16, random_crop=True, flip=True, resize=None)
+        >>> image = Image.new("RGB", (40, 20))
+        >>> a = transform(image, generator=torch.Generator().manual_seed(3))
+        >>> b = transform(image, generator=torch.Generator().manual_seed(3))
+        >>> a.shape, torch.equal(a, b)  # the seed fixes crop and flip
+        (torch.Size([3, 16, 16]), True)
+    """
     return Transform(size, random_crop=random_crop, flip=flip, resize=resize)
 
 
 def eval_transform(size: int, resize: int | None = None) -> Transform:
-    """The official evaluation transform: resize -> centre crop -> [0, 1]; deterministic."""
+    """The official evaluation transform: resize -> centre crop -> [0, 1]; deterministic.
+
+    Examples:
+        >>> from PIL import Image
+        >>> transform = eval_transform(16, resize=32)
+        >>> transform
+        Transform(size=16, random_crop=False, flip=False, resize=32)
+        >>> transform(Image.new("RGB", (60, 40))).shape
+        torch.Size([3, 16, 16])
+    """
     return Transform(size, random_crop=False, flip=False, resize=resize)

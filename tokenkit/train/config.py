@@ -46,7 +46,24 @@ item); intervals are steps, 0 meaning never where the field says so."""
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Options of a training run (every field is a JSON value)."""
+    """Options of a training run (every field is a JSON value).
+
+    Raises:
+        OptionError: A field of the wrong type or out of its range
+            ([`RANGES`][tokenkit.train.config.RANGES]), or an unknown or missing tracker in ``log_with``.
+
+    Examples:
+        >>> import dataclasses
+        >>> config = TrainConfig(steps=100, batch_size=8, lr=3e-4, betas=[0.9, 0.96])
+        >>> config.steps, config.betas, config.precision  # lists become tuples
+        (100, (0.9, 0.96), 'auto')
+        >>> dataclasses.replace(config, steps=200).steps
+        200
+        >>> TrainConfig(steps=-3)
+        Traceback (most recent call last):
+        ...
+        tokenkit.typecheck.OptionError: steps must be a positive int, got -3
+    """
 
     model: str = "titok-tiny"
     """Tokenizer model name."""

@@ -30,7 +30,14 @@ from tokenkit.errors import ConfigError
 
 
 def to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
-    """The batch with its tensors moved to ``device`` (other values, e.g. keys, as they are)."""
+    """The batch with its tensors moved to ``device`` (other values, e.g. keys, as they are).
+
+    Examples:
+        >>> import torch
+        >>> batch = to_device({"image": torch.zeros(2, 3, 8, 8), "key": ["a", "b"]}, "cpu")
+        >>> batch["image"].device, batch["key"]
+        (device(type='cpu'), ['a', 'b'])
+    """
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
@@ -41,6 +48,25 @@ def batches_once(data: Any, batch_size: int, *, num_workers: int = 0, pin_memory
     A dataset with ``eval()``/``train()`` (the augmenting datasets) is read in eval mode
     (centre crops, no flips) and put back in its previous mode afterwards. The DataLoader
     seeds itself, so reading leaves the global random state alone.
+
+    Args:
+        data: Images ``(M, C, H, W)`` or a map-style dataset of item dicts.
+        batch_size: Items per batch.
+        num_workers: DataLoader worker processes.
+        pin_memory: Pinned host memory (faster copies to a GPU).
+
+    Yields:
+        Batches ``{"image": (B, C, H, W), ...}``.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> [tuple(b["image"].shape) for b in batches_once(torch.zeros(5, 3, 8, 8), batch_size=2)]
+        [(2, 3, 8, 8), (2, 3, 8, 8), (1, 3, 8, 8)]
+        >>> ds = tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=6, size=16))
+        >>> [b["key"] for b in batches_once(ds, batch_size=4)]
+        [['astronaut/0/0', 'chelsea/0/1', 'coffee/0/2', 'hubble_deep_field/0/3'], ['retina/0/4', 'rocket/0/5']]
+        >>> ds.training  # read in eval mode, then put back
+        True
     """
     if isinstance(data, torch.Tensor):
         for start in range(0, len(data), batch_size):
@@ -58,7 +84,22 @@ def batches_once(data: Any, batch_size: int, *, num_workers: int = 0, pin_memory
 
 
 def as_batch(items: Any) -> dict[str, Any]:
-    """``default_collate`` of item dicts, refusing items of another kind with a clear error."""
+    """``default_collate`` of item dicts, refusing items of another kind with a clear error.
+
+    Raises:
+        ConfigError: The items are not dicts.
+
+    Examples:
+        >>> import torch
+        >>> batch = as_batch([{"image": torch.zeros(3, 8, 8), "label": 1, "key": "a"},
+        ...                   {"image": torch.ones(3, 8, 8), "label": 2, "key": "b"}])
+        >>> batch["image"].shape, batch["label"], batch["key"]
+        (torch.Size([2, 3, 8, 8]), tensor([1, 2]), ['a', 'b'])
+        >>> as_batch([torch.zeros(3), torch.zeros(3)])
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ConfigError: dataset items must be dicts such as {'image': ..., 'label': ...}, got Tensor
+    """
     batch = default_collate(items)
     if not isinstance(batch, dict):
         raise ConfigError(f"dataset items must be dicts such as {{'image': ..., 'label': ...}}, "
@@ -80,6 +121,30 @@ class BatchStream:
 
     Raises:
         ConfigError: Data with fewer items than one global batch.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> stream = BatchStream(torch.rand(10, 3, 8, 8), batch_size=4, seed=0)
+        >>> stream.next()["image"].shape
+        torch.Size([4, 3, 8, 8])
+        >>> _ = stream.next(); last = stream.next()  # 2 full batches per epoch: this one starts epoch 1
+        >>> stream.state_dict()
+        {'epoch': 1, 'offset': 1}
+
+        A resumed stream continues where a saved position says:
+
+        >>> resumed = BatchStream(stream.data, batch_size=4, seed=0)
+        >>> resumed.load_state_dict({"epoch": 1, "offset": 0})
+        >>> torch.equal(resumed.next()["image"], last["image"])
+        True
+
+        Two processes with batch 2 see the images one process with batch 4 sees:
+
+        >>> ds = tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=8, size=16))
+        >>> one = BatchStream(ds, 4).next()["key"]
+        >>> rank0, rank1 = (BatchStream(ds, 2, rank=rank, world=2).next()["key"] for rank in (0, 1))
+        >>> len(one), rank0 + rank1 == one
+        (4, True)
     """
 
     def __init__(self, data: Any, batch_size: int, *, seed: int = 0, rank: int = 0, world: int = 1,

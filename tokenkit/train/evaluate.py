@@ -40,6 +40,14 @@ def evaluate(model: nn.Module, objective: Objective, data: Any, *, batch_size: i
 
     Raises:
         ConfigError: Empty data.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> from tokenkit.train.objectives import Reconstruction
+        >>> model = tk.build("titok-tiny")
+        >>> result = evaluate(model, Reconstruction(), tk.data.sample_images(32, seed=0), batch_size=4)
+        >>> sorted(result), result["count"]
+        (['count', 'perplexity', 'psnr', 'ssim', 'usage'], 6)
     """
     if device is None:
         device = next(model.parameters()).device

@@ -42,6 +42,15 @@ class StepOutput(NamedTuple):
         stats: ``{name: detached scalar}`` statistics (codebook usage, accuracy, ...).
         output: The tokenizer output (adversarial terms read its ``images``), or ``None``.
         images: The batch's real images, or ``None``.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> images = tk.data.sample_images(32, seed=0)
+        >>> out = Reconstruction()(tk.build("titok-tiny"), {"image": images}, step=0)
+        >>> isinstance(out, StepOutput), out.loss.shape, sorted(out.terms)
+        (True, torch.Size([]), ['bottleneck', 'mse'])
+        >>> out.loss.requires_grad, out.terms["mse"].requires_grad  # back-propagate the loss, log the terms
+        (True, False)
     """
 
     loss: torch.Tensor
@@ -58,7 +67,27 @@ KL_WEIGHT = 1e-6
 def reconstruction_loss(output: TokenizerOutput, images: torch.Tensor, step: int,
                         targets: torch.Tensor | None = None, *, bottleneck_weight: float = 1.0
                         ) -> tuple[torch.Tensor, dict]:
-    """Default objective: mean squared error plus ``bottleneck_weight`` x the bottleneck loss (VQ terms or KL)."""
+    """Default objective: mean squared error plus ``bottleneck_weight`` x the bottleneck loss (VQ terms or KL).
+
+    Args:
+        output: The tokenizer's output for ``images``.
+        images: The real images ``(B, C, H, W)``.
+        step: The training step (unused; part of the ``loss_fn`` signature).
+        targets: Unused; part of the ``loss_fn`` signature.
+        bottleneck_weight: Weight of ``output.loss``.
+
+    Returns:
+        ``(loss, {"mse": ..., "bottleneck": ...})``, the terms detached.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> model, images = tk.build("titok-tiny"), tk.data.sample_images(32, seed=0)
+        >>> loss, terms = reconstruction_loss(model(images), images, step=0)
+        >>> loss.shape, sorted(terms)
+        (torch.Size([]), ['bottleneck', 'mse'])
+        >>> bool(loss == terms["mse"] + terms["bottleneck"])
+        True
+    """
     mse = (output.images.float() - images).square().mean()
     return mse + bottleneck_weight * output.loss, {"mse": mse.detach(), "bottleneck": output.loss.detach()}
 
@@ -66,7 +95,15 @@ def reconstruction_loss(output: TokenizerOutput, images: torch.Tensor, step: int
 def default_loss(model: nn.Module) -> LossFn:
     """[`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss] with the bottleneck
     weighted 1 for a discrete tokenizer and [`KL_WEIGHT`][tokenkit.train.objectives.KL_WEIGHT] for a
-    continuous one (a KL at weight 1 collapses the posterior)."""
+    continuous one (a KL at weight 1 collapses the posterior).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> default_loss(tk.build("titok-tiny")) is reconstruction_loss  # VQ
+        True
+        >>> default_loss(tk.build("titok-tiny", quantizer="gaussian")).keywords  # a KL bottleneck
+        {'bottleneck_weight': 1e-06}
+    """
     if isinstance(model, Tokenizer) and model.codebook_size is None:
         return functools.partial(reconstruction_loss, bottleneck_weight=KL_WEIGHT)
     return reconstruction_loss
@@ -77,6 +114,15 @@ def loss_from_module(module: nn.Module) -> LossFn:
 
     Raises:
         ConfigError: ``module`` is not a loss part ([`tokenkit.kinds.Loss`][tokenkit.kinds.Loss]).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> loss_fn = loss_from_module(tk.build_part("loss", tk.Part("recon", kind="l1")))
+        >>> model, images = tk.build("titok-tiny"), tk.data.sample_images(32, seed=0)
+        >>> loss, terms = loss_fn(model(images), images, step=0)
+        >>> loss.shape, sorted(terms)
+        (torch.Size([]), ['loss'])
+        >>> objective = Reconstruction(loss_fn)  # train with it
     """
     if not isinstance(module, Loss):
         raise ConfigError(f"a loss module must be a loss part (tokenkit.kinds.Loss), got {type(module).__name__}")
@@ -92,7 +138,24 @@ def loss_from_module(module: nn.Module) -> LossFn:
 
 
 class Objective(nn.Module):
-    """Base class: ``objective(model, batch, step) -> StepOutput``; ``reconstruct`` feeds sample grids."""
+    """Base class: ``objective(model, batch, step) -> StepOutput``; ``reconstruct`` feeds sample grids.
+
+    Examples:
+        A custom objective (pass it to the trainer as ``objective=``):
+
+        >>> import tokenkit as tk
+        >>> class L1(Objective):
+        ...     def forward(self, model, batch, step):
+        ...         images = batch["image"]
+        ...         output = model(images)
+        ...         l1 = (output.images - images).abs().mean()
+        ...         return StepOutput(l1 + output.loss, {"l1": l1.detach()}, dict(output.stats), output, images)
+        >>> out = L1()(tk.build("titok-tiny"), {"image": tk.data.sample_images(32, seed=0)}, step=0)
+        >>> sorted(out.terms), out.loss.requires_grad
+        (['l1'], True)
+        >>> L1().reconstruct(tk.build("titok-tiny"), tk.data.sample_images(32, seed=0)) is None  # no sample grid
+        True
+    """
 
     def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
@@ -113,7 +176,17 @@ class Objective(nn.Module):
 
 
 def image_metrics(images: torch.Tensor, reconstructions: torch.Tensor, lpips: bool) -> dict[str, torch.Tensor]:
-    """Per-image PSNR, SSIM and (optionally) LPIPS of reconstructions in [0, 1]."""
+    """Per-image PSNR, SSIM and (optionally) LPIPS of reconstructions in [0, 1].
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> images = tk.data.sample_images(32, seed=0)
+        >>> values = image_metrics(images, (images + 0.05).clamp(0, 1), lpips=False)
+        >>> {name: tuple(value.shape) for name, value in values.items()}
+        {'psnr': (6,), 'ssim': (6,)}
+        >>> bool((values["psnr"] > 20).all())
+        True
+    """
     rec = reconstructions.float().clamp(0, 1)
     images = images.float()
     values = {"psnr": metrics.psnr(rec, images), "ssim": metrics.ssim(rec, images)}
@@ -135,6 +208,19 @@ class Reconstruction(Objective):
         loss_fn: ``loss_fn(output, images, step, targets=None)``; default
             [`reconstruction_loss`][tokenkit.train.objectives.reconstruction_loss] (the trainer
             passes [`default_loss`][tokenkit.train.objectives.default_loss] of the model).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> model, images = tk.build("titok-tiny"), tk.data.sample_images(32, seed=0)
+        >>> objective = Reconstruction()
+        >>> out = objective(model, {"image": images}, step=0)
+        >>> sorted(out.terms), sorted(out.stats)
+        (['bottleneck', 'mse'], ['codebook_loss', 'commitment_loss', 'perplexity', 'usage'])
+        >>> objective.reconstruct(model, images).shape
+        torch.Size([6, 3, 32, 32])
+        >>> values, ids = objective.evaluate(model.eval(), {"image": images})
+        >>> sorted(values), tuple(ids.shape)  # per-image metrics, token ids
+        (['psnr', 'ssim'], (6, 8))
     """
 
     def __init__(self, loss_fn: LossFn | None = None) -> None:
@@ -173,6 +259,24 @@ class ProxyCodes(Objective):
         teacher: Frozen tokenizer (kept in eval mode, no gradients).
         loss_fn: ``loss_fn(output, images, step, targets)``; default
             [`recipes.stage1`][tokenkit.losses.recipes.stage1] (cross-entropy 1.0 + VQ loss 1.0).
+
+    Raises:
+        ConfigError: The teacher is not a discrete tokenizer.
+
+    Examples:
+        A MaskGIT-VQGAN teacher at 32x32 has a 2x2 grid of 1024 codes; the student's ``proxy`` head
+        predicts them (``legacy=True`` with patch 16 gives a 2x2 grid, ``pixel_decoder=False`` for stage 1):
+
+        >>> import tokenkit as tk
+        >>> teacher = tk.build("maskgit-vqgan", image_size=32)  # give it pretrained=... in a real run
+        >>> student = tk.build("titok-tiny", legacy=True, patch_size=16, pixel_decoder=False)
+        >>> objective = ProxyCodes(teacher)
+        >>> images = tk.data.sample_images(32, names=["astronaut", "coffee"], seed=0)
+        >>> objective.targets(images).shape
+        torch.Size([2, 4])
+        >>> out = objective(student, {"image": images}, step=0)
+        >>> sorted(out.terms), "proxy_accuracy" in out.stats
+        (['proxy_ce', 'quantizer'], True)
     """
 
     def __init__(self, teacher: nn.Module, loss_fn: LossFn | None = None) -> None:
@@ -231,6 +335,19 @@ class MaskedTokensConfig:
 
     Official defaults: ``losses`` in ``configs/training/generator/maskgit.yaml`` L45-47, used by
     ``MLMLoss`` (``modeling/modules/losses.py`` L358-376).
+
+    Raises:
+        ConfigError: An unknown schedule, ``label_smoothing`` outside [0, 1) or a negative ``unmasked_weight``.
+
+    Examples:
+        >>> MaskedTokensConfig()
+        MaskedTokensConfig(schedule='arccos', label_smoothing=0.1, unmasked_weight=0.1)
+        >>> MaskedTokensConfig(schedule="cosine", unmasked_weight=0.0).schedule
+        'cosine'
+        >>> MaskedTokensConfig(schedule="zigzag")
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ConfigError: unknown mask schedule 'zigzag'; choose from arccos, cosine, linear
     """
 
     schedule: str = "arccos"
@@ -253,6 +370,18 @@ class MaskedTokens(Objective):
 
     Args:
         config: [`MaskedTokensConfig`][tokenkit.train.objectives.MaskedTokensConfig].
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> generator = tk.build("maskgit-tiny")  # 8 tokens over 256 codes, 10 classes
+        >>> batch = {"tokens": torch.randint(0, 256, (4, 8)), "label": torch.tensor([0, 1, 2, 3])}
+        >>> objective = MaskedTokens(MaskedTokensConfig(schedule="cosine"))
+        >>> out = objective(generator, batch, step=0)
+        >>> out.loss.shape, sorted(out.terms), sorted(out.stats)
+        (torch.Size([]), ['masked_ce'], ['masked_accuracy'])
+        >>> values, ids = objective.evaluate(generator.eval(), batch)
+        >>> {name: tuple(value.shape) for name, value in values.items()}, ids
+        ({'masked_ce': (4,), 'masked_accuracy': (4,)}, None)
     """
 
     def __init__(self, config: MaskedTokensConfig | None = None) -> None:

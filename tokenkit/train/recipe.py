@@ -63,7 +63,20 @@ OBJECTIVE_RANGES = {"label_smoothing": Range(0, 1, high_open=True), "unmasked_we
 
 @dataclasses.dataclass(frozen=True)
 class TeacherConfig:
-    """The ``teacher`` section: a frozen tokenizer (TiTok's MaskGIT-VQGAN)."""
+    """The ``teacher`` section: a frozen tokenizer (TiTok's MaskGIT-VQGAN).
+
+    Raises:
+        OptionError: An option of the wrong type.
+        ConfigError: Neither ``model`` nor ``pretrained`` is given.
+
+    Examples:
+        >>> config = TeacherConfig(knobs={"image_size": 32})  # in a real run also pretrained=...
+        >>> teacher = config.build()
+        >>> type(teacher).__name__, teacher.training, teacher.codebook_size
+        ('Tokenizer', False, 1024)
+        >>> any(p.requires_grad for p in teacher.parameters())
+        False
+    """
 
     model: str | None = "maskgit-vqgan"
     """Model name (``None``: everything comes from ``pretrained``)."""
@@ -88,7 +101,19 @@ class TeacherConfig:
 
 @dataclasses.dataclass(frozen=True)
 class InitConfig:
-    """The ``init`` section: where the weights start."""
+    """The ``init`` section: where the weights start.
+
+    Raises:
+        OptionError: An option of the wrong type, or ``pixel_decoder`` without ``weights``.
+
+    Examples:
+        >>> InitConfig(weights="runs/tiny-stage1/final", pixel_decoder="teacher")  # TiTok stage 2
+        InitConfig(weights='runs/tiny-stage1/final', pixel_decoder='teacher')
+        >>> InitConfig(pixel_decoder="teacher")
+        Traceback (most recent call last):
+        ...
+        tokenkit.typecheck.OptionError: pixel_decoder: teacher needs init.weights (the stage-1 weights)
+    """
 
     weights: str | None = None
     """A file, folder or Hub source loaded with ``tk.from_pretrained`` (e.g. stage 1's ``final/``)."""
@@ -104,7 +129,24 @@ class InitConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """A parsed recipe."""
+    """A parsed recipe.
+
+    Attributes:
+        model: Tokenizer or generator model name.
+        knobs: Knob overrides of the model.
+        data: The training dataset part (default: ``bundled``).
+        train: The training options.
+        loss: Loss part, or ``None`` for the default loss.
+        teacher: A frozen teacher (TiTok stage 1 targets, stage 2 pixel decoder), or ``None``.
+        init: Where the weights start, or ``None`` (random).
+        objective: Generator training options, or ``None``.
+        eval: Held-out dataset part, or ``None``.
+
+    Examples:
+        >>> recipe = parse_recipe({"model": "titok-tiny", "train": {"steps": 200}})
+        >>> isinstance(recipe, Recipe), recipe.data, recipe.train.steps, recipe.teacher
+        (True, Part('bundled'), 200, None)
+    """
 
     model: str
     knobs: Mapping[str, Any]
@@ -141,7 +183,18 @@ def _read(path: Path) -> Any:
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict:
-    """``["train.steps=200", "knobs.num_tokens=16"]`` applied to the raw recipe mapping (YAML-typed values)."""
+    """``["train.steps=200", "knobs.num_tokens=16"]`` applied to the raw recipe mapping (YAML-typed values).
+
+    Raises:
+        ConfigError: ``data`` is not a mapping, or an override is not ``section.key=value``.
+
+    Examples:
+        >>> data = {"model": "titok-tiny", "train": {"steps": 1000}}
+        >>> apply_overrides(data, ["train.steps=200", "train.lr=2e-3", "knobs.num_tokens=16"])
+        {'model': 'titok-tiny', 'train': {'steps': 200, 'lr': 0.002}, 'knobs': {'num_tokens': 16}}
+        >>> data["train"]["steps"]  # the input is left as it was
+        1000
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"a recipe must be a mapping of sections ({', '.join(SECTIONS)}), "
                           f"got {type(data).__name__}")
@@ -184,6 +237,17 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     Raises:
         OptionError: Naming the option by its dotted name (``train.steps``, ``data.config.size``).
         ConfigError: ``data`` is not a mapping.
+
+    Examples:
+        >>> recipe = parse_recipe({"model": "titok-tiny", "knobs": {"quantizer": "fsq"},
+        ...                        "data": {"part": "bundled", "config": {"size": 32}},
+        ...                        "train": {"steps": 200, "batch_size": 8}})
+        >>> recipe.model, recipe.knobs, recipe.data, recipe.train.steps
+        ('titok-tiny', {'quantizer': 'fsq'}, Part('bundled', size=32), 200)
+        >>> parse_recipe({"model": "titok-tiny", "train": {"steps": -3}})
+        Traceback (most recent call last):
+        ...
+        tokenkit.typecheck.OptionError: train.steps must be a positive int, got -3
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"a recipe must be a mapping of sections ({', '.join(SECTIONS)}), "
@@ -291,6 +355,21 @@ def load_recipe(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Recip
         ConfigError: Every error names the file first (``recipe.yaml: train.steps must be a positive
             int, got -3``); syntax errors also the line and column (``recipe.yaml:3:7: ...``); an
             error in an option that an override set also names the override.
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from tokenkit.recipes import recipe_path
+        >>> recipe = load_recipe(recipe_path("tiny-single-stage"), ["train.steps=10", "train.precision=fp32"])
+        >>> recipe.model, recipe.train.steps, recipe.train.precision
+        ('titok-tiny', 10, 'fp32')
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "recipe.yaml"
+        ...     _ = path.write_text("{model: titok-tiny, train: {steps: 100}}")
+        ...     load_recipe(path, ["train.steps=0"])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.typecheck.OptionError: .../recipe.yaml: train.steps must be a positive int, got 0 (command-line ...
     """
     path = Path(path)
     if not path.is_file():
@@ -313,7 +392,32 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
     A ``teacher`` without ``init.pixel_decoder: teacher`` makes it a TiTok stage-1 run
     (targets = the teacher's codes); with it, stage 2 starts from ``init.weights`` plus the
     teacher's decoder. With an ``eval`` section the returned metrics include the final
-    model's ``eval_*`` metrics."""
+    model's ``eval_*`` metrics.
+
+    Args:
+        recipe: The parsed recipe ([`load_recipe`][tokenkit.train.recipe.load_recipe]).
+        resume: Continue from the latest checkpoint in ``train.output_dir`` when there is one.
+        progress: Show a progress bar.
+
+    Returns:
+        The metrics of the last logged step (and ``eval_*`` with an ``eval`` section).
+
+    Examples:
+        Two steps of a tiny run:
+
+        >>> import tempfile, tokenkit as tk
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     recipe = parse_recipe({"model": "titok-tiny",
+        ...                            "data": {"part": "bundled", "config": {"size": 32, "crops_per_epoch": 8}},
+        ...                            "train": {"steps": 2, "batch_size": 4, "precision": "fp32", "output_dir": tmp}})
+        ...     metrics = run_recipe(recipe, progress=False)
+        ...     model = tk.from_pretrained(Path(tmp) / "final")
+        ...     sorted(p.name for p in Path(tmp).iterdir())
+        ['checkpoints', 'final', 'metrics.jsonl']
+        >>> metrics["step"], "loss" in metrics, type(model).__name__
+        (2, True, 'Tokenizer')
+    """
     dataset = build_part("dataset", recipe.data)
     loss_module = build_part("loss", recipe.loss) if recipe.loss is not None else None
     teacher = recipe.teacher.build() if recipe.teacher is not None else None

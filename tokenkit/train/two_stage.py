@@ -32,6 +32,16 @@ def teacher_pixel_decoder_state(teacher: nn.Module) -> dict[str, torch.Tensor]:
 
     Raises:
         ConfigError: The teacher is not a ``vqgan`` quantizer + decoder composition.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> teacher = tk.build("maskgit-vqgan", image_size=32)  # give it pretrained=... in a real run
+        >>> state = teacher_pixel_decoder_state(teacher)
+        >>> state["codebook.weight"].shape  # 1024 codes of width 256
+        torch.Size([1024, 256])
+        >>> stage2 = tk.build("titok-tiny", legacy=True, patch_size=16)  # with a pixel decoder
+        >>> sorted(state) == sorted(stage2.pixel_decoder.state_dict())
+        True
     """
     if not (isinstance(teacher, Tokenizer) and isinstance(teacher.quantizer, VQGANQuantizer)
             and isinstance(teacher.decoder, VQGANDecoder)):
@@ -54,6 +64,16 @@ def init_stage2(model: nn.Module, stage1: dict[str, torch.Tensor] | nn.Module, t
     Raises:
         WeightsError: Stage-1 weights that miss keys, have extra keys or other shapes.
         ConfigError: A model without pixel decoder, or a teacher of another kind.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> teacher = tk.build("maskgit-vqgan", image_size=32)  # give it pretrained=... in a real run
+        >>> stage1 = tk.build("titok-tiny", legacy=True, patch_size=16, pixel_decoder=False)  # trained in stage 1
+        >>> model = init_stage2(tk.build("titok-tiny", legacy=True, patch_size=16), stage1, teacher)
+        >>> torch.equal(model.encoder.latent_tokens, stage1.encoder.latent_tokens)
+        True
+        >>> torch.equal(model.pixel_decoder.codebook.weight, teacher.quantizer.embedding.weight)
+        True
     """
     if not isinstance(model, Tokenizer) or model.pixel_decoder is None:
         raise ConfigError("stage 2 needs a composition with a pixel_decoder (e.g. titok-l32, or titok(legacy=True))")

@@ -29,7 +29,21 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclasses.dataclass(frozen=True)
 class ResolvedSource:
-    """A source made local: the weight file and, if there is one, the parsed ``config.json``."""
+    """A source made local: the weight file and, if there is one, the parsed ``config.json``.
+
+    Attributes:
+        weights: The local weight file.
+        config: The parsed ``config.json``, or ``None`` when the source has none.
+        description: The source as given (``hf://owner/name`` for the Hub), for messages.
+
+    Examples:
+        >>> import tempfile, tokenkit as tk
+        >>> from tokenkit.weights.hub import resolve_source
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     source = resolve_source(tk.save_pretrained(tk.build("titok-tiny"), tmp))
+        ...     source.weights.name, source.config["format"], source.description == tmp
+        ('model.safetensors', 'tokenkit.TokenizerSpec', True)
+    """
 
     weights: Path
     config: dict | None
@@ -67,7 +81,21 @@ def _offline_help(repo_id: str, filename: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class HubOptions:
-    """How files are fetched from the Hub (``huggingface_hub.hf_hub_download``'s options)."""
+    """How files are fetched from the Hub (``huggingface_hub.hf_hub_download``'s options).
+
+    Examples:
+        Only the cache, never the network (here an empty cache, so the file is not found):
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as cache:
+        ...     options = HubOptions(cache_dir=cache, local_files_only=True)
+        ...     resolve_source("fun-research/TiTok", hub=options)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.WeightsError: no local file or folder 'fun-research/TiTok'; as a Hub id: could not download ...
+        >>> HubOptions(revision="main", token=False).revision
+        'main'
+    """
 
     revision: str | None = None
     """Branch, tag or commit."""
@@ -84,6 +112,21 @@ def hub_download(repo_id: str, filename: str, options: HubOptions = HubOptions()
 
     Raises:
         WeightsError: No network / offline mode, unknown repo, or ``huggingface_hub`` missing.
+
+    Examples:
+        >>> path = hub_download("fun-research/TiTok", "tokenizer_titok_l32.bin")  # doctest: +SKIP
+        >>> path.name  # doctest: +SKIP
+        'tokenizer_titok_l32.bin'
+
+        Offline, with an empty cache, the error says how to fetch the file by hand:
+
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as cache:
+        ...     hub_download("fun-research/TiTok", "config.json",
+        ...                  HubOptions(cache_dir=cache, local_files_only=True))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.WeightsError: could not download 'config.json' from the Hugging Face Hub repo ...
     """
     try:
         import huggingface_hub
@@ -132,6 +175,23 @@ def resolve_source(source: str | os.PathLike, revision: str | None = None, *,
 
     Raises:
         WeightsError: The path does not exist and is not a Hub id, or the download fails.
+
+    Examples:
+        >>> import tempfile, tokenkit as tk
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     folder = tk.save_pretrained(tk.build("titok-tiny"), tmp)
+        ...     from_folder = resolve_source(folder)
+        ...     from_file = resolve_source(folder / "model.safetensors")
+        >>> from_folder.weights.name, from_folder.config["format"]
+        ('model.safetensors', 'tokenkit.TokenizerSpec')
+        >>> from_file.config is None  # a bare file has no config.json
+        True
+        >>> resolve_source("fun-research/TiTok/tokenizer_titok_l32.bin")  # doctest: +SKIP
+        ResolvedSource(weights=PosixPath('.../tokenizer_titok_l32.bin'), config=None, ...)
+        >>> resolve_source("no/such/file.txt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.WeightsError: weights source 'no/such/file.txt' is neither an existing file or folder nor ...
     """
     path = Path(source).expanduser()
     if path.is_dir():

@@ -45,6 +45,23 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     Raises:
         WeightsError: Missing file, unknown suffix, a pickle that would need to
             run code (refused, nothing is executed), or a corrupt/truncated file.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "checkpoint.pt"
+        ...     torch.save({"state_dict": {"weight": torch.ones(3, 2)}}, path)  # a wrapped state dict
+        ...     state = load_state_dict(path)
+        >>> {name: tuple(tensor.shape) for name, tensor in state.items()}
+        {'weight': (3, 2)}
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "evil.pt"
+        ...     torch.save({"weight": torch.ones(1), "code": print}, path)  # a function would run when unpickled
+        ...     load_state_dict(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.WeightsError: refused to load .../evil.pt: it contains Python objects other than tensors, ...
     """
     path = Path(path)
     if not path.is_file():
@@ -69,7 +86,20 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def read_safetensors_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The string metadata in a safetensors header (``{}`` if none)."""
+    """The string metadata in a safetensors header (``{}`` if none).
+
+    Raises:
+        WeightsError: The file is missing or not a safetensors file.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "model.safetensors"
+        ...     save_safetensors({"weight": torch.zeros(2)}, path, metadata={"source": "example"})
+        ...     read_safetensors_metadata(path)
+        {'source': 'example'}
+    """
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
@@ -81,6 +111,22 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """Call ``write(temporary_path)`` for a temporary file next to ``path``, then rename it over ``path``.
 
     A crash or interrupt leaves ``path`` as it was (and no temporary file behind).
+
+    Examples:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "notes.txt"
+        ...     atomic_write(path, lambda temporary: Path(temporary).write_text("first"))
+        ...     def fail(temporary):
+        ...         Path(temporary).write_text("half")
+        ...         raise OSError("disk full")  # fails half-way
+        ...     try:
+        ...         atomic_write(path, fail)
+        ...     except OSError:
+        ...         pass
+        ...     path.read_text(), [p.name for p in Path(tmp).iterdir()]  # unchanged, no temporary left
+        ('first', ['notes.txt'])
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -95,12 +141,35 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
 
 def save_safetensors(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike,
                      metadata: Mapping[str, str] | None = None) -> None:
-    """Write ``state_dict`` to ``path`` atomically (a crash leaves the old file, never a partial one)."""
+    """Write ``state_dict`` to ``path`` atomically (a crash leaves the old file, never a partial one).
+
+    Tensors are detached, moved to the CPU and made contiguous first; ``metadata`` (strings) goes
+    into the safetensors header.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "linear.safetensors"
+        ...     save_safetensors(torch.nn.Linear(2, 3).state_dict(), path, metadata={"format": "pt"})
+        ...     state = load_state_dict(path)
+        >>> sorted((name, tuple(tensor.shape)) for name, tensor in state.items())
+        [('bias', (3,)), ('weight', (3, 2))]
+    """
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=dict(metadata or {})))
 
 
 def save_json(data: object, path: str | os.PathLike) -> None:
-    """Write JSON to ``path`` atomically."""
+    """Write JSON to ``path`` atomically (indented, with a final newline).
+
+    Examples:
+        >>> import json, tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     save_json({"steps": 100, "model": "titok-tiny"}, Path(tmp) / "config.json")
+        ...     json.loads((Path(tmp) / "config.json").read_text())
+        {'steps': 100, 'model': 'titok-tiny'}
+    """
     text = json.dumps(data, indent=2) + "\n"
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))

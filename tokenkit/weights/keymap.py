@@ -38,6 +38,19 @@ class Rule:
         reshape: ``"conv1x1"``: the foreign tensor is a 1x1 conv weight ``(O, I, 1, 1)``
             stored by tokenkit as a linear weight ``(O, I)`` (biases are unchanged);
             ``"leading_one"``: the foreign tensor has an extra leading axis of size 1.
+
+    Examples:
+        >>> import torch
+        >>> rule = Rule("{part}.transformer.{i}.ln_1.{p}", "{part}.backbone.blocks.{i}.norm1.{p}")
+        >>> rule.apply("encoder.transformer.3.ln_1.weight", "foreign")
+        'encoder.backbone.blocks.3.norm1.weight'
+        >>> rule.apply("decoder.backbone.blocks.0.norm1.bias", "tokenkit")
+        'decoder.transformer.0.ln_1.bias'
+        >>> rule.apply("encoder.proj.weight", "foreign") is None  # not this rule's key
+        True
+        >>> conv = Rule("encoder.conv_out.{p}", "encoder.proj.{p}", reshape="conv1x1")
+        >>> tuple(conv.convert_tensor(torch.zeros(8, 64, 1, 1), "foreign").shape)
+        (8, 64)
     """
 
     foreign: str
@@ -77,6 +90,16 @@ class Fusion:
         template: Foreign key template with a ``{name}`` slot (and other placeholders).
         names: The foreign names, in concatenation order.
         fused: The name put in the ``{name}`` slot for the fused tensor (before the rules apply).
+
+    Examples:
+        >>> import torch
+        >>> fusion = Fusion("layer.{i}.{name}.{p}", ("query", "key", "value"), "qkv")
+        >>> separate = {f"layer.0.{n}.weight": torch.zeros(4, 4) for n in ("query", "key", "value")}
+        >>> fused = fusion.fuse(separate)
+        >>> {name: tuple(tensor.shape) for name, tensor in fused.items()}
+        {'layer.0.qkv.weight': (12, 4)}
+        >>> sorted(fusion.split(fused))
+        ['layer.0.key.weight', 'layer.0.query.weight', 'layer.0.value.weight']
     """
 
     template: str
@@ -117,7 +140,28 @@ class Fusion:
 
 @dataclasses.dataclass(frozen=True)
 class KeyMap:
-    """Ordered rules; keys matching no rule are an error (nothing passes silently)."""
+    """Ordered rules; keys matching no rule are an error (nothing passes silently).
+
+    Attributes:
+        rules: The [`Rule`][tokenkit.weights.keymap.Rule]s; the first that matches a key renames it.
+        fusions: [`Fusion`][tokenkit.weights.keymap.Fusion]s applied to the foreign keys before the rules
+            (and undone after them on the way back).
+
+    Examples:
+        >>> import torch
+        >>> keymap = KeyMap((Rule("model.fc{i}.{p}", "mlp.fc{i}.{p}"), Rule("head.{p}", "head.{p}")))
+        >>> foreign = {"model.fc1.weight": torch.zeros(4, 2), "model.fc1.bias": torch.zeros(4),
+        ...            "head.weight": torch.zeros(1, 4)}
+        >>> ours = keymap.to_tokenkit(foreign)
+        >>> sorted(ours)
+        ['head.weight', 'mlp.fc1.bias', 'mlp.fc1.weight']
+        >>> keymap.to_foreign(ours).keys() == foreign.keys()  # the same table converts back
+        True
+        >>> keymap.to_tokenkit({"model.norm.weight": torch.zeros(4)})
+        Traceback (most recent call last):
+        ...
+        KeyError: 'no conversion rule for key(s): model.norm.weight'
+    """
 
     rules: tuple[Rule, ...]
     fusions: tuple[Fusion, ...] = ()

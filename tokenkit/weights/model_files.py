@@ -31,7 +31,15 @@ MODEL_CARD_NAME = "README.md"
 
 
 def is_tokenkit_config(config: Mapping[str, Any]) -> bool:
-    """Whether a ``config.json`` holds a tokenkit spec (rather than, e.g., an official TiTok config)."""
+    """Whether a ``config.json`` holds a tokenkit spec (rather than, e.g., an official TiTok config).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> is_tokenkit_config(tk.spec("titok-tiny").to_dict())
+        True
+        >>> is_tokenkit_config({"model": {"vq_model": {"codebook_size": 4096}}})  # an official TiTok config
+        False
+    """
     return str(config.get("format", "")).startswith("tokenkit.")
 
 
@@ -40,6 +48,17 @@ def read_spec(data: Mapping[str, Any], where: str) -> Spec:
 
     Raises:
         WeightsError: The spec names parts or options this installation does not have.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> data = tk.spec("titok-tiny").to_dict()
+        >>> read_spec(data, "config.json") == tk.spec("titok-tiny")
+        True
+        >>> data["quantizer"] = {"part": "my-quantizer", "config": {}}  # from a plug-in not installed here
+        >>> read_spec(data, "config.json")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.WeightsError: config.json holds a spec that cannot be built here: ...
     """
     try:
         return spec_from_dict(data)
@@ -49,7 +68,18 @@ def read_spec(data: Mapping[str, Any], where: str) -> Spec:
 
 
 def stored_spec(source: ResolvedSource) -> Spec | None:
-    """The spec in the header of a tokenkit safetensors file, or ``None`` (other files, other writers)."""
+    """The spec in the header of a tokenkit safetensors file, or ``None`` (other files, other writers).
+
+    Examples:
+        >>> import tempfile, tokenkit as tk
+        >>> from tokenkit.weights.hub import resolve_source
+        >>> model = tk.build("titok-tiny")
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     weights = tk.save_pretrained(model, tmp) / "model.safetensors"
+        ...     spec = stored_spec(resolve_source(weights))  # the file alone, without config.json
+        >>> spec == model.spec
+        True
+    """
     if source.weights.suffix.lower() != ".safetensors":
         return None
     text = read_safetensors_metadata(source.weights).get(SPEC_METADATA_KEY)
@@ -61,6 +91,15 @@ def spec_of(model: nn.Module) -> Spec:
 
     Raises:
         WeightsError: The model carries no spec (it was not built by tokenkit).
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> spec_of(tk.build("titok-tiny")) == tk.spec("titok-tiny")
+        True
+        >>> spec_of(torch.nn.Linear(2, 2))
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.WeightsError: Linear has no tokenkit spec; build it with tk.build
     """
     spec = getattr(model, "spec", None)
     if isinstance(spec, (TokenizerSpec, GeneratorSpec)):
@@ -180,7 +219,23 @@ def push_to_hub(model: nn.Module, repo_id: str, *, private: bool | None = None, 
 
 class SaveMixin:
     """``save_pretrained`` / ``push_to_hub`` as methods of tokenkit's model classes (writing only;
-    loading is [`tokenkit.from_pretrained`][tokenkit.pretrained.from_pretrained])."""
+    loading is [`tokenkit.from_pretrained`][tokenkit.pretrained.from_pretrained]).
+
+    Examples:
+        >>> import tempfile, tokenkit as tk
+        >>> model = tk.build("titok-tiny")
+        >>> isinstance(model, SaveMixin)
+        True
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     folder = model.save_pretrained(tmp, source="an example")
+        ...     loaded = tk.from_pretrained(folder)
+        ...     sorted(p.name for p in folder.iterdir())
+        ['README.md', 'config.json', 'model.safetensors']
+        >>> loaded.spec == model.spec
+        True
+        >>> model.push_to_hub("me/my-tokenizer", private=True)  # doctest: +SKIP
+        'https://huggingface.co/me/my-tokenizer/commit/...'
+    """
 
     def save_pretrained(self, directory: str | os.PathLike, *, source: str | None = None) -> Path:
         """Write ``model.safetensors``, ``config.json`` and ``README.md``; see

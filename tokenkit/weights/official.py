@@ -84,7 +84,16 @@ IGNORED_KEYS = frozenset({"model.embeddings.position_ids", "quantize.embed_prob"
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     """Name the layout of a state dict: ``"titok"``, ``"maskgit-vqgan"``, ``"imagebert"``,
-    ``"uvitbert"`` (official) or ``"tokenkit"``."""
+    ``"uvitbert"`` (official) or ``"tokenkit"``.
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> model = tk.build("titok-tiny", legacy=True, patch_size=16, pixel_decoder=False)
+        >>> detect_layout(model.state_dict())
+        'tokenkit'
+        >>> detect_layout(TITOK.to_foreign(model.state_dict()))  # as the official TiTok stores it
+        'titok'
+    """
     keys = set(state_dict)
     if any(k.startswith("model.embeddings.") for k in keys):
         return "imagebert"
@@ -106,6 +115,23 @@ def to_tokenkit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     """Convert an official state dict (any layout above) to tokenkit's; tokenkit dicts pass through.
 
     Known harmless extras ([`IGNORED_KEYS`][tokenkit.weights.official.IGNORED_KEYS]) are dropped.
+
+    Raises:
+        KeyError: A key of an official layout that no conversion rule covers.
+
+    Examples:
+        An official TiTok state dict (here made from a tiny model; a released checkpoint is read
+        with [`load_state_dict`][tokenkit.weights.io.load_state_dict]):
+
+        >>> import tokenkit as tk
+        >>> model = tk.build("titok-tiny", legacy=True, patch_size=16, pixel_decoder=False)
+        >>> official = TITOK.to_foreign(model.state_dict())
+        >>> tuple(official["encoder.conv_out.weight"].shape)  # a 1x1 conv in the official layout
+        (8, 64, 1, 1)
+        >>> converted = to_tokenkit(official)
+        >>> tuple(converted["encoder.proj.weight"].shape)
+        (8, 64)
+        >>> tk.load_weights(model, converted)  # fits exactly
     """
     state_dict = {k: v for k, v in state_dict.items() if k not in IGNORED_KEYS}
     layout = detect_layout(state_dict)

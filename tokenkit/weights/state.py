@@ -74,6 +74,15 @@ def resolve_torch_dtype(torch_dtype: torch.dtype | str | None) -> torch.dtype | 
 
 
 def cast_state_dict(state_dict: Mapping[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
-    """Floating tensors cast to ``dtype`` (``None``: unchanged); integer buffers are kept as they are."""
+    """Floating tensors cast to ``dtype`` (``None``: unchanged); integer buffers are kept as they are.
+
+    Examples:
+        >>> import torch
+        >>> state = {"weight": torch.zeros(2, 2), "count": torch.zeros(2, dtype=torch.int64)}
+        >>> {name: tensor.dtype for name, tensor in cast_state_dict(state, torch.bfloat16).items()}
+        {'weight': torch.bfloat16, 'count': torch.int64}
+        >>> cast_state_dict(state, None)["weight"].dtype
+        torch.float32
+    """
     return {k: v.to(dtype) if dtype is not None and v.is_floating_point() and v.dtype != dtype else v
             for k, v in state_dict.items()}
