@@ -51,6 +51,21 @@ def test_no_doctest_prompt_inside_a_quote_and_examples_are_highlighted(site):
     assert pages_with_examples >= 8  # the API pages show their examples as highlighted console sessions
 
 
+def test_api_pages_are_split_per_family(site):
+    """No API page is a wall: each family (every part kind, specs, training, losses, datasets, scores ...) has its
+    own page, and the largest stays under 400 KiB of HTML (one page for all parts was 592 KiB)."""
+    pages = {str(page.relative_to(site / "api").parent): page.stat().st_size for page in (site / "api").rglob("*.html")}
+    for family in ("parts/quantizers", "parts/generators", "specs", "training", "losses", "datasets", "scores"):
+        assert family in pages
+    assert max(pages.values()) < 400 * 1024, max(pages.items(), key=lambda item: item[1])
+
+
+def test_site_header_carries_the_version(site):
+    import tokenkit as tk
+
+    assert f"<title>tokenkit {tk.__version__}</title>" in (site / "index.html").read_text()
+
+
 def test_every_public_name_has_an_example():
     """Every name in ``tokenkit.__all__`` (constants aside) documents itself with a doctest example."""
     import inspect
