@@ -23,6 +23,8 @@ def official_keys(name: str) -> dict[str, tuple[int, ...]]:
 
 def tiny_spec(name: str) -> tk.TokenizerSpec | tk.GeneratorSpec:
     """The reference composition ``name`` at tiny size (same parts, small numbers)."""
+    if name.startswith("rar-"):
+        return tk.spec(name, width=16, depth=2, heads=2, mlp_dim=32, codebook_size=64, num_tokens=4, num_classes=5)
     if name.startswith("maskgit-titok") or name == "maskgit-tiny":
         return tk.spec(name, width=16, depth=2, heads=2, mlp_dim=32, codebook_size=64, num_tokens=4, num_classes=5)
     if name == "maskgit-vqgan":

@@ -49,6 +49,8 @@ def test_official_key_coverage_stage1_and_vqgan():
 
 
 def _keymap(name):
+    if name.startswith("rar-"):
+        return official.RAR
     if name == "maskgit-vqgan":
         return official.MASKGIT_VQGAN
     if name.startswith("maskgit-"):
@@ -83,7 +85,7 @@ def test_converter_round_trip(name, tmp_path):
     model = tk.build(spec)
     foreign = _keymap(name).to_foreign(model.state_dict())
     layout = {official.TITOK: "titok", official.MASKGIT_VQGAN: "maskgit-vqgan", official.IMAGEBERT: "imagebert",
-              official.UVITBERT: "uvitbert"}[_keymap(name)]
+              official.UVITBERT: "uvitbert", official.RAR: "rar"}[_keymap(name)]
     assert official.detect_layout(foreign) == layout
     back = official.to_tokenkit(foreign)
     assert back.keys() == model.state_dict().keys()

@@ -231,7 +231,6 @@ def generate_command(args: argparse.Namespace) -> None:
     import torch
     from torchvision.utils import make_grid, save_image
 
-    from tokenkit.generators.sampling import SamplingConfig
     from tokenkit.images import SAVE_FORMATS
     from tokenkit.precision import describe, resolve_precision
     from tokenkit.weights.io import atomic_write
@@ -254,8 +253,10 @@ def generate_command(args: argparse.Namespace) -> None:
         check_output_folder(args.separate, "--separate")
     sampling = {k: getattr(args, k) for k in ("steps", "guidance", "temperature", "guidance_decay", "schedule")
                 if getattr(args, k) is not None}
-    SamplingConfig(**sampling)  # bad sampling options fail before the models are built, too
+    if args.generator in tk.list_models():  # bad sampling options fail before the models are built, too
+        _check_sampling(args.generator, sampling)
     generator = _load(args.generator, args.generator_weights, args.device)
+    _check_sampling(args.generator, sampling, generator)
     tokenizer = _load(args.tokenizer, args.tokenizer_weights, args.device)
     random = [f"{name} (no {flag})" for name, weights, flag in ((args.generator, args.generator_weights,
                                                                  "--generator-weights"),
@@ -280,6 +281,29 @@ def generate_command(args: argparse.Namespace) -> None:
         for i, (label, image) in enumerate(zip(labels, images)):
             save_image(image, folder / f"{i:05d}_class{label}.png")
         print(f"wrote {_plural(len(labels), 'PNG')} to {folder}")
+
+
+def _check_sampling(name: str, sampling: dict, generator=None) -> None:
+    """Check the sampling options against the generator's own sampling settings (a masked generator has
+    ``--steps`` and ``--schedule``, an autoregressive one samples one token per step and has neither)."""
+    from tokenkit.registry import get_part
+
+    if generator is None:
+        part = getattr(tk.spec(name), "generator", None)
+        if part is None:  # not a generator: loading it says so
+            return
+        defaults = get_part("generator", part.name).Config(**part.config).sampling
+    else:
+        defaults = getattr(getattr(generator, "config", None), "sampling", None)
+        if defaults is None:
+            return
+    fields = {f.name for f in dataclasses.fields(defaults)}
+    unknown = [k for k in sampling if k not in fields]
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise tk.ConfigError(f"{name or 'the generator'} ({type(defaults).__name__}) takes no {flags}; its sampling "
+                             f"options are {', '.join(sorted(fields))}")
+    dataclasses.replace(defaults, **sampling)
 
 
 def _parse_value(text: str):

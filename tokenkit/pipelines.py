@@ -39,7 +39,8 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
     """Generate images of classes ``labels``: sample tokens with ``generator``, decode with ``tokenizer``.
 
     Args:
-        generator: A masked-token generator (e.g. ``tk.build("maskgit-titok-l32")``).
+        generator: A masked-token generator (e.g. ``tk.build("maskgit-titok-l32")``) or an autoregressive
+            one (e.g. ``tk.build("rar-b")`` with ``maskgit-vqgan``).
         tokenizer: The tokenizer whose tokens the generator models (e.g. ``titok-l32``).
         labels: ``(B,)`` class ids.
         seed: Seed of a fresh ``torch.Generator`` (ignored when ``rng`` is given).
@@ -73,7 +74,8 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
     if progress:
         from tqdm.auto import tqdm
 
-        steps = sampling.get("steps", generator.config.sampling.steps)
+        # a masked generator runs its sampling steps, an autoregressive one a step per token
+        steps = sampling.get("steps", getattr(generator.config.sampling, "steps", generator.num_tokens))
         bar = tqdm(total=steps, desc="sampling", unit="step")
     try:
         with autocast(resolved, device):

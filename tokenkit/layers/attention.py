@@ -10,8 +10,12 @@ from torch import nn
 from tokenkit.layers.linear import linear
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0, *,
+              attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
     """``F.scaled_dot_product_attention(q, k, v)`` ``(B, H, L, D)``, in fp32 where half precision is slow.
+
+    ``attn_mask`` (bool, True = attend, broadcastable to ``(B, H, Lq, Lk)``) and ``is_causal`` are
+    passed to the kernel.
 
     On CPU with autograd on, PyTorch's flash-attention kernel is far slower in
     bf16 / fp16 than in fp32 (forward plus backward of ``(32, 4, 24, 32)``:
@@ -25,9 +29,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: floa
     """
     if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16) and torch.is_grad_enabled():
         with torch.autocast("cpu", enabled=False):  # CPU autocast would cast the inputs back to half precision
-            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p)
+            out = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), dropout_p=dropout_p,
+                                                 attn_mask=attn_mask, is_causal=is_causal)
         return out.to(q.dtype)
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, attn_mask=attn_mask, is_causal=is_causal)
 
 
 class SelfAttention(nn.Module):

@@ -1,8 +1,9 @@
 """Converters between the official bytedance/1d-tokenizer checkpoint layouts and tokenkit's
-(tokenizers, the MaskGIT-VQGAN teacher and the ImageBert / UViTBert generators).
+(tokenizers, the MaskGIT-VQGAN teacher, the ImageBert / UViTBert generators and RAR).
 
 Layouts: the state dicts of the official ``TiTok`` and ``PretrainedTokenizer``
-(``modeling/titok.py``) and ``ImageBert`` / ``UViTBert`` (``modeling/maskgit.py``), listed
+(``modeling/titok.py``), ``ImageBert`` / ``UViTBert`` (``modeling/maskgit.py``) and ``RAR``
+(``modeling/rar.py``), listed
 key by key in ``tests/fixtures/official_keys/``. The official
 TiTok keeps ``latent_tokens`` at the top level, packs attention as
 ``nn.MultiheadAttention`` (``in_proj_*``, ``out_proj``), names blocks
@@ -78,13 +79,26 @@ UVITBERT = KeyMap((
 ))
 """Official ``UViTBert`` <-> ``maskgit`` with a ``uvit`` backbone."""
 
+RAR = KeyMap((
+    Rule("cls_token", "start_token", reshape="leading_one"),
+    Rule("pos_embed", "position_embedding", reshape="leading_one"),
+    Rule("target_aware_pos_embed", "target_position_embedding", reshape="leading_one"),
+    Rule("timesteps_embeddings", "step_embedding", reshape="leading_one"),
+    Rule("embeddings.weight", "token_embedding.weight"),
+    Rule("blocks.{i}.adaLN_modulation.1.{p}", "backbone.blocks.{i}.modulation.{p}"),
+    Rule("blocks.{i}.{rest}", "backbone.blocks.{i}.{rest}"),
+    Rule("adaln_before_head.adaLN_modulation.1.{p}", "head_modulation.{p}"),
+    Rule("lm_head.{p}", "lm_head.{p}"),
+))
+"""Official ``RAR`` (``modeling/rar.py``; ``rar_{b,l,xl,xxl}.bin``) <-> ``ar`` with a ``dit`` backbone."""
+
 IGNORED_KEYS = frozenset({"model.embeddings.position_ids", "quantize.embed_prob"})
 """Harmless extras of some official checkpoints (old transformers buffers, clustering-VQ statistics)."""
 
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     """Name the layout of a state dict: ``"titok"``, ``"maskgit-vqgan"``, ``"imagebert"``,
-    ``"uvitbert"`` (official) or ``"tokenkit"``.
+    ``"uvitbert"``, ``"rar"`` (official) or ``"tokenkit"``.
 
     Examples:
         >>> import tokenkit as tk
@@ -97,6 +111,8 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     keys = set(state_dict)
     if any(k.startswith("model.embeddings.") for k in keys):
         return "imagebert"
+    if "target_aware_pos_embed" in keys:
+        return "rar"
     if "embeddings.weight" in keys and any(k.startswith("in_blocks.") for k in keys):
         return "uvitbert"
     if "latent_tokens" in keys or any(k.startswith(("encoder.transformer.", "decoder.transformer.")) for k in keys):
@@ -107,8 +123,8 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
 
 
 OFFICIAL_LAYOUTS: dict[str, KeyMap] = {"titok": TITOK, "maskgit-vqgan": MASKGIT_VQGAN, "imagebert": IMAGEBERT,
-                                       "uvitbert": UVITBERT}
-GENERATOR_LAYOUTS = frozenset({"imagebert", "uvitbert"})
+                                       "uvitbert": UVITBERT, "rar": RAR}
+GENERATOR_LAYOUTS = frozenset({"imagebert", "uvitbert", "rar"})
 
 
 def to_tokenkit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
