@@ -107,6 +107,10 @@ class Generator(nn.Module):
     """Class labels it is conditioned on."""
     mask_id: int
     """The id of the mask token (masked generators)."""
+    autoregressive: ClassVar[bool] = False
+    """Predicts each token from the ones before it (trained with
+    [`NextTokens`][tokenkit.train.objectives.NextTokens]); else a masked generator (trained with
+    [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens])."""
 
 
 class Loss(nn.Module):

@@ -109,6 +109,7 @@ class ARGenerator(SaveMixin, Generator):
     """
 
     Config = ARConfig
+    autoregressive = True
 
     def __init__(self, config: ARConfig, backbone: nn.Module) -> None:
         super().__init__()

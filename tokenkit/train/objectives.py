@@ -8,6 +8,7 @@ An objective maps ``(model, batch, step)`` to a
 | [`Reconstruction`][tokenkit.train.objectives.Reconstruction] | tokenizer with a pixel output | ``image`` | ``loss_fn`` (default MSE + VQ loss, or + 1e-6 KL) |
 | [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes] | TiTok stage 1 (proxy head) | ``image`` | cross-entropy against a frozen teacher's codes + VQ loss |
 | [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] | masked-token generator | ``tokens``, ``label`` | MaskGIT masked-token cross-entropy |
+| [`NextTokens`][tokenkit.train.objectives.NextTokens] | autoregressive generator | ``tokens``, ``label`` | next-token cross-entropy, RAR's annealed random orders |
 """
 
 from __future__ import annotations
@@ -417,3 +418,100 @@ class MaskedTokens(Objective):
         count = mask.sum(1).clamp(min=1)
         hits = (logits.argmax(-1) == tokens) & mask
         return {"masked_ce": (ce * mask).sum(1) / count, "masked_accuracy": hits.sum(1) / count}, None
+
+
+@dataclasses.dataclass(frozen=True)
+class NextTokensConfig:
+    """Options of the next-token objective (RAR's randomness annealing).
+
+    The probability ``r`` that a training sequence is read in a random order is 1 before
+    ``anneal_start``, falls linearly to 0 at ``anneal_end`` and is 0 after (official
+    ``get_rar_random_ratio``, ``utils/train_utils.py`` L687-695; ImageNet: 125,000 and 187,500 of
+    250,000 steps). ``anneal_start = anneal_end = 0`` trains in raster order only.
+
+    Raises:
+        ConfigError: ``anneal_end`` before ``anneal_start``, or ``label_smoothing`` outside [0, 1).
+
+    Examples:
+        >>> config = NextTokensConfig(anneal_start=100, anneal_end=200)
+        >>> [config.random_ratio(step) for step in (0, 100, 150, 200, 300)]
+        [1.0, 1.0, 0.5, 0.0, 0.0]
+        >>> NextTokensConfig().random_ratio(0)  # raster order only
+        0.0
+    """
+
+    anneal_start: int = 0
+    """Step from which the random-order probability falls from 1."""
+    anneal_end: int = 0
+    """Step at which it reaches 0."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross-entropy (official: none)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.anneal_start <= self.anneal_end:
+            raise ConfigError(f"need 0 <= anneal_start <= anneal_end, got {self.anneal_start} and {self.anneal_end}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def random_ratio(self, step: int) -> float:
+        """Probability of a random order at training ``step``."""
+        if step >= self.anneal_end:
+            return 0.0
+        if step < self.anneal_start:
+            return 1.0
+        return 1.0 - (step - self.anneal_start) / (self.anneal_end - self.anneal_start)
+
+
+class NextTokens(Objective):
+    """Autoregressive training on pre-tokenized images: predict every token from the ones before it.
+
+    Each step sets the generator's ``random_ratio`` from the schedule of
+    [`NextTokensConfig`][tokenkit.train.objectives.NextTokensConfig]; the generator then reads that
+    share of the sequences in a random order (RAR). The loss is the cross-entropy of all ``N``
+    next-token predictions (official ``ARLoss``, ``modeling/modules/losses.py`` L379-393).
+
+    Args:
+        config: [`NextTokensConfig`][tokenkit.train.objectives.NextTokensConfig].
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> generator = tk.build("rar-tiny").train()  # 8 tokens over 256 codes, 10 classes
+        >>> batch = {"tokens": torch.randint(0, 256, (4, 8)), "label": torch.tensor([0, 1, 2, 3])}
+        >>> objective = NextTokens(NextTokensConfig(anneal_start=0, anneal_end=100))
+        >>> out = objective(generator, batch, step=50)
+        >>> sorted(out.terms), sorted(out.stats), generator.random_ratio
+        (['next_token_ce'], ['next_token_accuracy', 'random_ratio'], 0.5)
+        >>> values, ids = objective.evaluate(generator.eval(), batch)
+        >>> {name: tuple(value.shape) for name, value in values.items()}, ids
+        ({'next_token_ce': (4,), 'next_token_accuracy': (4,)}, None)
+    """
+
+    def __init__(self, config: NextTokensConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or NextTokensConfig()
+
+    def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
+        import torch.nn.functional as F
+
+        if "tokens" not in batch or "label" not in batch:
+            raise ContractError(f"generator training needs batches with 'tokens' and 'label' (a 'tokens' dataset), "
+                                f"got keys {sorted(batch)}")
+        tokens, labels = batch["tokens"], batch["label"]
+        raw = model.module if hasattr(model, "module") else model
+        raw.random_ratio = self.config.random_ratio(step)
+        logits = model(tokens, labels)
+        loss = F.cross_entropy(logits.transpose(1, 2).float(), tokens, label_smoothing=self.config.label_smoothing)
+        accuracy = (logits.detach().argmax(-1) == tokens).float().mean()
+        return StepOutput(loss, {"next_token_ce": loss.detach()},
+                          {"next_token_accuracy": accuracy, "random_ratio": torch.tensor(raw.random_ratio)})
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batch: dict[str, Any], *, lpips: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Next-token cross-entropy and accuracy per sequence, in raster order."""
+        import torch.nn.functional as F
+
+        tokens, labels = batch["tokens"], batch["label"]
+        logits = model(tokens, labels)
+        ce = F.cross_entropy(logits.transpose(1, 2).float(), tokens, reduction="none").mean(1)
+        return {"next_token_ce": ce, "next_token_accuracy": (logits.argmax(-1) == tokens).float().mean(1)}, None

@@ -10,7 +10,8 @@ A recipe file has these sections (only ``model`` is required)::
     loss: {part: composite, config: {...}}      # optional loss part (kind "loss")
     teacher: {model: maskgit-vqgan, pretrained: SRC}   # TiTok stage 1 targets / stage 2 pixel decoder
     init: {weights: SRC, pixel_decoder: teacher}       # start from weights (stage 2: + the teacher's decoder)
-    objective: {schedule: arccos}      # generator training options (MaskedTokensConfig)
+    objective: {schedule: arccos}      # generator training options (MaskedTokensConfig; NextTokensConfig
+                                       # for an autoregressive generator: {anneal_start: 0, anneal_end: 0})
 
 ``tokenkit train RECIPE [section.key=value ...]`` runs it; overrides use dotted
 keys (``train.steps=200``, ``knobs.num_tokens=16``, ``train.precision=fp32``) and YAML values.
@@ -49,7 +50,7 @@ from tokenkit.pretrained import from_pretrained
 from tokenkit.registry import get_part
 from tokenkit.specs import Part, resolve_part
 from tokenkit.train.config import RANGES, TrainConfig
-from tokenkit.train.objectives import MaskedTokens, MaskedTokensConfig
+from tokenkit.train.objectives import MaskedTokens, MaskedTokensConfig, NextTokens, NextTokensConfig
 from tokenkit.train.trainer import Trainer
 from tokenkit.train.two_stage import init_stage2
 from tokenkit.typecheck import NON_NEGATIVE, OptionError, Range, check_dataclass, check_fields, check_value, construct
@@ -57,8 +58,10 @@ from tokenkit.weights.state import load_weights
 
 SECTIONS = ("model", "knobs", "data", "eval", "train", "loss", "teacher", "init", "objective")
 
-OBJECTIVE_RANGES = {"label_smoothing": Range(0, 1, high_open=True), "unmasked_weight": NON_NEGATIVE}
-"""Bounds of the ``objective`` options ([`MaskedTokensConfig`][tokenkit.train.objectives.MaskedTokensConfig])."""
+OBJECTIVE_RANGES = {"label_smoothing": Range(0, 1, high_open=True), "unmasked_weight": NON_NEGATIVE,
+                    "anneal_start": NON_NEGATIVE, "anneal_end": NON_NEGATIVE}
+"""Bounds of the ``objective`` options ([`MaskedTokensConfig`][tokenkit.train.objectives.MaskedTokensConfig],
+[`NextTokensConfig`][tokenkit.train.objectives.NextTokensConfig])."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +142,7 @@ class Recipe:
         loss: Loss part, or ``None`` for the default loss.
         teacher: A frozen teacher (TiTok stage 1 targets, stage 2 pixel decoder), or ``None``.
         init: Where the weights start, or ``None`` (random).
-        objective: Generator training options, or ``None``.
+        objective: Generator training options (masked or next-token, by the generator), or ``None``.
         eval: Held-out dataset part, or ``None``.
 
     Examples:
@@ -155,7 +158,7 @@ class Recipe:
     loss: Part | None = None
     teacher: TeacherConfig | None = None
     init: InitConfig | None = None
-    objective: MaskedTokensConfig | None = None
+    objective: MaskedTokensConfig | NextTokensConfig | None = None
     eval: Part | None = None
 
 
@@ -275,11 +278,18 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     if teacher is not None and teacher.model is not None:
         _check_model(teacher.model, teacher.knobs, "teacher.")
     init = _section(InitConfig, data, "init")
-    objective = _section(MaskedTokensConfig, data, "objective", OBJECTIVE_RANGES)
+    objective_config = NextTokensConfig if _autoregressive(model, knobs) else MaskedTokensConfig
+    objective = _section(objective_config, data, "objective", OBJECTIVE_RANGES)
     if init is not None and init.pixel_decoder == "teacher" and teacher is None:
         raise OptionError("init.pixel_decoder: teacher needs a teacher section", "init.pixel_decoder")
     return Recipe(model=model, knobs=knobs, data=data_part, train=train_config, loss=loss_part,
                   teacher=teacher, init=init, objective=objective, eval=eval_part)
+
+
+def _autoregressive(model: str, knobs: Mapping[str, Any]) -> bool:
+    """Whether the model is an autoregressive generator (its ``objective`` section is a NextTokensConfig)."""
+    generator = getattr(spec(model, **knobs), "generator", None)
+    return generator is not None and get_part("generator", generator.name).autoregressive
 
 
 def _check_model(model: str, knobs: Mapping[str, Any], prefix: str) -> None:
@@ -434,7 +444,10 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
             init_stage2(model, weights, teacher)
         else:
             load_weights(model, weights)
-    objective = MaskedTokens(recipe.objective) if recipe.objective is not None else None
+    objective = None
+    if recipe.objective is not None:
+        kind = NextTokens if isinstance(recipe.objective, NextTokensConfig) else MaskedTokens
+        objective = kind(recipe.objective)
     eval_data = build_part("dataset", recipe.eval) if recipe.eval is not None else None
     trainer = Trainer(recipe.train, dataset, model=model, loss_module=loss_module,
                       teacher=None if stage2 else teacher, objective=objective, eval_data=eval_data)

@@ -48,6 +48,7 @@ from tokenkit.train.evaluate import evaluate
 from tokenkit.train.objectives import (
     LossFn,
     MaskedTokens,
+    NextTokens,
     Objective,
     ProxyCodes,
     Reconstruction,
@@ -104,7 +105,8 @@ class Trainer:
         teacher: A frozen tokenizer whose codes are the targets (TiTok stage 1,
             [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes]).
         objective: What a step computes; default chosen from the model:
-            [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] for a generator,
+            [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] for a masked generator,
+            [`NextTokens`][tokenkit.train.objectives.NextTokens] for an autoregressive one,
             [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes] with a ``teacher``, else
             [`Reconstruction`][tokenkit.train.objectives.Reconstruction].
         eval_data: Held-out images or dataset for [`evaluate`][tokenkit.train.trainer.Trainer.evaluate]
@@ -217,9 +219,9 @@ class Trainer:
     def _default_objective(self, loss_fn: LossFn | None, teacher: nn.Module | None) -> Objective:
         if isinstance(self.model, Generator):
             if loss_fn is not None or teacher is not None:
-                raise ConfigError("a generator trains with the masked-token objective; loss parts and teachers "
+                raise ConfigError("a generator trains with a token objective; loss parts and teachers "
                                   "apply to tokenizers")
-            return MaskedTokens()
+            return NextTokens() if self.model.autoregressive else MaskedTokens()
         if teacher is not None:
             return ProxyCodes(teacher, loss_fn)
         return Reconstruction(loss_fn or default_loss(self.model))
