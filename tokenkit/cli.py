@@ -56,6 +56,7 @@ def model_info(name: str) -> dict:
     model = tk.build(name, device="meta")
     if isinstance(model.spec, tk.GeneratorSpec):
         parts = {child: _count(module) for child, module in model.named_children()}
+        parts.update((tensor, p.numel()) for tensor, p in model.named_parameters(recurse=False))  # embedding tables
         return {"name": name, "kind": "generator", "parameters": _count(model), "parameters_per_part": parts,
                 "tokens_per_image": model.num_tokens, "codebook_size": model.codebook_size,
                 "num_classes": model.num_classes, "spec": model.spec.to_dict()}
@@ -78,10 +79,11 @@ def _print_info(info: dict) -> None:
     print(f"{info['name']} ({info['kind']})")
     print(f"  parameters        {info['parameters']:,}")
     config = info["spec"].get("generator", {}).get("config", {})
+    width = max([15, *map(len, info["parameters_per_part"])])
     for kind, count in info["parameters_per_part"].items():
         entry = info["spec"].get(kind) or config.get(kind)
         part = entry.get("part") if isinstance(entry, dict) else None
-        print(f"    {kind:<15} {count:>13,}" + (f"  ({part})" if part else ""))
+        print(f"    {kind:<{width}} {count:>13,}" + (f"  ({part})" if part else ""))
     if info["kind"] == "generator":
         print(f"  tokens per image  {info['tokens_per_image']}")
         print(f"  codebook size     {info['codebook_size']:,}")
