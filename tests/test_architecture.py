@@ -24,8 +24,9 @@ package's ``__getattr__`` (PEP 562: ``import tokenkit`` is light, each public na
 first use) and ``registry.load_builtin`` / ``import_submodules`` (the built-in part packages and
 their files, like the plug-ins of ``load_entry_points``). The graph below is the static one."""
 
-WEIGHTS_MAY_IMPORT = {"tokenkit.errors", "tokenkit.specs"}
-"""What ``tokenkit.weights`` reads besides itself: errors and the spec data types, never models or the API."""
+WEIGHTS_MAY_IMPORT = {"tokenkit.errors", "tokenkit.specs", "tokenkit.sources"}
+"""What ``tokenkit.weights`` reads besides itself: errors and the data types of specs and weight sources, never
+models or the API."""
 
 
 def _modules() -> dict[str, Path]:

@@ -45,7 +45,16 @@ if TYPE_CHECKING:  # what the names are, for type checkers and the API docs; loa
     from tokenkit.options import Option, knobs, part_options
     from tokenkit.pipelines import generate_images
     from tokenkit.pretrained import from_pretrained
-    from tokenkit.registry import KINDS, list_models, list_parts, register, register_model, unregister, unregister_model
+    from tokenkit.registry import (
+        KINDS,
+        list_models,
+        list_parts,
+        register,
+        register_model,
+        unregister,
+        unregister_model,
+    )
+    from tokenkit.sources import WeightSource
     from tokenkit.specs import GeneratorSpec, Part, TokenizerSpec
     from tokenkit.weights import load_weights, push_to_hub, save_pretrained
 
@@ -56,7 +65,7 @@ __all__ = [
     "load_weights", "save_pretrained", "unregister_model", "generate_images", "ablate", "load_images", "save_images",
     "evaluate_reconstruction", "evaluate_generation", "rate_distortion", "push_to_hub",
     "Backbone", "Encoder", "Quantizer", "Decoder", "Generator", "Loss", "Discriminator", "FeatureExtractor",
-    "Option", "knobs", "part_options",
+    "Option", "knobs", "part_options", "WeightSource",
 ]
 
 _NAMES = {
@@ -76,6 +85,7 @@ _NAMES = {
     "tokenkit.pretrained": ["from_pretrained"],
     "tokenkit.registry": ["KINDS", "list_models", "list_parts", "register", "register_model", "unregister",
                           "unregister_model"],
+    "tokenkit.sources": ["WeightSource"],
     "tokenkit.specs": ["GeneratorSpec", "Part", "TokenizerSpec"],
     "tokenkit.weights": ["load_weights", "push_to_hub", "save_pretrained"],
 }

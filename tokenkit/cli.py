@@ -108,9 +108,23 @@ def _load(name: str, weights: str | None, device: str):
 
 def list_command(args: argparse.Namespace) -> None:
     """``tokenkit list``: reference models, or registered parts of one kind (with ``--options``: each
-    part's options)."""
+    part's options; with ``--pretrained``: the models with released weights and where they are)."""
     if args.options and not args.parts:
         raise tk.ConfigError("--options lists the options of parts: give --parts KIND")
+    if args.pretrained and args.parts:
+        raise tk.ConfigError("--pretrained lists models with released weights; parts have none (drop --parts)")
+    if args.pretrained:
+        from tokenkit.registry import get_model
+
+        names = tk.list_models(args.pattern, pretrained=True)
+        width = max(map(len, names), default=0)
+        for name in names:
+            source = get_model(name).weights
+            extras = [f"+ {source.config}"] if source.config else []
+            extras += [f"revision {source.revision}"] if source.revision else []
+            extras += [f"sha256 {source.sha256}"] if source.sha256 else []
+            print(f"{name:<{width}}  {source}" + (f"  ({', '.join(extras)})" if extras else ""))
+        return
     if not args.parts:
         print("\n".join(tk.list_models(args.pattern)))
         return
@@ -908,6 +922,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("--parts", metavar="KIND", choices=KINDS, help="list registered parts of this kind")
     p_list.add_argument("--options", action="store_true", help="with --parts: each part's options (type, default, "
                                                                 "help)")
+    p_list.add_argument("--pretrained", action="store_true", help="only models with released weights (what "
+                        "tk.build(NAME, pretrained=True) loads), each with its Hub repo/file")
     p_info = sub.add_parser("info", help="composition, parameters, tokens and bits per image of a model")
     p_info.add_argument("name", help="model name, e.g. titok-l32 (tokenkit list shows them)")
     p_info.add_argument("--knobs", action="store_true", help="list the model's knobs (type, its value, help): "

@@ -1,6 +1,7 @@
 """Models with weights: [`from_pretrained`][tokenkit.pretrained.from_pretrained] (composition and
-weights from a file, a folder or the Hub) and [`load_pretrained`][tokenkit.pretrained.load_pretrained]
-(a given composition), for tokenizers and generators alike.
+weights from a file, a folder, the Hub or a model's recorded release) and
+[`load_pretrained`][tokenkit.pretrained.load_pretrained] (a given composition), for tokenizers and
+generators alike.
 
 The composition of a source comes from its ``config.json`` (tokenkit's spec or an
 official TiTok config), else the spec in a tokenkit safetensors header, else from
@@ -18,17 +19,18 @@ import torch
 from torch import nn
 
 from tokenkit.compose import build_from_spec, spec
-from tokenkit.errors import WeightsError
+from tokenkit.errors import ConfigError, WeightsError
 from tokenkit.models.official_config import (
     generator_spec_from_official_config,
     official_tree,
     spec_from_official_config,
 )
 from tokenkit.registry import get_model, list_models
+from tokenkit.sources import WeightSource
 from tokenkit.specs import Spec
 from tokenkit.validation import check_device
 from tokenkit.weights import official
-from tokenkit.weights.hub import HubOptions, resolve_source
+from tokenkit.weights.hub import HubOptions, resolve_source, resolve_weight_source
 from tokenkit.weights.io import load_state_dict
 from tokenkit.weights.model_files import is_tokenkit_config, read_spec, stored_spec
 from tokenkit.weights.state import cast_state_dict, load_weights, resolve_torch_dtype
@@ -38,7 +40,7 @@ def _signature(name: str, knobs: tuple) -> tuple[Spec, frozenset]:
     return _cached_signature(name, knobs, get_model(name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_signature(name: str, knobs: tuple, entry: object) -> tuple[Spec, frozenset]:
     """Keyed by the registry entry too, so a re-registered name is not served stale."""
     composition = spec(name, **dict(knobs))
@@ -117,13 +119,43 @@ def _load_into(composition: Spec, state_dict: Mapping[str, torch.Tensor], device
     return model.eval()
 
 
-def load_pretrained(composition: Spec, source: str | os.PathLike, *, device: torch.device | str | None = None,
-                    revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32,
+def registered_weights(name: str) -> WeightSource:
+    """The [`WeightSource`][tokenkit.sources.WeightSource] of a named model: where
+    ``tk.build(name, pretrained=True)`` gets its released weights.
+
+    Raises:
+        RegistryError: Unknown name.
+        ConfigError: The model has no released weights (the message lists the names that have).
+
+    Examples:
+        >>> registered_weights("rar-b")
+        WeightSource(repo_id='yucornetto/RAR', filename='rar_b.bin', sha256=None, revision=None, config=None)
+        >>> registered_weights("titok-tiny")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ConfigError: model 'titok-tiny' has no released weights to load with pretrained=True; ...
+    """
+    entry = get_model(name)
+    if entry.weights is None:
+        raise ConfigError(f"model {name!r} has no released weights to load with pretrained=True; pass a file, "
+                          "folder or Hub id instead (pretrained='...'). Models with weights: "
+                          f"{', '.join(list_models(pretrained=True))}")
+    return entry.weights
+
+
+def load_pretrained(composition: Spec, source: str | os.PathLike | WeightSource, *,
+                    device: torch.device | str | None = None, revision: str | None = None,
+                    torch_dtype: torch.dtype | str | None = torch.float32,
                     cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
-                    local_files_only: bool = False) -> nn.Module:
-    """Build ``composition`` with the weights of ``source`` (official or tokenkit layout), in eval mode, in
-    ``torch_dtype`` (the options as in [`from_pretrained`][tokenkit.pretrained.from_pretrained])."""
-    resolved = resolve_source(source, revision, hub=HubOptions(None, cache_dir, token, local_files_only))
+                    local_files_only: bool = False, name: str | None = None) -> nn.Module:
+    """Build ``composition`` with the weights of ``source`` (official or tokenkit layout, or a
+    [`WeightSource`][tokenkit.sources.WeightSource]), in eval mode, in ``torch_dtype`` (the options as in
+    [`from_pretrained`][tokenkit.pretrained.from_pretrained]; ``name``: the model's name, for messages)."""
+    hub = HubOptions(revision, cache_dir, token, local_files_only)
+    if isinstance(source, WeightSource):
+        resolved = resolve_weight_source(source, hub, what=name)
+    else:
+        resolved = resolve_source(source, revision, hub=hub)
     return _load_into(composition, load_state_dict(resolved.weights), device, resolved.description, torch_dtype)
 
 
@@ -131,7 +163,9 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
                     revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32,
                     cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
                     local_files_only: bool = False) -> nn.Module:
-    """Load a tokenizer or generator, composition and weights, from a file, a folder or a Hub repo.
+    """Load a tokenizer or generator, composition and weights, from a file, a folder, a Hub repo or, by
+    name, the released weights of a reference model (``tk.from_pretrained("titok-l32")`` is
+    ``tk.build("titok-l32", pretrained=True)``; a file or folder of that name comes first).
 
     The composition comes from ``config.json`` (tokenkit's spec, or the official
     TiTok config: legacy or not, VQ or VAE, sizes and token count, or the
@@ -140,7 +174,8 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
     shapes against the reference models.
 
     Args:
-        source: File, folder, ``owner/name`` Hub repo or ``owner/name/file``.
+        source: File, folder, ``owner/name`` Hub repo, ``owner/name/file``, or the name of a model with
+            released weights ([`list_models(pretrained=True)`][tokenkit.registry.list_models]).
         device: Where to put the model (default CPU).
         revision: Hub revision (branch, tag or commit).
         torch_dtype: The dtype of the model's floating tensors: float32 by default, whatever the
@@ -164,6 +199,10 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
         ...     tk.from_pretrained(tmp).spec == tk.spec("titok-tiny")
         True
     """
+    if isinstance(source, str) and "/" not in source and not os.path.exists(source) and source in list_models():
+        return load_pretrained(spec(source), registered_weights(source), device=device, revision=revision,
+                               torch_dtype=torch_dtype, cache_dir=cache_dir, token=token,
+                               local_files_only=local_files_only, name=source)
     resolved = resolve_source(source, revision, hub=HubOptions(None, cache_dir, token, local_files_only))
     state_dict = load_state_dict(resolved.weights)
     layout = official.detect_layout(state_dict)

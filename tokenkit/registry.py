@@ -26,6 +26,7 @@ from typing import Any
 
 from tokenkit.errors import RegistryError
 from tokenkit.kinds import KIND_BASES
+from tokenkit.sources import WeightSource
 
 KINDS: tuple[str, ...] = tuple(KIND_BASES)
 """The part kinds tokenkit knows. Each has its own registry."""
@@ -35,12 +36,14 @@ _PARTS: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ModelEntry:
-    """A named reference composition: ``builder(**knobs)`` returns its spec."""
+    """A named reference composition: ``builder(**knobs)`` returns its spec; ``weights`` says where its
+    released weights are (``None``: no official weights)."""
 
     name: str
     builder: Callable[..., Any]
     knobs: Mapping[str, Any]
     description: str = ""
+    weights: WeightSource | None = None
 
 
 _MODELS: dict[str, ModelEntry] = {}
@@ -64,7 +67,7 @@ def load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()
-        except Exception as err:  # a broken plug-in must not break tokenkit
+        except Exception as err:  # noqa: BLE001 - a broken plug-in must not break tokenkit
             warnings.warn(f"could not load tokenkit plug-in {ep.name!r} ({ep.value}): {err}", stacklevel=2)
 
 
@@ -234,12 +237,21 @@ def list_parts(kind: str, pattern: str = "*") -> list[str]:
 
 
 def register_model(
-    name: str, builder: Callable[..., Any], description: str = "", **knobs: Any
+    name: str, builder: Callable[..., Any], description: str = "", *, weights: WeightSource | None = None,
+    **knobs: Any
 ) -> ModelEntry:
     """Register a named composition: ``builder(**knobs)`` must return a spec.
 
+    Args:
+        name: The model's name.
+        builder: Returns the spec from the knobs.
+        description: One line for listings.
+        weights: Where its released weights are published (a
+            [`WeightSource`][tokenkit.sources.WeightSource]): ``tk.build(name, pretrained=True)`` loads them.
+        **knobs: The model's knob values.
+
     Raises:
-        RegistryError: If the name is already taken.
+        RegistryError: If the name is already taken, or ``weights`` is not a ``WeightSource``.
 
     Examples:
         >>> import tokenkit as tk
@@ -254,7 +266,9 @@ def register_model(
     """
     if name in _MODELS:
         raise RegistryError(f"model {name!r} is already registered")
-    entry = ModelEntry(name=name, builder=builder, knobs=dict(knobs), description=description)
+    if weights is not None and not isinstance(weights, WeightSource):
+        raise RegistryError(f"weights of model {name!r} must be a tk.WeightSource, got {type(weights).__name__}")
+    entry = ModelEntry(name=name, builder=builder, knobs=dict(knobs), description=description, weights=weights)
     _MODELS[name] = entry
     return entry
 
@@ -286,17 +300,24 @@ def get_model(name: str) -> ModelEntry:
         raise RegistryError(f"no model named {name!r}. {_suggest(name, list(_MODELS))}") from None
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Names of registered reference compositions matching ``pattern``, naturally sorted.
+def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
+    """Names of registered reference compositions matching ``pattern``, naturally sorted; with
+    ``pretrained=True`` only those with released weights (a
+    [`WeightSource`][tokenkit.sources.WeightSource]: ``tk.build(name, pretrained=True)`` loads them).
 
     Examples:
         >>> import tokenkit as tk
         >>> tk.list_models("titok-s*")
         ['titok-s128', 'titok-sl256-vq8k']
+        >>> tk.list_models("*titok-s*", pretrained=True)
+        ['maskgit-titok-s128', 'titok-s128', 'titok-sl256-vq8k']
+        >>> "titok-tiny" in tk.list_models(pretrained=True)
+        False
     """
     load_builtin()
     load_entry_points()
-    names = [n for n in _MODELS if fnmatch.fnmatchcase(n, pattern)]
+    names = [n for n, entry in _MODELS.items()
+             if fnmatch.fnmatchcase(n, pattern) and (not pretrained or entry.weights is not None)]
     return sorted(names, key=natural_key)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from tokenkit.errors import ConfigError
 from tokenkit.generators.sampling import SamplingConfig
 from tokenkit.registry import register_model
+from tokenkit.sources import WeightSource
 from tokenkit.specs import GeneratorSpec, Part
 
 
@@ -102,5 +103,13 @@ REFERENCE_GENERATORS: dict[str, dict[str, Any]] = {
 """Knobs of the named generators: the official TiTok L-32/B-64/S-128 ones and a tiny one
 (pairs with ``titok-tiny``)."""
 
+OFFICIAL_WEIGHTS: dict[str, WeightSource] = {
+    f"maskgit-titok-{size}": WeightSource(f"yucornetto/generator_titok_{size}_imagenet", "model.safetensors",
+                                          config="config.json")
+    for size in ("l32", "b64", "s128")
+}
+"""The released generators: the Hub repos of ``README_TiTok.md`` (bytedance/1d-tokenizer), which
+``ImageBert.from_pretrained`` / ``UViTBert.from_pretrained`` load (sha256 not recorded)."""
+
 for _name, _knobs in REFERENCE_GENERATORS.items():
-    register_model(_name, maskgit, **_knobs)
+    register_model(_name, maskgit, weights=OFFICIAL_WEIGHTS.get(_name), **_knobs)

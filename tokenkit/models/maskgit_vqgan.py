@@ -16,6 +16,7 @@ to [0, 1]; so does [`Tokenizer.detokenize`][tokenkit.models.tokenizer.Tokenizer.
 from __future__ import annotations
 
 from tokenkit.registry import register_model
+from tokenkit.sources import WeightSource
 from tokenkit.specs import Part, TokenizerSpec
 
 
@@ -38,5 +39,8 @@ def maskgit_vqgan(*, image_size: int = 256) -> TokenizerSpec:
                          decoder=Part("vqgan"))
 
 
-register_model("maskgit-vqgan", maskgit_vqgan,
+OFFICIAL_WEIGHTS = WeightSource("fun-research/TiTok", "maskgit-vqgan-imagenet-f16-256.bin")
+"""The converted MaskGIT-VQGAN weights released with TiTok (``README_TiTok.md``; sha256 not recorded)."""
+
+register_model("maskgit-vqgan", maskgit_vqgan, weights=OFFICIAL_WEIGHTS,
                description="MaskGIT-VQGAN f16 ImageNet tokenizer (TiTok's stage-1 teacher), 16x16 ids over K=1024")

@@ -18,6 +18,7 @@ from typing import Any
 from tokenkit.errors import ConfigError
 from tokenkit.generators.ar_sampling import ARSamplingConfig
 from tokenkit.registry import register_model
+from tokenkit.sources import WeightSource
 from tokenkit.specs import GeneratorSpec, Part
 
 
@@ -100,5 +101,11 @@ REFERENCE_RAR: dict[str, dict[str, Any]] = {
 """Knobs of the named RAR generators: the official RAR-B / L / XL / XXL with their ImageNet sampling
 settings (``README_RAR.md``), and a tiny one for tests (pairs with ``titok-tiny``)."""
 
+OFFICIAL_WEIGHTS: dict[str, WeightSource] = {
+    f"rar-{size}": WeightSource("yucornetto/RAR", f"rar_{size}.bin") for size in ("b", "l", "xl", "xxl")
+}
+"""The released RAR generators: ``yucornetto/RAR`` of ``README_RAR.md`` (bytedance/1d-tokenizer; sha256 not
+recorded)."""
+
 for _name, _knobs in REFERENCE_RAR.items():
-    register_model(_name, rar, **_knobs)
+    register_model(_name, rar, weights=OFFICIAL_WEIGHTS.get(_name), **_knobs)

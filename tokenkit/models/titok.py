@@ -15,6 +15,7 @@ from typing import Any
 
 from tokenkit.errors import ConfigError
 from tokenkit.registry import register_model
+from tokenkit.sources import WeightSource
 from tokenkit.specs import Part, TokenizerSpec
 from tokenkit.validation import check_positive_ints
 
@@ -161,5 +162,22 @@ DESCRIPTIONS = {"titok": "single-stage TiTok (ViT-B/16 encoder and decoder, 32 t
                         "builder's defaults: the starting point for custom compositions (see tk.knobs('titok'))"}
 """Descriptions of the models that are not a released checkpoint."""
 
+
+def _hub_repo(repo_id: str) -> WeightSource:
+    """An official ``PyTorchModelHubMixin`` repo: ``config.json`` + ``model.safetensors`` (sha256 not recorded)."""
+    return WeightSource(repo_id, "model.safetensors", config="config.json")
+
+
+OFFICIAL_WEIGHTS: dict[str, WeightSource] = {
+    name: _hub_repo(f"yucornetto/tokenizer_{repo}_imagenet") for name, repo in {
+        "titok-l32": "titok_l32", "titok-b64": "titok_b64", "titok-s128": "titok_s128",
+        "titok-bl64-vq8k": "titok_bl64_vq8k", "titok-bl128-vq8k": "titok_bl128_vq8k",
+        "titok-sl256-vq8k": "titok_sl256_vq8k", "titok-ll32-vae": "titok_ll32_vae_c16",
+        "titok-bl64-vae": "titok_bl64_vae_c16", "titok-bl128-vae": "titok_bl128_vae_c16",
+    }.items()
+}
+"""The released TiTok tokenizers: the Hub repos of ``README_TiTok.md`` (bytedance/1d-tokenizer), which
+``TiTok.from_pretrained`` loads; ``tk.build(name, pretrained=True)`` fetches them."""
+
 for _name, _knobs in REFERENCE_MODELS.items():
-    register_model(_name, titok, DESCRIPTIONS.get(_name, ""), **_knobs)
+    register_model(_name, titok, DESCRIPTIONS.get(_name, ""), weights=OFFICIAL_WEIGHTS.get(_name), **_knobs)
