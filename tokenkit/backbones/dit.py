@@ -133,10 +133,17 @@ class DiTBlock(nn.Module):
         self.modulation = nn.Linear(config.width, 6 * config.width)
         self.drop = nn.Dropout(config.dropout)
 
+    def modulate(self, condition: torch.Tensor) -> torch.Tensor:
+        """The block's six modulation vectors of ``condition`` ``(B, n, W)``, packed: ``(B, n, 6 W)``."""
+        return self.modulation(F.silu(condition))
+
     def forward(self, x: torch.Tensor, condition: torch.Tensor, cache: KVCache | None = None,
-                layer: int = 0) -> torch.Tensor:
-        """Args: x: ``(B, n, W)``; condition: ``(B, n, W)`` or ``(B, 1, W)``. Returns: ``(B, n, W)``."""
-        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(F.silu(condition)).chunk(6, dim=-1)
+                layer: int = 0, modulation: torch.Tensor | None = None) -> torch.Tensor:
+        """Args: x: ``(B, n, W)``; condition: ``(B, n, W)`` or ``(B, 1, W)``; modulation: ``modulate(condition)``
+        when already computed (``condition`` is then not read). Returns: ``(B, n, W)``."""
+        if modulation is None:
+            modulation = self.modulate(condition)
+        shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = modulation.chunk(6, dim=-1)
         x = x + gate_a * self.drop(self.attn(modulate(self.norm1(x), shift_a, scale_a), cache, layer))
         hidden = self.drop(self.mlp.act(self.mlp.fc1(modulate(self.norm2(x), shift_m, scale_m))))
         return x + gate_m * self.drop(self.mlp.fc2(hidden))
@@ -195,22 +202,32 @@ class DiTBackbone(Backbone):
                        head_dim=self.width // self.config.heads, max_length=max_length,
                        dtype=dtype or weight.dtype, device=device or weight.device)
 
+    def modulations(self, condition: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's modulation of ``condition`` ``(B, n, W)``: ``depth`` tensors ``(B, n, 6 W)``.
+
+        They depend on the condition only, so a sampler whose conditions are known in advance (RAR: class
+        plus position) computes them once for all positions and passes slices to ``forward``.
+        """
+        return [block.modulate(condition) for block in self.blocks]
+
     def forward(self, tokens: torch.Tensor, condition: torch.Tensor | None = None, *,
-                cache: KVCache | None = None) -> torch.Tensor:
+                cache: KVCache | None = None, modulations: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Run the stack.
 
         Args:
             tokens: ``(B, n, W)``: the whole sequence, or with ``cache`` the ``n`` positions after the cached ones.
             condition: ``(B, n, W)`` (one vector per position) or ``(B, 1, W)``; ``None``: zeros.
             cache: Keys and values of earlier positions (read, then extended by these ``n``).
+            modulations: [`modulations`][tokenkit.backbones.dit.DiTBackbone.modulations] of the condition of
+                these ``n`` positions, when already computed (``condition`` is then not read).
 
         Returns:
             ``(B, n, W)``.
         """
-        if condition is None:
+        if condition is None and modulations is None:
             condition = tokens.new_zeros(tokens.shape[0], 1, tokens.shape[2])
         for layer, block in enumerate(self.blocks):
-            tokens = block(tokens, condition, cache, layer)
+            tokens = block(tokens, condition, cache, layer, None if modulations is None else modulations[layer])
         if cache is not None:
             cache.advance(tokens.shape[1])
         return tokens

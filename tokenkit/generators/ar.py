@@ -172,8 +172,11 @@ class ARGenerator(SaveMixin, Generator):
         steps = self.step_embedding[start:end]
         return x, class_embedding + steps
 
-    def _head(self, hidden: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.head_modulation(F.silu(condition)).chunk(2, dim=-1)
+    def _head(self, hidden: torch.Tensor, condition: torch.Tensor | None,
+              modulation: torch.Tensor | None = None) -> torch.Tensor:
+        if modulation is None:
+            modulation = self.head_modulation(F.silu(condition))
+        scale, shift = modulation.chunk(2, dim=-1)
         return self.lm_head(self.head_norm(hidden) * (1 + scale) + shift)
 
     # ---- training --------------------------------------------------------------------------------------------
@@ -259,12 +262,22 @@ class ARGenerator(SaveMixin, Generator):
         """Logits ``(B, K)`` of the token after ``ids`` ``(B, m)`` (raster order) for class ids ``condition``.
 
         With ``cache`` only the positions not cached yet run (the whole prefix the first time, then
-        one token); without, the whole prefix runs.
+        one token), and the adaLN modulations of all ``N + 1`` positions, which depend on the class and
+        the position only, are computed at the first call and kept in ``cache.memo``; without, the whole
+        prefix runs.
         """
         start = 0 if cache is None else cache.length
         x, cond = self._inputs(condition, ids, None, start)
-        hidden = self.backbone(x, cond, cache=cache)
-        return self._head(hidden[:, -1], cond[:, -1])
+        if cache is None:
+            hidden = self.backbone(x, cond)
+            return self._head(hidden[:, -1], cond[:, -1])
+        if "modulations" not in cache.memo:  # they depend on class and position only: once for all N + 1 positions
+            every = self.token_embedding(condition)[:, None] + self.step_embedding[: self.num_tokens + 1]
+            cache.memo["modulations"] = self.backbone.modulations(every)
+            cache.memo["head"] = self.head_modulation(F.silu(every))
+        end = start + x.shape[1]
+        hidden = self.backbone(x, cache=cache, modulations=[m[:, start:end] for m in cache.memo["modulations"]])
+        return self._head(hidden[:, -1], None, cache.memo["head"][:, end - 1])
 
     def generate(self, labels: torch.Tensor | list[int], *, generator: torch.Generator | None = None,
                  noise: Callable[[tuple[int, ...]], torch.Tensor] | None = None,

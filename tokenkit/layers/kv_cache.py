@@ -40,6 +40,9 @@ class KVCache:
         self.values = torch.empty(shape, dtype=dtype, device=device)
         self.length = 0
         """Positions cached (and complete in every layer)."""
+        self.memo: dict[str, object] = {}
+        """What a sampler computes once per sequence and reads at every step (e.g. the adaLN modulations of
+        every position, which do not depend on the tokens)."""
 
     @property
     def max_length(self) -> int:
