@@ -33,8 +33,9 @@ OFFICIAL = {
        for s in ("l32", "b64", "s128")},
     "maskgit-vqgan": ("fun-research/TiTok", "maskgit-vqgan-imagenet-f16-256.bin", None),
     **{f"rar-{s}": ("yucornetto/RAR", f"rar_{s}.bin", None) for s in ("b", "l", "xl", "xxl")},
+    **{f"onedpiece-{s.lower()}256": (f"turing-motors/One-D-Piece-{s}-256", "pytorch_model.bin", None) for s in "LBS"},
 }
-"""Every official release (bytedance/1d-tokenizer READMEs): name -> (repo, weights, config)."""
+"""Every official release (bytedance/1d-tokenizer READMEs, One-D-Piece's README): name -> (repo, weights, config)."""
 
 
 def snapshot(cache: Path, repo_id: str, revision: str = "main") -> Path:

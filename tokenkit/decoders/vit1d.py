@@ -138,7 +138,8 @@ class ViT1DDecoder(Decoder):
             self.backbone.fused_inference = bool(value)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """Args: codes: ``(B, N, D')``.
+        """Args: codes: ``(B, N, D')``, or the first ``k < N`` tokens ``(B, k, D')`` (the decoder then reads the
+        shorter sequence, as a ``tail-drop`` bottleneck with ``fill="truncate"`` feeds it).
 
         Returns:
             ``(B, C, H, W)`` images (``pixel`` head) or ``(B, G*G, K)`` logits (``proxy`` head).
@@ -146,7 +147,7 @@ class ViT1DDecoder(Decoder):
         batch = codes.shape[0]
         grid = self.config.grid_size
         x = self.decoder_embed(codes)
-        x = x + self.latent_token_positional_embedding.to(x.dtype)
+        x = x + self.latent_token_positional_embedding[: x.shape[1]].to(x.dtype)
         queries = torch.cat(
             [self.class_embedding.to(x.dtype).expand(batch, 1, -1),
              self.mask_token.to(x.dtype).expand(batch, grid * grid, -1)], dim=1)

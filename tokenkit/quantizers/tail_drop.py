@@ -5,7 +5,9 @@ As in FlexTok (https://arxiv.org/abs/2502.13967) and One-D-Piece
 codes is replaced by a learned mask code, so the decoder learns to
 reconstruct from any prefix and the first tokens carry the coarse content. At
 inference ``tok.detokenize(ids[:, :k])`` decodes any ``k <= N`` tokens: the
-missing tail is filled with the mask code.
+missing tail is filled with the mask code. With ``fill="truncate"`` (One-D-Piece's
+"Tail Token Drop", ``modeling/one_d_piece.py``) there is no mask code: the
+decoder reads the shorter sequence, in training and at inference.
 
 It wraps another quantizer (a sub-part), so it composes with every bottleneck
 and every 1D encoder/decoder pair::
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -36,13 +38,23 @@ class TailDropConfig:
     min_tokens: int = 1
     """Fewest tokens kept in training."""
     drop_prob: float = 1.0
-    """Fraction of training samples whose tail is dropped (the others keep all tokens)."""
+    """Fraction of training samples (``fill="truncate"``: of batches) whose tail is dropped; the others keep all
+    tokens."""
+    fill: Literal["mask", "truncate"] = "mask"
+    """What stands for the dropped tail. ``"mask"``: a learned ``mask_code`` (the decoder always reads ``N``
+    tokens; each sample draws its own kept count). ``"truncate"``: nothing, as One-D-Piece
+    (https://arxiv.org/abs/2501.10064, ``OneDPiece.apply_tail_token_drop``): the decoder reads the first ``k``
+    tokens only, so it must accept ``k < N`` tokens (``vit1d`` does); in training one ``k`` is drawn per batch
+    and the codes are ``(B, k, D')``. The wrapper then has no parameter of its own and its state dict is the
+    wrapped quantizer's, key for key (a checkpoint of the plain quantizer's layout loads into it)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.min_tokens, int) or self.min_tokens < 1:
             raise ValueError(f"min_tokens must be a positive int, got {self.min_tokens!r}")
         if not 0.0 <= self.drop_prob <= 1.0:
             raise ValueError(f"drop_prob must be in [0, 1], got {self.drop_prob}")
+        if self.fill not in ("mask", "truncate"):
+            raise ValueError(f"fill must be 'mask' or 'truncate', got {self.fill!r}")
         if isinstance(self.quantizer, Part) and self.quantizer.name == "tail-drop":
             raise ValueError("tail-drop cannot wrap another tail-drop")
 
@@ -73,7 +85,8 @@ class TailDropConfig:
 @register("quantizer", "tail-drop")
 class TailDrop(Quantizer):
     """Tail drop around a quantizer: latents ``(B, N, D)`` -> codes ``(B, N, D')`` whose tail
-    (training only) is the learned mask code.
+    (training only) is the learned mask code, or (``fill="truncate"``, training only) codes
+    ``(B, k, D')`` of the first ``k`` tokens.
 
     Args:
         config: [`TailDropConfig`][tokenkit.quantizers.tail_drop.TailDropConfig].
@@ -85,11 +98,14 @@ class TailDrop(Quantizer):
         >>> ids = tok.tokenize(torch.rand(2, 3, 32, 32))
         >>> tok.detokenize(ids[:, :3]).shape  # the first 3 of 8 tokens
         torch.Size([2, 3, 32, 32])
+        >>> cut = tk.build(tk.spec("titok-tiny").replace(quantizer=tk.Part("tail-drop", fill="truncate")))
+        >>> sorted(k for k in cut.state_dict() if k.startswith("quantizer."))  # the plain vq's keys
+        ['quantizer.embedding.weight']
     """
 
     Config = TailDropConfig
     supports_prefix = True
-    """Decoding a prefix of the tokens is meaningful (the tail is filled with ``mask_code``)."""
+    """Decoding a prefix of the tokens is meaningful (the tail is filled with ``mask_code``, or left out)."""
 
     def __init__(self, config: TailDropConfig, quantizer: nn.Module) -> None:
         super().__init__()
@@ -98,7 +114,12 @@ class TailDrop(Quantizer):
         out_dim = config.out_dim
         if out_dim is None:
             raise ValueError(f"tail-drop needs a quantizer with an out_dim; {config.quantizer.name!r} has none")
-        self.mask_code = nn.Parameter(torch.randn(out_dim) * 0.02)
+        if config.fill == "mask":
+            self.mask_code = nn.Parameter(torch.randn(out_dim) * 0.02)
+        else:
+            self.mask_code = None
+            register = getattr(self, "register_state_dict_post_hook", None) or self._register_state_dict_hook
+            register(_unwrap_keys)  # torch < 2.5 has only the private name
 
     @property
     def codebook_size(self) -> int | None:
@@ -123,6 +144,10 @@ class TailDrop(Quantizer):
         if not self.training:
             return out
         batch, num_tokens = out.codes.shape[:2]
+        if self.mask_code is None:  # truncate: one kept count for the batch, the decoder reads k tokens
+            keep = int(self.keep_counts(1, num_tokens, out.codes.device)[0])
+            stats = {**out.stats, "kept_tokens": out.codes.new_tensor(float(keep))}
+            return QuantizerOutput(out.codes[:, :keep], out.indices, out.loss, stats)
         keep = self.keep_counts(batch, num_tokens, out.codes.device)
         kept = torch.arange(num_tokens, device=out.codes.device)[None, :] < keep[:, None]
         codes = torch.where(kept[..., None], out.codes, self.mask_code.to(out.codes.dtype))
@@ -134,9 +159,24 @@ class TailDrop(Quantizer):
         return self.quantizer.lookup(indices)
 
     def pad_codes(self, codes: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        """Complete a prefix ``(B, k, D')`` to ``(B, num_tokens, D')`` with the mask code."""
+        """Complete a prefix ``(B, k, D')`` to ``(B, num_tokens, D')`` with the mask code
+        (``fill="truncate"``: the prefix unchanged)."""
         missing = num_tokens - codes.shape[1]
-        if missing <= 0:
+        if missing <= 0 or self.mask_code is None:
             return codes
         tail = self.mask_code.to(codes.dtype).expand(codes.shape[0], missing, -1)
         return torch.cat([codes, tail], dim=1)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        # fill="truncate": the state dict holds the wrapped quantizer's keys without its "quantizer." level
+        if self.mask_code is None:  # every key under the prefix is the wrapped quantizer's
+            for key in [k for k in state_dict if k.startswith(prefix)]:
+                state_dict[prefix + "quantizer." + key[len(prefix):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _unwrap_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    """State-dict hook of a parameter-free (``fill="truncate"``) tail drop: ``PREFIX.quantizer.KEY`` -> ``PREFIX.KEY``."""
+    inner = prefix + "quantizer."
+    for key in [k for k in state_dict if k.startswith(inner)]:
+        state_dict[prefix + key[len(inner):]] = state_dict.pop(key)
