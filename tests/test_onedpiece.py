@@ -174,3 +174,18 @@ def test_training_truncates_one_prefix_per_batch():
 def test_fill_is_checked():
     with pytest.raises(tk.ConfigError, match="fill must be 'mask' or 'truncate'"):
         tk.spec("onedpiece-s256", quantizer=tk.Part("tail-drop", fill="zeros")).resolve()
+
+
+def test_a_one_d_piece_config_reads_as_its_composition():
+    """One-D-Piece's own config.json (``model.type: one_d_piece``) names the tail-drop composition, not the
+    plain TiTok of the same size (whose prefixes would not decode)."""
+    from tokenkit.models.official_config import spec_from_official_config
+
+    tree = {"model": {"type": "one_d_piece", "vq_model": {
+        "codebook_size": 4096, "token_size": 12, "use_l2_norm": True, "commitment_cost": 0.25,
+        "vit_enc_model_size": "small", "vit_dec_model_size": "small", "vit_enc_patch_size": 16,
+        "vit_dec_patch_size": 16, "num_latent_tokens": 256, "finetune_decoder": True}},
+        "dataset": {"preprocessing": {"crop_size": 256}}}
+    assert spec_from_official_config(tree).to_json() == tk.spec("onedpiece-s256").to_json()
+    del tree["model"]["type"]
+    assert spec_from_official_config(tree).quantizer.name == "vq"

@@ -9,7 +9,7 @@ from typing import Any
 from tokenkit.errors import WeightsError
 from tokenkit.models.generators import maskgit
 from tokenkit.models.titok import titok
-from tokenkit.specs import GeneratorSpec, TokenizerSpec
+from tokenkit.specs import GeneratorSpec, Part, TokenizerSpec
 
 
 def official_tree(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -25,7 +25,9 @@ def titok_knobs_from_official(tree: Mapping[str, Any]) -> dict[str, Any]:
 
     Applies the official defaults where keys are absent (``quantize_mode`` "vq",
     ``is_legacy`` True, ``finetune_decoder`` True; official ``modeling/titok.py`` L85-92 and
-    ``modeling/modules/blocks.py`` L225).
+    ``modeling/modules/blocks.py`` L225). A One-D-Piece config (``model.type: one_d_piece``,
+    turingmotors/One-D-Piece ``configs/one-d-piece_*256.yaml``) gets its tail token drop
+    (a ``tail-drop`` bottleneck with ``fill="truncate"``).
 
     Raises:
         WeightsError: A combination the official code rejects or tokenkit cannot express.
@@ -62,6 +64,10 @@ def titok_knobs_from_official(tree: Mapping[str, Any]) -> dict[str, Any]:
             knobs.update(quantizer="gaussian")
     except KeyError as err:
         raise WeightsError(f"official config: model.vq_model has no {err.args[0]!r}") from None
+    if tree["model"].get("type") == "one_d_piece" and mode == "vq":  # One-D-Piece's config: tail token drop
+        inner = Part("vq", codebook_size=knobs.pop("codebook_size"), dim=knobs.pop("token_dim"),
+                     l2_norm=knobs.pop("l2_norm"), commitment_cost=knobs.pop("commitment_cost"))
+        knobs["quantizer"] = Part("tail-drop", fill="truncate", min_tokens=1, drop_prob=1.0, quantizer=inner)
     return knobs
 
 
