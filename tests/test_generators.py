@@ -150,7 +150,7 @@ def test_generator_validates_its_inputs(gen):
         gen(ids, torch.tensor([0, 10]))
     with pytest.raises(ContractError, match="labels must be integer class ids"):
         gen(ids, torch.tensor([0.0, 1.0]))
-    with pytest.raises(ContractError, match="sampling options are"):
+    with pytest.raises(ContractError, match="sampling options of MaskGIT are"):
         gen.generate([1], temprature=1.0)
     with pytest.raises(ValueError, match="guidance_decay must be one of"):
         gen.generate([1], guidance_decay="cosine")

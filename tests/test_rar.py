@@ -176,7 +176,7 @@ def test_bad_input_is_named():
         tk.build(tk.GeneratorSpec(generator=tk.Part("ar", backbone=tk.Part("dit", width=16, depth=1, heads=2,
                                                                               mlp_dim=32))))
     gen = tk.build("rar-tiny")
-    with pytest.raises(ContractError, match="sampling options of the ar generator are"):
+    with pytest.raises(ContractError, match="sampling options of ARGenerator are"):
         gen.generate([1], steps=4)
     with pytest.raises(ContractError, match=r"labels must lie in \[0, 10\)"):
         gen.generate([10])

@@ -286,3 +286,38 @@ class LossOutput(NamedTuple):
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
+
+
+def check_generator_inputs(indices: torch.Tensor, labels: torch.Tensor, *, num_tokens: int, mask_id: int,
+                           num_classes: int) -> None:
+    """The inputs of a generator's forward pass: ``indices`` ``(B, N)`` integer ids in ``[0, mask_id]`` and
+    ``labels`` ``(B,)`` integer class ids in ``[0, num_classes)``.
+
+    Raises:
+        ContractError: Wrong shape, dtype or range; the message names what came.
+
+    Examples:
+        >>> check_generator_inputs(torch.zeros(2, 4, dtype=torch.long), torch.tensor([0, 9]), num_tokens=4,
+        ...                        mask_id=16, num_classes=10)
+        >>> check_generator_inputs(torch.zeros(2, 3, dtype=torch.long), torch.tensor([0, 1]), num_tokens=4,
+        ...                        mask_id=16, num_classes=10)
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ContractError: indices must be integer ids of shape (B, 4), got torch.int64 (2, 3)
+    """
+    check_tensor(indices, "indices")
+    check_tensor(labels, "labels")
+    if indices.ndim != 2 or indices.shape[1] != num_tokens or indices.is_floating_point():
+        raise ContractError(f"indices must be integer ids of shape (B, {num_tokens}), "
+                            f"got {indices.dtype} {tuple(indices.shape)}")
+    if labels.shape != indices.shape[:1] or labels.is_floating_point():
+        raise ContractError(f"labels must be integer class ids of shape ({indices.shape[0]},), "
+                            f"got {labels.dtype} {tuple(labels.shape)}")
+    if indices.numel() and not indices.is_meta:
+        lo, hi = torch.aminmax(indices)
+        if lo < 0 or hi > mask_id:
+            raise ContractError(f"indices must lie in [0, {mask_id}] (ids or the mask id {mask_id}), "
+                                f"got range [{int(lo)}, {int(hi)}]")
+        lo, hi = torch.aminmax(labels)
+        if lo < 0 or hi >= num_classes:
+            raise ContractError(f"labels must lie in [0, {num_classes}), got range [{int(lo)}, {int(hi)}]")

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tokenkit.contracts import check_labels, check_tensor
+from tokenkit.contracts import check_generator_inputs
 from tokenkit.errors import ContractError
 from tokenkit.generators.ar_sampling import ARSamplingConfig, ar_sampling_config, generate_autoregressive
+from tokenkit.generators.common import class_token_ids, run_sampler
 from tokenkit.kinds import Generator
 from tokenkit.layers.kv_cache import KVCache
 from tokenkit.registry import register
@@ -144,7 +145,7 @@ class ARGenerator(SaveMixin, Generator):
     # ---- inputs ----------------------------------------------------------------------------------------------
     def condition_ids(self, labels: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
         """Token ids of the class labels ``(B,)``: ``K + 1 + label``, or the dropped class where ``drop``."""
-        return torch.where(drop, self.drop_label_id, labels + self.codebook_size + 1)
+        return class_token_ids(labels, drop, codebook_size=self.codebook_size, num_classes=self.num_classes)
 
     def _inputs(self, condition: torch.Tensor, ids: torch.Tensor, orders: torch.Tensor | None,
                 start: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,21 +182,8 @@ class ARGenerator(SaveMixin, Generator):
 
     # ---- training --------------------------------------------------------------------------------------------
     def _check(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
-        check_tensor(indices, "indices")
-        check_tensor(labels, "labels")
-        if indices.ndim != 2 or indices.shape[1] != self.num_tokens or indices.is_floating_point():
-            raise ContractError(f"indices must be integer ids of shape (B, {self.num_tokens}), "
-                                f"got {indices.dtype} {tuple(indices.shape)}")
-        if labels.shape != indices.shape[:1] or labels.is_floating_point():
-            raise ContractError(f"labels must be integer class ids of shape ({indices.shape[0]},), "
-                                f"got {labels.dtype} {tuple(labels.shape)}")
-        if indices.numel() and not indices.is_meta:
-            lo, hi = torch.aminmax(indices)
-            if lo < 0 or hi > self.mask_id:
-                raise ContractError(f"indices must lie in [0, {self.mask_id}], got range [{int(lo)}, {int(hi)}]")
-            lo, hi = torch.aminmax(labels)
-            if lo < 0 or hi >= self.num_classes:
-                raise ContractError(f"labels must lie in [0, {self.num_classes}), got range [{int(lo)}, {int(hi)}]")
+        check_generator_inputs(indices, labels, num_tokens=self.num_tokens, mask_id=self.mask_id,
+                               num_classes=self.num_classes)
 
     def sample_orders(self, batch: int, *, generator: torch.Generator | None = None,
                       device: torch.device | str | None = None) -> torch.Tensor | None:
@@ -237,17 +225,16 @@ class ARGenerator(SaveMixin, Generator):
         """
         self._check(indices, labels)
         batch = indices.shape[0]
-        if drop_labels is None:
-            drop_labels = torch.zeros_like(labels, dtype=torch.bool)
-            if self.training and self.config.label_dropout > 0:
-                drop_labels = torch.rand(labels.shape, generator=generator, device=labels.device) < self.config.label_dropout
         if orders is None and self.training:
             orders = self.sample_orders(batch, generator=generator, device=indices.device)
         if orders is not None and (orders.shape != indices.shape or orders.is_floating_point()):
             raise ContractError(f"orders must be integer permutations of shape {tuple(indices.shape)}, "
                                 f"got {orders.dtype} {tuple(orders.shape)}")
         ordered = indices if orders is None else indices.gather(1, orders)
-        x, condition = self._inputs(self.condition_ids(labels, drop_labels), ordered[:, :-1], orders, 0)
+        condition_ids = class_token_ids(labels, drop_labels, codebook_size=self.codebook_size,
+                                        num_classes=self.num_classes, label_dropout=self.config.label_dropout,
+                                        training=self.training, generator=generator)
+        x, condition = self._inputs(condition_ids, ordered[:, :-1], orders, 0)
         logits = self._head(self.backbone(x, condition)[:, 1:], condition[:, 1:])
         if orders is None:
             return logits
@@ -296,18 +283,5 @@ class ARGenerator(SaveMixin, Generator):
         Returns:
             ``(B, N)`` int64 ids in ``[0, K)``.
         """
-        device = self.lm_head.weight.device
-        labels = check_labels(labels, device)
-        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ContractError(f"labels must lie in [0, {self.num_classes}), got {labels.tolist()}")
-        try:
-            config = dataclasses.replace(self.config.sampling, **sampling)
-        except TypeError as err:
-            fields = ", ".join(f.name for f in dataclasses.fields(ARSamplingConfig))
-            raise ContractError(f"{err}; sampling options of the ar generator are {fields}") from None
-        was_training = self.training
-        self.eval()
-        try:
-            return generate_autoregressive(self, labels, config, generator=generator, noise=noise, callback=callback)
-        finally:
-            self.train(was_training)
+        return run_sampler(self, generate_autoregressive, labels, sampling, generator=generator, noise=noise,
+                           callback=callback)

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tokenkit.contracts import check_labels, check_tensor
-from tokenkit.errors import ContractError
+from tokenkit.contracts import check_generator_inputs
+from tokenkit.generators.common import class_token_ids, run_sampler
 from tokenkit.generators.sampling import SamplingConfig, generate, sampling_config
 from tokenkit.kinds import Generator
 from tokenkit.registry import register
@@ -110,22 +110,8 @@ class MaskGIT(SaveMixin, Generator):
         nn.init.zeros_(self.lm_head.bias)
 
     def _check(self, indices: torch.Tensor, labels: torch.Tensor) -> None:
-        check_tensor(indices, "indices")
-        check_tensor(labels, "labels")
-        if indices.ndim != 2 or indices.shape[1] != self.num_tokens or indices.is_floating_point():
-            raise ContractError(f"indices must be integer ids of shape (B, {self.num_tokens}), "
-                                f"got {indices.dtype} {tuple(indices.shape)}")
-        if labels.shape != indices.shape[:1] or labels.is_floating_point():
-            raise ContractError(f"labels must be integer class ids of shape ({indices.shape[0]},), "
-                                f"got {labels.dtype} {tuple(labels.shape)}")
-        if indices.numel() and not indices.is_meta:
-            lo, hi = torch.aminmax(indices)
-            if lo < 0 or hi > self.mask_id:
-                raise ContractError(f"indices must lie in [0, {self.mask_id}] (ids or the mask id {self.mask_id}), "
-                                    f"got range [{int(lo)}, {int(hi)}]")
-            lo, hi = torch.aminmax(labels)
-            if lo < 0 or hi >= self.num_classes:
-                raise ContractError(f"labels must lie in [0, {self.num_classes}), got range [{int(lo)}, {int(hi)}]")
+        check_generator_inputs(indices, labels, num_tokens=self.num_tokens, mask_id=self.mask_id,
+                               num_classes=self.num_classes)
 
     def forward(self, indices: torch.Tensor, labels: torch.Tensor, drop_labels: torch.Tensor | None = None,
                 *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -146,12 +132,8 @@ class MaskGIT(SaveMixin, Generator):
             ContractError: Bad shapes, dtypes or ids out of range.
         """
         self._check(indices, labels)
-        if drop_labels is None:
-            drop_labels = torch.zeros_like(labels, dtype=torch.bool)
-            if self.training and self.config.label_dropout > 0:
-                draw = torch.rand(labels.shape, generator=generator, device=labels.device)
-                drop_labels = draw < self.config.label_dropout
-        condition = torch.where(drop_labels, self.drop_label_id, labels + self.codebook_size + 1)
+        condition = class_token_ids(labels, drop_labels, codebook_size=self.codebook_size, num_classes=self.num_classes,
+                                    label_dropout=self.config.label_dropout, training=self.training, generator=generator)
         tokens = torch.cat([condition[:, None], indices], dim=1)
         x = self.token_embedding(tokens) + self.position_embedding.to(self.token_embedding.weight.dtype)
         x = self.norm(self.backbone(x))
@@ -174,16 +156,4 @@ class MaskGIT(SaveMixin, Generator):
         Returns:
             ``(B, N)`` int64 ids in ``[0, K)``.
         """
-        device = self.lm_head.weight.device
-        labels = check_labels(labels, device)
-        try:
-            config = dataclasses.replace(self.config.sampling, **sampling)
-        except TypeError as err:
-            fields = ", ".join(f.name for f in dataclasses.fields(SamplingConfig))
-            raise ContractError(f"{err}; sampling options are {fields}") from None
-        was_training = self.training
-        self.eval()
-        try:
-            return generate(self, labels, config, generator=generator, noise=noise, callback=callback)
-        finally:
-            self.train(was_training)
+        return run_sampler(self, generate, labels, sampling, generator=generator, noise=noise, callback=callback)

@@ -390,10 +390,7 @@ class MaskedTokens(Objective):
         self.config = config or MaskedTokensConfig()
 
     def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
-        if "tokens" not in batch or "label" not in batch:
-            raise ContractError(f"generator training needs batches with 'tokens' and 'label' (a 'tokens' dataset), "
-                                f"got keys {sorted(batch)}")
-        tokens, labels = batch["tokens"], batch["label"]
+        tokens, labels = _token_batch(batch)
         raw = model.module if hasattr(model, "module") else model
         masked, mask = mask_tokens(tokens, raw.mask_id, schedule=self.config.schedule)
         logits = model(masked, labels)
@@ -493,10 +490,7 @@ class NextTokens(Objective):
     def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
         import torch.nn.functional as F
 
-        if "tokens" not in batch or "label" not in batch:
-            raise ContractError(f"generator training needs batches with 'tokens' and 'label' (a 'tokens' dataset), "
-                                f"got keys {sorted(batch)}")
-        tokens, labels = batch["tokens"], batch["label"]
+        tokens, labels = _token_batch(batch)
         raw = model.module if hasattr(model, "module") else model
         raw.random_ratio = self.config.random_ratio(step)
         logits = model(tokens, labels)
@@ -515,3 +509,11 @@ class NextTokens(Objective):
         logits = model(tokens, labels)
         ce = F.cross_entropy(logits.transpose(1, 2).float(), tokens, reduction="none").mean(1)
         return {"next_token_ce": ce, "next_token_accuracy": (logits.argmax(-1) == tokens).float().mean(1)}, None
+
+
+def _token_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tokens, labels)`` of a generator's training batch (a ``tokens`` dataset's)."""
+    if "tokens" not in batch or "label" not in batch:
+        raise ContractError(f"generator training needs batches with 'tokens' and 'label' (a 'tokens' dataset), "
+                            f"got keys {sorted(batch)}")
+    return batch["tokens"], batch["label"]
