@@ -52,7 +52,9 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> Spec:
     """The reference composition whose parameter names and shapes equal ``state_dict``'s.
 
     Candidates are every [`list_models`][tokenkit.list_models] name, and the
-    stage-1 form (no pixel decoder) of the two-stage tokenizers.
+    stage-1 form (no pixel decoder) of the two-stage tokenizers. When several fit (e.g. the 512 px
+    ``maskgit-titok-l64-512`` has the layout of the released ``maskgit-titok-b64``), the one with released
+    weights is taken.
 
     Raises:
         WeightsError: No candidate (or more than one) fits; names the closest.
@@ -61,16 +63,19 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> Spec:
     candidates = [(n, ()) for n in list_models()]
     candidates += [(n, (("pixel_decoder", False),)) for n in list_models()  # stage-1 forms
                    if getattr(_signature(n, ())[0], "pixel_decoder", None) is not None]
-    fits, best = [], None
+    fits, released, best = [], [], None
     for name, knobs in candidates:
         composition, signature = _signature(name, knobs)
         if signature == target:
             fits.append(composition)
+            if get_model(name).weights is not None:
+                released.append(composition)
         distance = len(signature ^ target)
         if best is None or distance < best[0]:
             best = (distance, name + ("" if not knobs else f" ({dict(knobs)})"))
-    if len({s.to_json() for s in fits}) == 1:
-        return fits[0]
+    for group in (fits, released):  # several fit: the one with released weights (they were made for it)
+        if len({s.to_json() for s in group}) == 1:
+            return group[0]
     if fits:
         raise WeightsError("the weights fit several compositions; name one: tk.build(NAME, pretrained=...)")
     raise WeightsError("cannot tell which composition these weights belong to (no config.json and no spec in the "
