@@ -7,7 +7,7 @@ registry is read.
 Examples:
     >>> import tokenkit as tk
     >>> tk.list_models("titok-b*")
-    ['titok-b64', 'titok-bl64-vae', 'titok-bl64-vq8k', 'titok-bl128-vae', 'titok-bl128-vq8k']
+    ['titok-b64', 'titok-b128-512', 'titok-bl64-vae', 'titok-bl64-vq8k', 'titok-bl128-vae', 'titok-bl128-vq8k']
 """
 
 from __future__ import annotations
