@@ -31,21 +31,21 @@ weights), a [`WeightSource`][tokenkit.sources.WeightSource], or ``None`` / ``Fal
 def build(name_or_spec: TokenizerSpec, *, pretrained: Pretrained = None,
           device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,
           revision: str | None = None, cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
-          local_files_only: bool = False, **knobs: Any) -> Tokenizer: ...
+          local_files_only: bool = False, strict: bool = False, **knobs: Any) -> Tokenizer: ...
 @overload
 def build(name_or_spec: GeneratorSpec, *, pretrained: Pretrained = None,
           device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,
           revision: str | None = None, cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
-          local_files_only: bool = False, **knobs: Any) -> Generator: ...
+          local_files_only: bool = False, strict: bool = False, **knobs: Any) -> Generator: ...
 @overload
 def build(name_or_spec: str, *, pretrained: Pretrained = None,
           device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,
           revision: str | None = None, cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
-          local_files_only: bool = False, **knobs: Any) -> Tokenizer | Generator: ...
+          local_files_only: bool = False, strict: bool = False, **knobs: Any) -> Tokenizer | Generator: ...
 def build(name_or_spec: str | Spec, *, pretrained: Pretrained = None,
           device: torch.device | str | None = None, compile: bool | dict[str, Any] = False,
           revision: str | None = None, cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
-          local_files_only: bool = False, **knobs: Any) -> Tokenizer | Generator:
+          local_files_only: bool = False, strict: bool = False, **knobs: Any) -> Tokenizer | Generator:
     """Build a tokenizer or a generator by name or from a spec, in eval mode.
 
     Args:
@@ -67,6 +67,10 @@ def build(name_or_spec: str | Spec, *, pretrained: Pretrained = None,
         token: Hub token for private repos (default: the logged-in user's).
         local_files_only: Only files already in the Hub cache, never the network (as ``HF_HUB_OFFLINE=1``):
             a missing file fails at once, its error naming every file needed and where to put it.
+        strict: Refuse ``pretrained`` weights of another patch grid or token count. By default the
+            patch-grid position tables of weights trained at another ``image_size`` are resampled to this
+            composition's grid (bicubic, antialiased, as timm's ``resample_abs_pos_embed``), with one
+            ``UserWarning``; see [`load_weights`][tokenkit.weights.state.load_weights].
         **knobs: Knob overrides for a named model (see [`spec`][tokenkit.spec]).
 
     Returns:
@@ -109,8 +113,8 @@ def build(name_or_spec: str | Spec, *, pretrained: Pretrained = None,
     if pretrained is False:
         pretrained = None
     if pretrained is None and (revision is not None or cache_dir is not None or token is not None
-                               or local_files_only):
-        raise ConfigError("revision, cache_dir, token and local_files_only apply to pretrained weights; pass "
+                               or local_files_only or strict):
+        raise ConfigError("revision, cache_dir, token, local_files_only and strict apply to pretrained weights; pass "
                           "pretrained=True (the model's released weights) or a source")
     if pretrained is True:
         if not isinstance(name_or_spec, str):
@@ -120,7 +124,7 @@ def build(name_or_spec: str | Spec, *, pretrained: Pretrained = None,
         pretrained = registered_weights(name_or_spec)
     if pretrained is not None:
         model = load_pretrained(composition, pretrained, device=device, revision=revision, cache_dir=cache_dir,
-                                token=token, local_files_only=local_files_only,
+                                token=token, local_files_only=local_files_only, strict=strict,
                                 name=name_or_spec if isinstance(name_or_spec, str) else None)
     else:
         model = build_from_spec(composition, device=device).eval()

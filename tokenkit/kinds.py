@@ -22,6 +22,7 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from torch import nn
@@ -55,6 +56,18 @@ class Encoder(nn.Module):
         (True, torch.Size([1, 8, 8]))
     """
 
+    grid_tables: ClassVar[Mapping[str, int]] = {}
+    """Position tables over the patch grid ``grid_shape``: ``{parameter name: leading non-grid rows}`` for
+    ``(prefix + gh * gw, W)`` tables, resampled when weights of another grid are loaded
+    ([`load_weights`][tokenkit.weights.state.load_weights])."""
+    token_tables: ClassVar[tuple[str, ...]] = ()
+    """Tables with one row per latent token ``(N, W)``: never resampled (a tail-drop model takes a prefix)."""
+    patch_weights: ClassVar[Mapping[str, tuple[int, ...]]] = {}
+    """``{parameter name: dims whose size follows the patch size}``: a weight that differs in these dims
+    only is refused as another patch size (not resampled)."""
+    grid_shape: tuple[int, int] | None = None
+    """Patch grid ``(rows, cols)`` of ``grid_tables`` (``None``: no grid tables)."""
+
 
 class Quantizer(nn.Module):
     """Kind ``quantizer``: latents ``(B, N, D)`` -> [`QuantizerOutput`][tokenkit.contracts.QuantizerOutput].
@@ -85,6 +98,18 @@ class Decoder(nn.Module):
 
     output_kind: str = "images"
     """``"images"`` (pixels in [0, 1]) or ``"logits"`` (proxy-code logits for a pixel decoder)."""
+
+    grid_tables: ClassVar[Mapping[str, int]] = {}
+    """Position tables over the patch grid ``grid_shape``: ``{parameter name: leading non-grid rows}`` for
+    ``(prefix + gh * gw, W)`` tables, resampled when weights of another grid are loaded
+    ([`load_weights`][tokenkit.weights.state.load_weights])."""
+    token_tables: ClassVar[tuple[str, ...]] = ()
+    """Tables with one row per latent token ``(N, W)``: never resampled (a tail-drop model takes a prefix)."""
+    patch_weights: ClassVar[Mapping[str, tuple[int, ...]]] = {}
+    """``{parameter name: dims whose size follows the patch size}``: a weight that differs in these dims
+    only is refused as another patch size (not resampled)."""
+    grid_shape: tuple[int, int] | None = None
+    """Patch grid ``(rows, cols)`` of ``grid_tables`` (``None``: no grid tables)."""
 
 
 class Generator(nn.Module):

@@ -30,9 +30,10 @@ from tokenkit.sources import WeightSource
 from tokenkit.specs import Spec
 from tokenkit.validation import check_device
 from tokenkit.weights import official
-from tokenkit.weights.hub import HubOptions, resolve_source, resolve_weight_source
+from tokenkit.weights.hub import HubOptions, ResolvedSource, resolve_source, resolve_weight_source
 from tokenkit.weights.io import load_state_dict
 from tokenkit.weights.model_files import is_tokenkit_config, read_spec, stored_spec
+from tokenkit.weights.resample import grid_shapes
 from tokenkit.weights.state import cast_state_dict, load_weights, resolve_torch_dtype
 
 
@@ -102,9 +103,11 @@ def spec_from_config(config: Mapping, layout: str = "tokenkit") -> Spec:
 
 
 def _load_into(composition: Spec, state_dict: Mapping[str, torch.Tensor], device: torch.device | str | None,
-               description: str, torch_dtype: torch.dtype | str | None = torch.float32) -> nn.Module:
+               description: str, torch_dtype: torch.dtype | str | None = torch.float32, *, strict: bool = False,
+               checkpoint_grids: Mapping[str, tuple[int, int]] | None = None) -> nn.Module:
     """Build ``composition`` on ``meta`` and take the checkpoint tensors, cast to ``torch_dtype``, as its
-    parameters."""
+    parameters (patch-grid position tables of another grid resampled unless ``strict``, see
+    [`load_weights`][tokenkit.weights.state.load_weights])."""
     device = check_device(device)
     state_dict = cast_state_dict(state_dict, resolve_torch_dtype(torch_dtype))
     try:
@@ -113,13 +116,14 @@ def _load_into(composition: Spec, state_dict: Mapping[str, torch.Tensor], device
         raise WeightsError(f"{description}: {err.args[0]}") from None
     model = build_from_spec(composition, device="meta")
     try:
-        load_weights(model, state_dict, assign=True)
+        load_weights(model, state_dict, assign=True, strict=strict, checkpoint_grids=checkpoint_grids)
     except WeightsError as err:
         raise WeightsError(f"{description}: {err}") from None
     leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if leftover:  # non-persistent buffers of a meta-built part: rebuild for real
+    if leftover:  # non-persistent buffers of a meta-built part: rebuild for real, with the fitted tensors
+        fitted = model.state_dict()
         model = build_from_spec(composition)
-        load_weights(model, state_dict)
+        load_weights(model, fitted, strict=True)
     model = model.to(device) if device is not None else model
     return model.eval()
 
@@ -148,26 +152,55 @@ def registered_weights(name: str) -> WeightSource:
     return entry.weights
 
 
+def _checkpoint_grids(resolved: ResolvedSource, composition: Spec) -> dict[str, tuple[int, int]] | None:
+    """The patch grids of the checkpoint's tables when its tokenkit spec is saved with it and differs from
+    ``composition`` (else ``None``: the grids are taken as square)."""
+    try:
+        config = resolved.config
+        saved = read_spec(config, "config.json") if config is not None and is_tokenkit_config(config) else None
+        saved = saved if saved is not None else stored_spec(resolved)
+        if saved is None or saved == composition:
+            return None
+        return grid_shapes(build_from_spec(saved, device="meta"))
+    except (ValueError, TypeError):  # a spec this installation cannot read or build (TokenkitError): square grids
+        return None
+
+
 def load_pretrained(composition: Spec, source: str | os.PathLike | WeightSource, *,
                     device: torch.device | str | None = None, revision: str | None = None,
                     torch_dtype: torch.dtype | str | None = torch.float32,
                     cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
-                    local_files_only: bool = False, name: str | None = None) -> nn.Module:
+                    local_files_only: bool = False, name: str | None = None, strict: bool = False) -> nn.Module:
     """Build ``composition`` with the weights of ``source`` (official or tokenkit layout, or a
     [`WeightSource`][tokenkit.sources.WeightSource]), in eval mode, in ``torch_dtype`` (the options as in
-    [`from_pretrained`][tokenkit.pretrained.from_pretrained]; ``name``: the model's name, for messages)."""
+    [`from_pretrained`][tokenkit.pretrained.from_pretrained]; ``name``: the model's name, for messages).
+
+    Weights of another resolution load into ``composition``: their patch-grid position tables are
+    resampled to its grid (bicubic, antialiased), with one ``UserWarning``; ``strict=True`` refuses them
+    instead. See [`load_weights`][tokenkit.weights.state.load_weights] for what else is refused.
+
+    Examples:
+        >>> import tempfile, warnings, tokenkit as tk
+        >>> with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # "resampled encoder.positional_embedding ... from 4x4 to 6x6"
+        ...     _ = tk.save_pretrained(tk.build("titok-tiny"), tmp)  # trained at 32 x 32
+        ...     tok = load_pretrained(tk.spec("titok-tiny", image_size=48), tmp)
+        >>> tok.detokenize(tok.tokenize(torch.rand(1, 3, 48, 48))).shape
+        torch.Size([1, 3, 48, 48])
+    """
     hub = HubOptions(revision, cache_dir, token, local_files_only)
     if isinstance(source, WeightSource):
         resolved = resolve_weight_source(source, hub, what=name)
     else:
         resolved = resolve_source(source, revision, hub=hub)
-    return _load_into(composition, load_state_dict(resolved.weights), device, resolved.description, torch_dtype)
+    return _load_into(composition, load_state_dict(resolved.weights), device, resolved.description, torch_dtype,
+                      strict=strict, checkpoint_grids=_checkpoint_grids(resolved, composition))
 
 
 def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | None = None,
                     revision: str | None = None, torch_dtype: torch.dtype | str | None = torch.float32,
                     cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
-                    local_files_only: bool = False) -> nn.Module:
+                    local_files_only: bool = False, strict: bool = False) -> nn.Module:
     """Load a tokenizer or generator, composition and weights, from a file, a folder, a Hub repo or, by
     name, the released weights of a reference model (``tk.from_pretrained("titok-l32")`` is
     ``tk.build("titok-l32", pretrained=True)``; a file or folder of that name comes first).
@@ -189,6 +222,9 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
         cache_dir: Hub download cache (default: huggingface_hub's, ``HF_HOME``).
         token: Hub token for private repos (default: the logged-in user's).
         local_files_only: Only files already in the Hub cache; never the network.
+        strict: Refuse weights whose patch grid or token count differ from the composition's (a
+            released model loaded by name) instead of resampling them (see
+            [`load_weights`][tokenkit.weights.state.load_weights]).
 
     Returns:
         A [`Tokenizer`][tokenkit.models.tokenizer.Tokenizer] or a generator, in eval mode.
@@ -207,7 +243,7 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
     if isinstance(source, str) and "/" not in source and not os.path.exists(source) and source in list_models():
         return load_pretrained(spec(source), registered_weights(source), device=device, revision=revision,
                                torch_dtype=torch_dtype, cache_dir=cache_dir, token=token,
-                               local_files_only=local_files_only, name=source)
+                               local_files_only=local_files_only, name=source, strict=strict)
     resolved = resolve_source(source, revision, hub=HubOptions(None, cache_dir, token, local_files_only))
     state_dict = load_state_dict(resolved.weights)
     layout = official.detect_layout(state_dict)
@@ -218,4 +254,4 @@ def from_pretrained(source: str | os.PathLike, *, device: torch.device | str | N
                            "specs (an interrupted save?)")
     if composition is None:
         composition = infer_spec(official.to_tokenkit(state_dict))
-    return _load_into(composition, state_dict, device, resolved.description, torch_dtype)
+    return _load_into(composition, state_dict, device, resolved.description, torch_dtype, strict=strict)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 
 import torch
 from einops import rearrange
@@ -96,6 +97,9 @@ class ViT1DDecoder(Decoder):
     """
 
     Config = ViT1DDecoderConfig
+    grid_tables: ClassVar[Mapping[str, int]] = {"positional_embedding": 1}  # the class row, then G*G queries
+    token_tables: ClassVar[tuple[str, ...]] = ("latent_token_positional_embedding",)
+    patch_weights: ClassVar[Mapping[str, tuple[int, ...]]] = {"ffn.0.weight": (0,)}  # pixel head: (P*P*C, W)
 
     def __init__(self, config: ViT1DDecoderConfig, backbone: nn.Module) -> None:
         super().__init__()
@@ -125,6 +129,11 @@ class ViT1DDecoder(Decoder):
         for module in (self.decoder_embed, self.ln_pre, self.ln_post, self.ffn, self.conv_out):
             module.apply(init_titok_weights)  # the backbone initialises itself
         self.fused_inference = True
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """Patch grid ``(G, G)`` of ``positional_embedding``."""
+        return (self.config.grid_size, self.config.grid_size)
 
     @property
     def fused_inference(self) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -75,6 +77,9 @@ class ViT1DEncoder(Encoder):
     """
 
     Config = ViT1DEncoderConfig
+    grid_tables: ClassVar[Mapping[str, int]] = {"positional_embedding": 1}  # the class row, then G*G patches
+    token_tables: ClassVar[tuple[str, ...]] = ("latent_tokens", "latent_token_positional_embedding")
+    patch_weights: ClassVar[Mapping[str, tuple[int, ...]]] = {"patch_embed.weight": (2, 3)}  # (W, C, P, P)
 
     def __init__(self, config: ViT1DEncoderConfig, backbone: nn.Module) -> None:
         super().__init__()
@@ -96,6 +101,11 @@ class ViT1DEncoder(Encoder):
         self.proj = nn.Linear(width, config.out_dim)
         for module in (self.patch_embed, self.ln_pre, self.ln_post, self.proj):
             init_titok_weights(module)  # the backbone initialises itself
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """Patch grid ``(G, G)`` of ``positional_embedding``."""
+        return (self.config.grid_size, self.config.grid_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Args: images: ``(B, C, H, W)`` in [0, 1]. Returns: latents ``(B, N, D)``."""
