@@ -170,3 +170,30 @@ def test_objective_section_follows_the_generator_kind(tmp_path):
     recipe.write_text("model: maskgit-tiny\nobjective: {anneal_start: 3}\n")
     with pytest.raises(tk.ConfigError, match="unknown objective option.s. anneal_start; options are label_smoothing"):
         load_recipe(recipe)
+
+
+def test_resolution_finetune_recipe_loads_32px_weights_at_64px_and_trains_the_decoder(tmp_path):
+    """tiny-finetune-resolution: weights of a 32 px tokenizer load at 64 px (position tables resampled, one
+    warning), only the decoder side trains, and the loss falls."""
+    import warnings
+
+    from tokenkit.train.demo import DEMO_KNOBS
+
+    torch.manual_seed(0)
+    small = tk.build("titok-tiny", **DEMO_KNOBS)  # the demo's composition at 32 px
+    small.save_pretrained(tmp_path / "demo")
+    out = tmp_path / "ft"
+    recipe = load_recipe(recipe_path("tiny-finetune-resolution"), [
+        *FAST, "train.steps=30", "train.batch_size=8", "train.eval_every=0", "train.lr=1e-3",
+        f"init.weights={tmp_path / 'demo'}", f"train.output_dir={out}", "data.config.crops_per_epoch=64"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_recipe(recipe, progress=False)
+    assert [str(w.message) for w in caught if "resampled" in str(w.message)] == [
+        "resampled decoder.positional_embedding, encoder.positional_embedding from 4x4 to 8x8 patches (bicubic, "
+        "antialiased); fine-tune for best quality"]
+    assert _falls(_losses(out), window=5)
+    tuned = tk.from_pretrained(out / "final")
+    assert tuned.image_size == 64
+    assert torch.equal(tuned.encoder.patch_embed.weight, small.encoder.patch_embed.weight)  # frozen
+    assert not torch.equal(tuned.decoder.decoder_embed.weight, small.decoder.decoder_embed.weight)
