@@ -2,10 +2,15 @@
 
     python examples/ablation.py                    # FLOPs + CPU throughput (a few minutes)
     python examples/ablation.py --no-throughput    # FLOPs only (seconds)
+    python examples/ablation.py --no-throughput --resolutions 256,512   # x 256 and 512 px (the paper's 512 models)
     python examples/ablation.py --no-throughput --eval-data imagenet-val/ --official --num-images 5000
 
 Every cell is the same composition (the two-stage TiTok of ``titok-b64``) with
-other knob values: ``num_tokens`` and the encoder/decoder size. Without
+other knob values: ``num_tokens`` and the encoder/decoder size, and with
+``--resolutions 256,512`` the image side too (at 512 px the grid holds the
+paper's TiTok-L-64 and TiTok-B-128, ``titok-l64-512`` and ``titok-b128-512``;
+a 512 px model has 4x the patches, so about 4x the encoder and decoder FLOPs
+for the same tokens). Without
 ``--eval-data`` the grid measures cost only (parameters, bits, FLOPs,
 images/s). With ``--eval-data`` (real images) the cells that have weights get
 quality columns (PSNR and rFID, from ``evaluate_reconstruction``):
@@ -34,6 +39,7 @@ def main() -> None:
     parser.add_argument("--out", default="ablation-titok", help="output folder")
     parser.add_argument("--no-throughput", action="store_true", help="FLOPs only")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--resolutions", default="256", help="image sides, e.g. 256,512 (an axis when several)")
     parser.add_argument("--eval-data", help="real images (folder, .tar shards, .npz) for the quality columns")
     parser.add_argument("--official", action="store_true", help="official weights for L-32, B-64 and S-128")
     parser.add_argument("--weights", action="append", default=[], metavar="'TOKENS, SIZE=SRC'",
@@ -51,7 +57,9 @@ def main() -> None:
         if not sep:
             parser.error(f"--weights takes 'TOKENS, SIZE=SRC', got {item!r}")
         weights[label.strip()] = source
-    result = tk.ablate("titok-b64", num_tokens=[32, 64, 128], size=SIZES, throughput=not args.no_throughput,
+    sides = [int(v) for v in args.resolutions.split(",") if v.strip()]
+    axes = {} if sides == [256] else {"image_size": sides}
+    result = tk.ablate("titok-b64", num_tokens=[32, 64, 128], size=SIZES, **axes, throughput=not args.no_throughput,
                        batch=args.batch, progress=True, device=args.device, eval_data=args.eval_data,
                        weights=weights or None, eval_metrics=args.metrics, num_images=args.num_images,
                        evaluate_random=args.evaluate_random)
