@@ -272,7 +272,7 @@ def test_output_names_are_short_and_unique():
 
 def test_wrong_image_size_error_names_the_helper():
     tok = tk.build("titok-tiny")
-    with pytest.raises(tk.ContractError, match=r"got 64x64 .H x W.; resize and centre-crop with "
+    with pytest.raises(tk.ContractError, match=r"got 64x64 \(\(H, W\) = \(64, 64\)\); resize and centre-crop with "
                                                r"tk.load_images\(paths, size=32\)"):
         tok.tokenize(torch.rand(1, 3, 64, 64))
     with pytest.raises(tk.ContractError, match=r"eval_transform\(32\)"):

@@ -38,6 +38,7 @@ from tokenkit.evaluation.rate_distortion import HIGHER_IS_BETTER, SharedEvaluati
 from tokenkit.evaluation.result import METRIC_LABELS
 from tokenkit.flops import count_flops
 from tokenkit.specs import Part, TokenizerSpec
+from tokenkit.validation import image_shape
 
 
 @dataclasses.dataclass
@@ -364,20 +365,19 @@ def measure(spec: TokenizerSpec, *, throughput: bool = True, batch: int = 4, rep
     (``warmup``, ``repeats``, ``min_time``), with their spreads.
     """
     meta = build(spec, device="meta")
-    size, channels = meta.image_size, meta.in_channels
+    (height, width), channels = image_shape(meta.image_size), meta.in_channels
     k, q = meta.codebook_size, meta.quantizer.num_codebooks
     out: dict[str, Any] = {
         "parameters": sum(p.numel() for p in meta.parameters()),
         "tokens_per_image": meta.num_tokens,
         "bits_per_image": None if k is None else meta.num_tokens * q * math.log2(k),
-        "gflops_encode": _gflops(meta.encoder, torch.empty(1, channels, size, size, device="meta")),
-        "gflops_decode": _gflops(lambda c: meta.pixel_decoder(meta.decoder(c)) if meta.pixel_decoder is not None
-                                 else meta.decoder(c), torch.empty(1, meta.num_tokens, meta.code_dim, device="meta")),
+        "gflops_encode": _gflops(meta.encoder, torch.empty(1, channels, height, width, device="meta")),
+        "gflops_decode": _gflops(meta._decode, torch.empty(1, meta.num_tokens, meta.code_dim, device="meta")),
     }
     if throughput:
         device = torch.device(device)
         model = build(spec, device=device).eval()
-        images = torch.rand(batch, channels, size, size, device=device)
+        images = torch.rand(batch, channels, height, width, device=device)
         sync = torch.cuda.synchronize if device.type == "cuda" else None
         timing = dict(warmup=warmup, repeats=repeats, min_time=min_time, sync=sync)
         with torch.no_grad():

@@ -89,7 +89,8 @@ def _print_info(info: dict) -> None:
         print(f"  codebook size     {info['codebook_size']:,}")
         print(f"  classes           {info['num_classes']:,}")
     else:
-        print(f"  image size        {info['image_size']}x{info['image_size']}")
+        height, width = (info["image_size"],) * 2 if isinstance(info["image_size"], int) else info["image_size"]
+        print(f"  image size        {height}x{width}")
         print(f"  tokens per image  {info['tokens_per_image']}")
         if info["codebook_size"] is None:
             print("  bottleneck        continuous (no codebook)")
@@ -507,7 +508,7 @@ def _tokenizer(model: str, weights: str | None, device: str, *, discrete: bool =
 
 def _image_size(tok, size: int | None) -> int:
     if size is not None and size != tok.image_size:
-        raise tk.ConfigError(f"--size {size}: this tokenizer takes {tok.image_size}x{tok.image_size} images "
+        raise tk.ConfigError(f"--size {size}: this tokenizer takes {tok.image_shape[0]}x{tok.image_shape[1]} images "
                              "(leave out --size to use it)")
     return tok.image_size
 
@@ -758,7 +759,7 @@ def decode_command(args: argparse.Namespace) -> None:
         for start in range(0, count, args.batch_size):
             images = tok.detokenize(ids[start : start + args.batch_size].to(args.device))
             written += save_images(images, out, names[start : start + args.batch_size], overwrite=True)
-    print(f"wrote {_plural(len(written), 'image')} ({tok.image_size}x{tok.image_size}) to {out}")
+    print(f"wrote {_plural(len(written), 'image')} ({tok.image_shape[0]}x{tok.image_shape[1]}) to {out}")
 
 
 def check_eval_paths(args: argparse.Namespace) -> None:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 
 from tokenkit.errors import ContractError
+from tokenkit.validation import format_size, image_shape
 
 
 class QuantizerOutput(NamedTuple):
@@ -74,7 +75,8 @@ def _shape(t: torch.Tensor) -> str:
     return "(" + ", ".join(str(s) for s in t.shape) + ")"
 
 
-def _resize_hint(size: int) -> str:
+def _resize_hint(size: int | tuple[int, int]) -> str:
+    size = format_size(size)
     return (f"resize and centre-crop with tk.load_images(paths, size={size}) (files) or "
             f"tokenkit.datasets.transforms.eval_transform({size}) (PIL images)")
 
@@ -142,14 +144,30 @@ def _range_hint(lo: float, hi: float) -> str:
 
 
 def check_images(
-    images: object, *, channels: int, image_size: int | None = None, patch_size: int | None = None,
-    check_range: bool = True,
+    images: object, *, channels: int, image_size: int | tuple[int, int] | None = None,
+    patch_size: int | None = None, check_range: bool = True,
 ) -> torch.Tensor:
     """Validate ``images`` ``(B, C, H, W)`` float in [0, 1] (and finite; see
     [`value_checks`][tokenkit.contracts.value_checks] to skip the value checks).
 
+    Args:
+        images: The batch.
+        channels: ``C`` expected.
+        image_size: The size expected: a side (square) or ``(H, W)``; ``None``: any size (divisible
+            by ``patch_size`` when that is given).
+        patch_size: Both sides must be divisible by it (only checked without ``image_size``, which
+            the model's configuration already made divisible).
+        check_range: Check values lie in [0, 1] (else only that they are finite).
+
     Raises:
-        ContractError: Naming what was expected and what came.
+        ContractError: Naming what was expected and what came (and, for a wrong size, how to resize).
+
+    Examples:
+        >>> import torch
+        >>> check_images(torch.rand(1, 3, 32, 49), channels=3, image_size=32)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ContractError: images must be 32x32 for this tokenizer ((H, W) = (32, 32)), got 32x49 ...
     """
     images = check_tensor(images, "images")
     if images.ndim != 4:
@@ -159,13 +177,14 @@ def check_images(
     if not images.is_floating_point():
         raise ContractError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}")
     height, width = images.shape[-2:]
-    if patch_size is not None and (height % patch_size or width % patch_size):
+    if image_size is not None:
+        expected = image_shape(image_size)
+        if (height, width) != expected:
+            raise ContractError(f"images must be {expected[0]}x{expected[1]} for this tokenizer ((H, W) = {expected}), "
+                                f"got {height}x{width} ((H, W) = {(height, width)}); {_resize_hint(image_size)}")
+    elif patch_size is not None and (height % patch_size or width % patch_size):
         raise ContractError(f"image height and width must be divisible by the patch size {patch_size}, got "
-                            f"{height}x{width}" + (f" (this tokenizer takes {image_size}x{image_size} images); "
-                                                   f"{_resize_hint(image_size)}" if image_size is not None else ""))
-    if image_size is not None and (height, width) != (image_size, image_size):
-        raise ContractError(f"images must be {image_size}x{image_size} for this tokenizer, got {height}x{width} "
-                            f"(H x W); {_resize_hint(image_size)}")
+                            f"{height}x{width} (H x W)")
     if not check_range:
         return check_finite(images, "images")
     if _values_checked(images):

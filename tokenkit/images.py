@@ -47,6 +47,7 @@ from tokenkit.datasets.transforms import (
     to_tensor,
 )
 from tokenkit.errors import ConfigError, TokenkitError
+from tokenkit.validation import image_shape
 from tokenkit.weights.io import atomic_write
 
 __all__ = ["LOAD_EXTENSIONS", "SAVE_FORMATS", "LoadedImages", "OutputExistsError", "list_images", "load_image",
@@ -218,17 +219,24 @@ def output_names(paths: Sequence[str | os.PathLike]) -> list[str]:
     return names
 
 
-def _check_size(size: int | None) -> None:
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise ConfigError(f"size must be a positive int or None (keep the original size), got {size!r}")
+def _check_size(size: int | tuple[int, int] | None) -> None:
+    if size is None:
+        return
+    try:
+        image_shape(size, "size")
+    except ValueError:
+        raise ConfigError(f"size must be a positive int, an (H, W) pair or None (keep the original size), "
+                          f"got {size!r}") from None
 
 
-def load_image(path: str | os.PathLike, size: int | None = None, *, exif: bool = True) -> torch.Tensor:
-    """One image file as ``(3, size, size)`` float32 in [0, 1] (``(3, H, W)`` with ``size=None``).
+def load_image(path: str | os.PathLike, size: int | tuple[int, int] | None = None, *,
+               exif: bool = True) -> torch.Tensor:
+    """One image file as ``(3, size, size)`` float32 in [0, 1] (``(3, H, W)`` with ``size=(H, W)``, or the
+    file's own ``(3, H, W)`` with ``size=None``).
 
     Decoded with [`to_rgb`][tokenkit.images.to_rgb], then (with ``size``) the official
     evaluation transform: shorter side resized to ``size`` (Pillow bicubic, antialiased),
-    centre crop.
+    centre crop; for ``size=(H, W)``, resized (aspect kept) to cover ``(H, W)``, centre crop.
 
     Raises:
         ImageDecodeError: The file is corrupt, truncated, not an image or over Pillow's
@@ -239,15 +247,15 @@ def load_image(path: str | os.PathLike, size: int | None = None, *, exif: bool =
         >>> import tokenkit as tk
         >>> from tokenkit.images import load_image
         >>> chelsea = Path(tk.data.__file__).parent / "images" / "chelsea.jpg"
-        >>> load_image(chelsea).shape, load_image(chelsea, 64).shape
-        (torch.Size([3, 256, 385]), torch.Size([3, 64, 64]))
+        >>> load_image(chelsea).shape, load_image(chelsea, 64).shape, load_image(chelsea, (64, 96)).shape
+        (torch.Size([3, 256, 385]), torch.Size([3, 64, 64]), torch.Size([3, 64, 96]))
     """
     _check_size(size)
     image = decode_with(path, lambda im: to_rgb(im, exif=exif))
     return to_tensor(image) if size is None else eval_transform(size)(image)
 
 
-def read_images(paths_or_folder: Paths, size: int | None = None, *, exif: bool = True,
+def read_images(paths_or_folder: Paths, size: int | tuple[int, int] | None = None, *, exif: bool = True,
                 on_error: OnError = "raise") -> LoadedImages:
     """[`load_images`][tokenkit.images.load_images], also telling which file each row comes from
     and which files were skipped.
@@ -294,7 +302,7 @@ def read_images(paths_or_folder: Paths, size: int | None = None, *, exif: bool =
     return LoadedImages(torch.stack(tensors), paths, skipped)
 
 
-def load_images(paths_or_folder: Paths, size: int | None = None, *, exif: bool = True,
+def load_images(paths_or_folder: Paths, size: int | tuple[int, int] | None = None, *, exif: bool = True,
                 on_error: OnError = "raise") -> torch.Tensor:
     """Read image files into one batch, with the official TiTok evaluation preprocessing.
 
@@ -302,20 +310,22 @@ def load_images(paths_or_folder: Paths, size: int | None = None, *, exif: bool =
     orientation, alpha over white, 16-bit and float scaled, CMYK), then its shorter side is
     resized to ``size`` (Pillow bicubic, antialiased) and the centre ``size x size`` is cropped:
     [`eval_transform(size)`][tokenkit.datasets.transforms.eval_transform], which matches
-    torchvision's ``Resize(size)`` + ``CenterCrop(size)`` exactly.
+    torchvision's ``Resize(size)`` + ``CenterCrop(size)`` exactly. With ``size=(H, W)`` each
+    image is resized (aspect kept) to the smallest size covering ``(H, W)`` and the centre
+    ``H x W`` is cropped (for a tokenizer built with ``image_size=(H, W)``).
 
     Args:
         paths_or_folder: A file, a folder (searched recursively, sorted by relative path,
             image extensions only), or a list of files and folders; see
             [`list_images`][tokenkit.images.list_images], which lists the files read, in order.
-        size: Output side. ``None`` keeps the original size, which all images must share.
+        size: Output side, or ``(H, W)``. ``None`` keeps the original size, which all images must share.
         exif: Apply the EXIF orientation tag (photos from phones and cameras).
         on_error: A file that cannot be decoded raises (``"raise"``) or is left out with a
             ``RuntimeWarning`` (``"skip"``); [`read_images`][tokenkit.images.read_images]
             returns which files were read and which were skipped.
 
     Returns:
-        ``(B, 3, size, size)`` float32 in [0, 1] (``(B, 3, H, W)`` with ``size=None``).
+        ``(B, 3, size, size)`` float32 in [0, 1] (``(B, 3, H, W)`` with ``size=(H, W)`` or ``size=None``).
 
     Raises:
         ImageDecodeError: A corrupt, truncated or non-image file (naming it), with
@@ -335,6 +345,8 @@ def load_images(paths_or_folder: Paths, size: int | None = None, *, exif: bool =
         >>> tok = tk.build("titok-tiny")                                 # takes 32x32 images
         >>> tok.tokenize(tk.load_images(folder / "chelsea.jpg", size=tok.image_size)).shape
         torch.Size([1, 8])
+        >>> tk.load_images(folder / "chelsea.jpg", size=(32, 48)).shape   # for image_size=(32, 48)
+        torch.Size([1, 3, 32, 48])
     """
     return read_images(paths_or_folder, size, exif=exif, on_error=on_error).images
 

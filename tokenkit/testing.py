@@ -23,6 +23,7 @@ from tokenkit.factory import instantiate
 from tokenkit.losses import LossInputs
 from tokenkit.registry import get_part
 from tokenkit.specs import Part
+from tokenkit.validation import image_shape
 
 
 def tiny_config(kind: str, name: str, rng: random.Random | None = None) -> Any:
@@ -79,8 +80,8 @@ def check_backbone(module: nn.Module, config: Any, batch: int = 3, length: int =
 
 def check_encoder(module: nn.Module, config: Any, batch: int = 3) -> None:
     """images ``(B, C, H, W)`` in [0, 1] -> latents ``(B, N, D)`` with ``N = num_tokens``, ``D = out_dim``."""
-    size, channels = config.image_size, getattr(config, "in_channels", 3)
-    images = torch.rand(batch, channels, size, size)
+    height, width = image_shape(config.image_size)
+    images = torch.rand(batch, getattr(config, "in_channels", 3), height, width)
     with torch.no_grad():
         latents = module(images)
     expected = (batch, config.num_tokens, config.out_dim)
@@ -136,7 +137,7 @@ def check_decoder(module: nn.Module, config: Any, batch: int = 3) -> None:
         if hasattr(config, "out_channels"):
             _assert(out.shape[1] == config.out_channels, f"decoder channels {out.shape[1]} != {config.out_channels}")
         if hasattr(config, "image_size"):
-            _assert(tuple(out.shape[-2:]) == (config.image_size,) * 2,
+            _assert(tuple(out.shape[-2:]) == image_shape(config.image_size),
                     f"decoder image {tuple(out.shape[-2:])} != {config.image_size}")
     else:
         _assert(out.ndim == 3 and out.shape[0] == batch and out.shape[-1] == config.out_dim,

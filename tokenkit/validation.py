@@ -56,3 +56,50 @@ def check_device(device: object) -> torch.device | None:
     if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError(f"device {device!r}: MPS is not available here; use 'cpu'")
     return resolved
+
+
+def image_shape(value: Any, name: str = "image_size") -> tuple[int, int]:
+    """An image size as ``(H, W)``: an int is a square, a pair (tuple or list) is ``(H, W)``.
+
+    Raises:
+        ValueError: Not a positive int or a pair of positive ints.
+
+    Examples:
+        >>> image_shape(256), image_shape((256, 384)), image_shape([32, 48])
+        ((256, 256), (256, 384), (32, 48))
+    """
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if (isinstance(pair, (tuple, list)) and len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)):
+        return int(pair[0]), int(pair[1])
+    raise ValueError(f"{name} must be a positive int or an (H, W) pair of positive ints, got {value!r}")
+
+
+def check_patch_divisible(size: Any, patch_size: int, name: str = "image_size") -> tuple[int, int]:
+    """``size`` as ``(H, W)``, checked to be divisible by ``patch_size`` on both sides.
+
+    Raises:
+        ValueError: Not a valid size, or a side not divisible by ``patch_size`` (naming the side).
+
+    Examples:
+        >>> check_patch_divisible((32, 48), 8)
+        (32, 48)
+        >>> check_patch_divisible((32, 50), 8)
+        Traceback (most recent call last):
+        ...
+        ValueError: image_size (32, 50): width 50 is not divisible by patch_size 8
+    """
+    height, width = image_shape(size, name)
+    if isinstance(size, int):
+        if size % patch_size:
+            raise ValueError(f"{name} {size} is not divisible by patch_size {patch_size}")
+        return height, width
+    for side, value in (("height", height), ("width", width)):
+        if value % patch_size:
+            raise ValueError(f"{name} {tuple(size)}: {side} {value} is not divisible by patch_size {patch_size}")
+    return height, width
+
+
+def format_size(size: Any) -> str:
+    """``256`` -> ``'256'``, ``(256, 384)`` -> ``'(256, 384)'`` (for messages and ``size=`` hints)."""
+    return str(size) if isinstance(size, int) else str(tuple(size))

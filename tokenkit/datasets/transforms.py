@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from tokenkit.errors import TokenkitError
+from tokenkit.validation import image_shape
 
 IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "jpeg", "png", "webp")
 """Image file extensions (lowercase, no dot) the datasets read, as in the official shards."""
@@ -208,14 +209,47 @@ def resize_shorter(image: Image.Image | torch.Tensor, size: int) -> Image.Image 
         return image
     new_short, new_long = size, int(size * long / short)
     new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    return _resize(image, new_w, new_h)
+
+
+def _resize(image: Image.Image | torch.Tensor, new_w: int, new_h: int) -> Image.Image | torch.Tensor:
     if isinstance(image, Image.Image):
         return image.resize((new_w, new_h), Image.BICUBIC)
     out = F.interpolate(image[None].float(), size=(new_h, new_w), mode="bicubic", antialias=True, align_corners=False)
     return out[0].clamp(0, 1)
 
 
-def crop_box(height: int, width: int, size: int, random: bool, generator: torch.Generator | None) -> tuple[int, int]:
-    """Top-left corner of a ``size`` square: uniform (``random``) or centred (torchvision's rounding).
+def resize_cover(image: Image.Image | torch.Tensor, size: int | tuple[int, int]) -> Image.Image | torch.Tensor:
+    """Resize (aspect kept) to the smallest size that covers ``size`` = ``(H, W)`` (an int: a square).
+
+    The side that binds is resized to its target and the other one follows (rounded down, as
+    torchvision's ``Resize``), so a crop of ``(H, W)`` fits. For a square ``size`` this is
+    [`resize_shorter`][tokenkit.datasets.transforms.resize_shorter] exactly.
+
+    Examples:
+        >>> from PIL import Image
+        >>> resize_cover(Image.new("RGB", (40, 20)), (10, 30)).size  # (width, height): the width binds
+        (30, 15)
+        >>> resize_cover(Image.new("RGB", (40, 20)), (16, 24)).size  # the height binds
+        (32, 16)
+        >>> resize_cover(Image.new("RGB", (40, 20)), 10).size == resize_shorter(Image.new("RGB", (40, 20)), 10).size
+        True
+    """
+    height, width = image_shape(size, "size")
+    if height == width:
+        return resize_shorter(image, height)
+    w, h = image.size if isinstance(image, Image.Image) else (image.shape[-1], image.shape[-2])
+    if w * height >= h * width:  # relatively wider than the target: the height binds
+        new_w, new_h = max(width, int(height * w / h)), height
+    else:
+        new_w, new_h = width, max(height, int(width * h / w))
+    return image if (new_w, new_h) == (w, h) else _resize(image, new_w, new_h)
+
+
+def crop_box(height: int, width: int, size: int | tuple[int, int], random: bool,
+             generator: torch.Generator | None) -> tuple[int, int]:
+    """Top-left corner of a ``size`` crop (a side, or ``(H, W)``): uniform (``random``) or centred
+    (torchvision's rounding).
 
     Raises:
         ValueError: The image is smaller than ``size``.
@@ -224,19 +258,22 @@ def crop_box(height: int, width: int, size: int, random: bool, generator: torch.
         >>> import torch
         >>> crop_box(20, 40, 16, random=False, generator=None)  # (top, left) of the centre crop
         (2, 12)
+        >>> crop_box(20, 40, (16, 24), random=False, generator=None)
+        (2, 8)
         >>> top, left = crop_box(20, 40, 16, random=True, generator=torch.Generator().manual_seed(0))
         >>> 0 <= top <= 4 and 0 <= left <= 24
         True
         >>> crop_box(20, 40, 16, True, torch.Generator().manual_seed(0)) == (top, left)  # same seed, same crop
         True
     """
-    if height < size or width < size:
-        raise ValueError(f"cannot crop {size}x{size} from a {height}x{width} image")
+    crop_h, crop_w = image_shape(size, "size")
+    if height < crop_h or width < crop_w:
+        raise ValueError(f"cannot crop {crop_h}x{crop_w} from a {height}x{width} image")
     if random:
-        top = int(torch.randint(0, height - size + 1, (1,), generator=generator))
-        left = int(torch.randint(0, width - size + 1, (1,), generator=generator))
+        top = int(torch.randint(0, height - crop_h + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - crop_w + 1, (1,), generator=generator))
         return top, left
-    return round((height - size) / 2.0), round((width - size) / 2.0)
+    return round((height - crop_h) / 2.0), round((width - crop_w) / 2.0)
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
@@ -254,7 +291,7 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Transform:
-    """Resize shorter edge -> crop -> optional flip -> ``(3, size, size)`` float in [0, 1].
+    """Resize -> crop -> optional flip -> ``(3, size, size)`` (or ``(3, H, W)``) float in [0, 1].
 
     Call it on a PIL image or a ``(3, H, W)`` tensor in [0, 1] with an optional
     ``generator`` (the crop position is drawn first, then the flip).
@@ -267,10 +304,14 @@ class Transform:
         torch.Size([3, 16, 16])
         >>> transform(torch.rand(3, 40, 60)).shape  # a tensor in [0, 1] works too
         torch.Size([3, 16, 16])
+        >>> Transform((16, 24), random_crop=False, flip=False)(Image.new("RGB", (60, 40))).shape  # (H, W)
+        torch.Size([3, 16, 24])
     """
 
-    size: int
-    """Output side; the shorter edge is resized to ``resize`` (default: ``size``) first."""
+    size: int | tuple[int, int]
+    """Output side (square), or ``(H, W)``. First the image is resized: its shorter edge to ``resize``
+    if set, else (aspect kept) to the smallest size covering ``size`` (for a square: the shorter edge
+    to ``size``)."""
     random_crop: bool = True
     """Random crop (train) or centre crop (eval)."""
     flip: bool = True
@@ -279,23 +320,27 @@ class Transform:
     """Shorter edge before cropping (default: ``size``, as the official 256 -> 256)."""
 
     def __post_init__(self) -> None:
-        if self.size < 1 or (self.resize is not None and self.resize < self.size):
+        if isinstance(self.size, list):
+            object.__setattr__(self, "size", tuple(self.size))
+        short = min(image_shape(self.size, "size"))
+        if self.resize is not None and self.resize < short:
             raise ValueError(f"need 1 <= size <= resize, got size={self.size}, resize={self.resize}")
 
     def __call__(self, image: Image.Image | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        image = resize_shorter(image, self.resize or self.size)
+        image = resize_cover(image, self.size) if self.resize is None else resize_shorter(image, self.resize)
         w, h = image.size if isinstance(image, Image.Image) else (image.shape[-1], image.shape[-2])
         top, left = crop_box(h, w, self.size, self.random_crop, generator)
+        crop_h, crop_w = image_shape(self.size, "size")
         if isinstance(image, Image.Image):
-            image = to_tensor(image.crop((left, top, left + self.size, top + self.size)))
+            image = to_tensor(image.crop((left, top, left + crop_w, top + crop_h)))
         else:
-            image = image[:, top : top + self.size, left : left + self.size].float()
+            image = image[:, top : top + crop_h, left : left + crop_w].float()
         if self.flip and bool(torch.rand(1, generator=generator) < 0.5):
             image = image.flip(-1)
         return image.contiguous()
 
 
-def train_transform(size: int, random_crop: bool = True, flip: bool = True, resize: int | None = None) -> Transform:
+def train_transform(size: int | tuple[int, int], random_crop: bool = True, flip: bool = True, resize: int | None = None) -> Transform:
     """The official training transform: resize -> random (or centre) crop -> random flip -> [0, 1].
 
     Examples:
@@ -313,8 +358,10 @@ def train_transform(size: int, random_crop: bool = True, flip: bool = True, resi
     return Transform(size, random_crop=random_crop, flip=flip, resize=resize)
 
 
-def eval_transform(size: int, resize: int | None = None) -> Transform:
+def eval_transform(size: int | tuple[int, int], resize: int | None = None) -> Transform:
     """The official evaluation transform: resize -> centre crop -> [0, 1]; deterministic.
+
+    ``size`` is a side (square) or ``(H, W)``; see [`Transform`][tokenkit.datasets.transforms.Transform].
 
     Examples:
         >>> from PIL import Image

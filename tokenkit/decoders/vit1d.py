@@ -3,13 +3,13 @@
 "An Image is Worth 32 Tokens for Reconstruction and Generation",
 https://arxiv.org/abs/2406.07550 (official ``TiTokDecoder``, ``modeling/modules/blocks.py`` L296-382).
 
-The sequence ``[class, G*G mask queries, N code tokens]`` goes through
-``ln_pre -> backbone``; the ``G*G`` query outputs, after ``ln_post``, feed the head:
+The sequence ``[class, gh*gw mask queries, N code tokens]`` goes through
+``ln_pre -> backbone``; the ``gh*gw`` query outputs, after ``ln_post``, feed the head:
 
 * ``pixel`` (non-legacy models): a linear map to ``P*P*C`` values per query,
   depth-to-space to ``(B, C, H, W)`` and a 3x3 ``conv_out``.
 * ``proxy`` (legacy two-stage models): ``Linear(W, 2W) -> Tanh -> Linear(2W, K)``
-  giving ``(B, G*G, K)`` logits over the MaskGIT-VQGAN codebook, decoded to
+  giving ``(B, gh*gw, K)`` logits over the MaskGIT-VQGAN codebook, decoded to
   pixels by a ``vqgan`` pixel decoder (stage 2) or used as stage-1 targets.
 """
 
@@ -28,17 +28,17 @@ from tokenkit.kinds import Decoder
 from tokenkit.layers import init_titok_weights, linear
 from tokenkit.registry import register
 from tokenkit.specs import Part
-from tokenkit.validation import check_positive_ints
+from tokenkit.validation import check_patch_divisible, check_positive_ints, image_shape
 
 
 @dataclasses.dataclass(frozen=True)
 class ViT1DDecoderConfig:
     """Options of the ``vit1d`` decoder."""
 
-    image_size: int = 256
-    """Output height and width."""
+    image_size: int | tuple[int, int] = 256
+    """Output side (square), or ``(H, W)``."""
     patch_size: int = 16
-    """Patch side; ``image_size`` must be divisible by it."""
+    """Patch side; both sides of ``image_size`` must be divisible by it."""
     out_channels: int = 3
     """Image channels (``pixel`` head)."""
     num_tokens: int = 32
@@ -53,17 +53,36 @@ class ViT1DDecoderConfig:
     """Transformer stack (kind ``backbone``); its width is the decoder width."""
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "image_size", "patch_size", "out_channels", "num_tokens", "proxy_codes",
-                            optional=("in_dim",))
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if isinstance(self.image_size, list):
+            object.__setattr__(self, "image_size", tuple(self.image_size))
+        check_positive_ints(self, "patch_size", "out_channels", "num_tokens", "proxy_codes", optional=("in_dim",))
+        check_patch_divisible(self.image_size, self.patch_size)
         if self.head not in ("pixel", "proxy"):
             raise ValueError(f"head must be 'pixel' or 'proxy', got {self.head!r}")
 
     @property
+    def image_shape(self) -> tuple[int, int]:
+        """Output ``(H, W)``."""
+        return image_shape(self.image_size)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """Patch grid ``(gh, gw) = (H // P, W // P)``."""
+        height, width = self.image_shape
+        return height // self.patch_size, width // self.patch_size
+
+    @property
     def grid_size(self) -> int:
-        """Patches per side ``G``."""
-        return self.image_size // self.patch_size
+        """Patches per side ``G`` (square images only).
+
+        Raises:
+            ValueError: For a non-square ``image_size`` (use ``grid_shape``).
+        """
+        rows, cols = self.grid_shape
+        if rows != cols:
+            raise ValueError(f"grid_size is for square images; image_size {self.image_size} has grid {rows}x{cols} "
+                             "(use grid_shape)")
+        return rows
 
     @property
     def out_dim(self) -> int | None:
@@ -82,7 +101,7 @@ class ViT1DDecoderConfig:
 
 @register("decoder", "vit1d")
 class ViT1DDecoder(Decoder):
-    """TiTok decoder: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` or logits ``(B, G*G, K)``.
+    """TiTok decoder: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` or logits ``(B, gh*gw, K)``.
 
     Without autograd on CPU in float32 the head and (if it supports it) the
     backbone run their linear maps as fused oneDNN calls
@@ -97,7 +116,7 @@ class ViT1DDecoder(Decoder):
     """
 
     Config = ViT1DDecoderConfig
-    grid_tables: ClassVar[Mapping[str, int]] = {"positional_embedding": 1}  # the class row, then G*G queries
+    grid_tables: ClassVar[Mapping[str, int]] = {"positional_embedding": 1}  # the class row, then gh*gw queries
     token_tables: ClassVar[tuple[str, ...]] = ("latent_token_positional_embedding",)
     patch_weights: ClassVar[Mapping[str, tuple[int, ...]]] = {"ffn.0.weight": (0,)}  # pixel head: (P*P*C, W)
 
@@ -109,11 +128,11 @@ class ViT1DDecoder(Decoder):
         self.output_kind = "images" if config.head == "pixel" else "logits"
         width = backbone.width
         self.width = width
-        grid = config.grid_size
+        rows, cols = config.grid_shape
         scale = width**-0.5
         self.decoder_embed = nn.Linear(config.in_dim, width)
         self.class_embedding = nn.Parameter(scale * torch.randn(1, width))
-        self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(rows * cols + 1, width))
         self.mask_token = nn.Parameter(scale * torch.randn(1, 1, width))
         self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(config.num_tokens, width))
         self.ln_pre = nn.LayerNorm(width)
@@ -132,8 +151,8 @@ class ViT1DDecoder(Decoder):
 
     @property
     def grid_shape(self) -> tuple[int, int]:
-        """Patch grid ``(G, G)`` of ``positional_embedding``."""
-        return (self.config.grid_size, self.config.grid_size)
+        """Patch grid ``(gh, gw)`` of ``positional_embedding``."""
+        return self.config.grid_shape
 
     @property
     def fused_inference(self) -> bool:
@@ -151,22 +170,23 @@ class ViT1DDecoder(Decoder):
         shorter sequence, as a ``tail-drop`` bottleneck with ``fill="truncate"`` feeds it).
 
         Returns:
-            ``(B, C, H, W)`` images (``pixel`` head) or ``(B, G*G, K)`` logits (``proxy`` head).
+            ``(B, C, H, W)`` images (``pixel`` head) or ``(B, gh*gw, K)`` logits (``proxy`` head), row-major
+            over the patch grid.
         """
         batch = codes.shape[0]
-        grid = self.config.grid_size
+        rows, cols = self.config.grid_shape
         x = self.decoder_embed(codes)
         x = x + self.latent_token_positional_embedding[: x.shape[1]].to(x.dtype)
         queries = torch.cat(
             [self.class_embedding.to(x.dtype).expand(batch, 1, -1),
-             self.mask_token.to(x.dtype).expand(batch, grid * grid, -1)], dim=1)
+             self.mask_token.to(x.dtype).expand(batch, rows * cols, -1)], dim=1)
         queries = queries + self.positional_embedding.to(x.dtype)
         x = self.backbone(self.ln_pre(torch.cat([queries, x], dim=1)))
-        x = self.ln_post(x[:, 1 : 1 + grid * grid])
+        x = self.ln_post(x[:, 1 : 1 + rows * cols])
         fused = self._fused_inference
         if self.config.head == "proxy":  # Linear -> Tanh -> Linear
             return linear(linear(x, self.ffn[0], activation="tanh", fused=fused), self.ffn[2], fused=fused)
         x = linear(x, self.ffn[0], fused=fused)
         p = self.config.patch_size
-        x = rearrange(x, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=grid, p1=p, p2=p)
+        x = rearrange(x, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=rows, p1=p, p2=p)
         return self.conv_out(x)

@@ -5,9 +5,9 @@ Official: ``Decoder``, ``modeling/modules/maskgit_vqgan.py`` L197-245.
 "MaskGIT: Masked Generative Image Transformer", https://arxiv.org/abs/2202.04200.
 
 Codes ``(B, L, D)`` with ``L = s*s`` are laid out row-major on an ``s x s``
-grid and upsampled by ``2**(len(channel_mult) - 1)`` (16 for the released
-f16 model) to images. This part is the decoder of the ``maskgit-vqgan``
-tokenizer and the stage-2 pixel decoder of the legacy TiTok models.
+grid (or the ``rows x cols`` grid passed as ``grid=``) and upsampled by
+``2**(len(channel_mult) - 1)`` (16 for the released f16 model) to images. This part is the
+decoder of the ``maskgit-vqgan`` tokenizer and the stage-2 pixel decoder of the legacy TiTok models.
 
 With ``codebook_size`` set the decoder owns a codebook and reads *logits*
 over it: it decodes the softmax-probability-weighted sum of codebook rows
@@ -91,7 +91,7 @@ class VQGANDecoderConfig:
 
 @register("decoder", "vqgan")
 class VQGANDecoder(Decoder):
-    """MaskGIT-VQGAN decoder: codes (or codebook logits) ``(B, s*s, D)`` -> images ``(B, C, s*f, s*f)``.
+    """MaskGIT-VQGAN decoder: codes (or codebook logits) ``(B, h*w, D)`` -> images ``(B, C, h*f, w*f)``.
 
     Layout: ``conv_in`` (3x3) -> ``mid`` (ResnetBlocks) -> up levels run from
     coarsest to finest (``up.{n-1}`` ... ``up.0``, each ``block.{j}`` then, except
@@ -143,17 +143,17 @@ class VQGANDecoder(Decoder):
             use = self.channels_last
         return torch.channels_last if use else torch.contiguous_format
 
-    def soft_codes(self, logits: torch.Tensor) -> torch.Tensor:
+    def soft_codes(self, logits: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         """Probability-weighted codebook rows: ``(B, L, K)`` logits -> ``(B, L, z_channels)`` codes.
 
         Raises:
             ContractError: If this decoder has no codebook (``codebook_size`` unset).
         """
-        side = self._grid_side(logits)
-        return rearrange(self._soft_grid(logits, side), "b c h w -> b (h w) c")
+        rows, _ = self._grid(logits, grid)
+        return rearrange(self._soft_grid(logits, rows), "b c h w -> b (h w) c")
 
-    def _soft_grid(self, logits: torch.Tensor, side: int) -> torch.Tensor:
-        """Soft codes laid out as the ``(B, z, s, s)`` grid (a channels-last view of ``(B, s*s, z)``).
+    def _soft_grid(self, logits: torch.Tensor, rows: int) -> torch.Tensor:
+        """Soft codes laid out as the ``(B, z, rows, cols)`` grid (a channels-last view of ``(B, L, z)``).
 
         The official ``einsum('nchw,cd->ndhw', softmax over codes, codebook)``, computed
         as a softmax over the contiguous last axis and one matrix product (equal up to rounding).
@@ -161,34 +161,50 @@ class VQGANDecoder(Decoder):
         if self.config.codebook_size is None:
             raise ContractError("soft_codes needs a decoder built with codebook_size")
         codes = torch.matmul(logits.softmax(dim=-1), self.codebook.weight.to(logits.dtype))
-        return rearrange(codes, "b (h w) c -> b c h w", h=side)
+        return rearrange(codes, "b (h w) c -> b c h w", h=rows)
 
-    def _grid_side(self, codes: torch.Tensor) -> int:
+    def _grid(self, codes: torch.Tensor, grid: tuple[int, int] | None) -> tuple[int, int]:
         codes = check_tokens(codes, "codes", dim=self.config.in_dim)
-        side = math.isqrt(codes.shape[1])
-        if side * side != codes.shape[1] or side == 0:
-            raise ContractError(f"codes must form a square grid (B, s*s, {self.config.in_dim}); "
-                                f"got L = {codes.shape[1]} tokens, not a positive perfect square")
-        return side
+        length = codes.shape[1]
+        if grid is not None:
+            rows, cols = grid
+            if rows * cols != length or rows < 1:
+                raise ContractError(f"codes must form a {rows}x{cols} grid (B, {rows * cols}, {self.config.in_dim}); "
+                                    f"got L = {length} tokens")
+            return rows, cols
+        side = math.isqrt(length)
+        if side * side != length or side == 0:
+            raise ContractError(f"codes must form a square grid (B, s*s, {self.config.in_dim}) unless grid=(rows, "
+                                f"cols) is given; got L = {length} tokens, not a positive perfect square")
+        return side, side
 
-    def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        """Decode a row-major square grid of codes.
+    def forward(self, codes: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Decode a row-major grid of codes.
 
         Args:
-            codes: ``(B, L, in_dim)`` with ``L = s*s``: code vectors (``z_channels``
-                wide), or logits over the codebook when ``codebook_size`` is set.
+            codes: ``(B, L, in_dim)``: code vectors (``z_channels`` wide), or logits over the
+                codebook when ``codebook_size`` is set.
+            grid: ``(rows, cols)`` of the code grid, ``L = rows * cols``; ``None``: a square
+                ``s x s`` grid (``L = s*s``).
 
         Returns:
-            ``(B, out_channels, s*f, s*f)`` images (not clamped), ``f = upsample_factor``.
+            ``(B, out_channels, rows*f, cols*f)`` images (not clamped), ``f = upsample_factor``.
 
         Raises:
-            ContractError: Wrong rank or width, or ``L`` not a perfect square.
+            ContractError: Wrong rank or width, or ``L`` not ``rows * cols`` (not a perfect square without ``grid``).
+
+        Examples:
+            >>> import torch, tokenkit as tk
+            >>> dec = tk.build_part("decoder", tk.Part("vqgan", hidden_channels=8, channel_mult=(1, 1),
+            ...                                        num_res_blocks=1, z_channels=4, norm_groups=4))
+            >>> dec(torch.randn(1, 6, 4), grid=(2, 3)).shape  # a 2x3 code grid, upsampled x2
+            torch.Size([1, 3, 4, 6])
         """
-        side = self._grid_side(codes)
+        rows, _ = self._grid(codes, grid)
         if self.config.codebook_size is not None:
-            x = self._soft_grid(codes, side)
+            x = self._soft_grid(codes, rows)
         else:
-            x = rearrange(codes, "b (h w) c -> b c h w", h=side)
+            x = rearrange(codes, "b (h w) c -> b c h w", h=rows)
         # x is a channels-last view of the (B, L, D) codes; every convolution keeps the layout chosen here.
         x = x.contiguous(memory_format=self.memory_format(x.device))
         x = self.conv_in(x)

@@ -3,7 +3,7 @@
 "An Image is Worth 32 Tokens for Reconstruction and Generation",
 https://arxiv.org/abs/2406.07550 (official ``TiTokEncoder``, ``modeling/modules/blocks.py`` L211-293).
 
-The sequence ``[class, G*G patches, N latent tokens]`` goes through
+The sequence ``[class, gh*gw patches, N latent tokens]`` goes through
 ``ln_pre -> backbone``; the last ``N`` positions, after ``ln_post``, are
 projected to the latent width by a linear map (the official 1x1 ``conv_out``).
 """
@@ -22,17 +22,17 @@ from tokenkit.kinds import Encoder
 from tokenkit.layers import init_titok_weights
 from tokenkit.registry import register
 from tokenkit.specs import Part
-from tokenkit.validation import check_positive_ints
+from tokenkit.validation import check_patch_divisible, check_positive_ints, image_shape
 
 
 @dataclasses.dataclass(frozen=True)
 class ViT1DEncoderConfig:
     """Options of the ``vit1d`` encoder."""
 
-    image_size: int = 256
-    """Input height and width."""
+    image_size: int | tuple[int, int] = 256
+    """Input side (square), or ``(H, W)``."""
     patch_size: int = 16
-    """Patch side; ``image_size`` must be divisible by it."""
+    """Patch side; both sides of ``image_size`` must be divisible by it."""
     in_channels: int = 3
     """Image channels."""
     num_tokens: int = 32
@@ -47,14 +47,34 @@ class ViT1DEncoderConfig:
     """Transformer stack (kind ``backbone``); its width is the encoder width."""
 
     def __post_init__(self) -> None:
-        check_positive_ints(self, "image_size", "patch_size", "in_channels", "num_tokens", optional=("out_dim",))
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
+        if isinstance(self.image_size, list):
+            object.__setattr__(self, "image_size", tuple(self.image_size))
+        check_positive_ints(self, "patch_size", "in_channels", "num_tokens", optional=("out_dim",))
+        check_patch_divisible(self.image_size, self.patch_size)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """Input ``(H, W)``."""
+        return image_shape(self.image_size)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """Patch grid ``(gh, gw) = (H // P, W // P)``."""
+        height, width = self.image_shape
+        return height // self.patch_size, width // self.patch_size
 
     @property
     def grid_size(self) -> int:
-        """Patches per side ``G``."""
-        return self.image_size // self.patch_size
+        """Patches per side ``G`` (square images only).
+
+        Raises:
+            ValueError: For a non-square ``image_size`` (use ``grid_shape``).
+        """
+        rows, cols = self.grid_shape
+        if rows != cols:
+            raise ValueError(f"grid_size is for square images; image_size {self.image_size} has grid {rows}x{cols} "
+                             "(use grid_shape)")
+        return rows
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> ViT1DEncoderConfig:
@@ -77,7 +97,7 @@ class ViT1DEncoder(Encoder):
     """
 
     Config = ViT1DEncoderConfig
-    grid_tables: ClassVar[Mapping[str, int]] = {"positional_embedding": 1}  # the class row, then G*G patches
+    grid_tables: ClassVar[Mapping[str, int]] = {"positional_embedding": 1}  # the class row, then gh*gw patches
     token_tables: ClassVar[tuple[str, ...]] = ("latent_tokens", "latent_token_positional_embedding")
     patch_weights: ClassVar[Mapping[str, tuple[int, ...]]] = {"patch_embed.weight": (2, 3)}  # (W, C, P, P)
 
@@ -88,11 +108,11 @@ class ViT1DEncoder(Encoder):
         self.config = config
         width = backbone.width
         self.width = width
-        grid = config.grid_size
+        rows, cols = config.grid_shape
         scale = width**-0.5
         self.patch_embed = nn.Conv2d(config.in_channels, width, config.patch_size, stride=config.patch_size)
         self.class_embedding = nn.Parameter(scale * torch.randn(1, width))
-        self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))
+        self.positional_embedding = nn.Parameter(scale * torch.randn(rows * cols + 1, width))
         self.latent_tokens = nn.Parameter(scale * torch.randn(config.num_tokens, width))
         self.latent_token_positional_embedding = nn.Parameter(scale * torch.randn(config.num_tokens, width))
         self.ln_pre = nn.LayerNorm(width)
@@ -104,13 +124,13 @@ class ViT1DEncoder(Encoder):
 
     @property
     def grid_shape(self) -> tuple[int, int]:
-        """Patch grid ``(G, G)`` of ``positional_embedding``."""
-        return (self.config.grid_size, self.config.grid_size)
+        """Patch grid ``(gh, gw)`` of ``positional_embedding``."""
+        return self.config.grid_shape
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Args: images: ``(B, C, H, W)`` in [0, 1]. Returns: latents ``(B, N, D)``."""
         batch = images.shape[0]
-        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, G*G, W), row-major patches
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, gh*gw, W), row-major patches
         cls = self.class_embedding.to(x.dtype).expand(batch, 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
         latents = (self.latent_tokens + self.latent_token_positional_embedding).to(x.dtype)

@@ -17,7 +17,7 @@ from tokenkit.errors import ConfigError
 from tokenkit.registry import register_model
 from tokenkit.sources import WeightSource
 from tokenkit.specs import Part, TokenizerSpec
-from tokenkit.validation import check_positive_ints
+from tokenkit.validation import check_patch_divisible, check_positive_ints
 
 SIZES: dict[str, tuple[int, int, int]] = {
     "tiny": (64, 2, 4),
@@ -45,7 +45,7 @@ def _backbone(size: str | tuple[int, int, int], backbone: str, what: str) -> Par
 
 def titok(
     *,
-    image_size: int = 256,
+    image_size: int | tuple[int, int] = 256,
     patch_size: int = 16,
     num_tokens: int = 32,
     encoder_size: str | tuple[int, int, int] = "base",
@@ -62,7 +62,7 @@ def titok(
     """Expand TiTok knobs into a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec].
 
     Args:
-        image_size: Input and output resolution.
+        image_size: Input and output resolution: a side (square) or ``(H, W)`` (a list from JSON/YAML too).
         patch_size: ViT patch side (and the upsampling factor of the pixel decoder).
         num_tokens: Latent tokens per image ``N``.
         encoder_size: ``tiny``/``small``/``base``/``large`` or ``(width, depth, heads)``.
@@ -82,13 +82,13 @@ def titok(
     Raises:
         ConfigError: Incompatible knob values, before any module is built.
     """
+    if isinstance(image_size, list):
+        image_size = tuple(image_size)
     try:
-        check_positive_ints(SimpleNamespace(image_size=image_size, patch_size=patch_size, num_tokens=num_tokens),
-                            "image_size", "patch_size", "num_tokens")
+        check_positive_ints(SimpleNamespace(patch_size=patch_size, num_tokens=num_tokens), "patch_size", "num_tokens")
+        check_patch_divisible(image_size, patch_size)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if image_size % patch_size:
-        raise ConfigError(f"image_size {image_size} is not divisible by patch_size {patch_size}")
     if isinstance(quantizer, Part):
         if codebook_size is not None or token_dim is not None:
             raise ConfigError("codebook_size/token_dim apply to quantizer='vq' or 'gaussian' given by name; "

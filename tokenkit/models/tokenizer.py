@@ -16,6 +16,7 @@ from tokenkit.errors import ContractError
 from tokenkit.factory import instantiate, on_device
 from tokenkit.models.compile import compile_modules
 from tokenkit.specs import TokenizerSpec
+from tokenkit.validation import image_shape
 from tokenkit.weights.model_files import SaveMixin
 
 
@@ -173,9 +174,23 @@ class Tokenizer(SaveMixin, nn.Module):
         return self._enc_cfg.num_tokens
 
     @property
-    def image_size(self) -> int:
-        """Input height and width."""
+    def image_size(self) -> int | tuple[int, int]:
+        """Input size as configured: a side (square images) or ``(H, W)``; see ``image_shape``."""
         return self._enc_cfg.image_size
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """Input ``(H, W)``.
+
+        Examples:
+            >>> import tokenkit as tk
+            >>> tk.build("titok-tiny", device="meta").image_shape
+            (32, 32)
+            >>> tok = tk.build("titok-tiny", image_size=(32, 48), device="meta")
+            >>> tok.image_size, tok.image_shape
+            ((32, 48), (32, 48))
+        """
+        return image_shape(self.image_size)
 
     @property
     def in_channels(self) -> int:
@@ -288,7 +303,11 @@ class Tokenizer(SaveMixin, nn.Module):
             codes = self.quantizer.pad_codes(codes, self.num_tokens)
         out = self.decoder(codes)
         if self.pixel_decoder is not None:
-            out = self.pixel_decoder(out)
+            grid = getattr(self.decoder, "grid_shape", None)
+            if grid is not None and grid[0] != grid[1]:  # a square grid is the pixel decoder's default
+                out = self.pixel_decoder(out, grid=tuple(grid))
+            else:
+                out = self.pixel_decoder(out)
         return out
 
     def tokenize(self, images: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:

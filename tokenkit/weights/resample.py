@@ -168,7 +168,10 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, 
     for prefix, module in model.named_modules():
         for name, rows in (getattr(module, "grid_tables", None) or {}).items():
             key = _key(prefix, name)
-            if not differs(key):
+            # a known grid of another shape is resampled even with as many rows (4x6 -> 6x4, a transposed image)
+            regrid = key in out and key in expected and grids.get(key) is not None \
+                and tuple(grids[key]) != tuple(module.grid_shape)
+            if not (differs(key) or regrid):
                 continue
             old, new = out[key], expected[key]
             if old.ndim != 2 or old.shape[1:] != new.shape[1:]:
