@@ -155,3 +155,23 @@ def test_load_images_rejects_a_bad_size():
     chelsea = Path(tk.data.__file__).parent / "images" / "chelsea.jpg"
     with pytest.raises(ConfigError, match=r"\(H, W\) pair"):
         tk.load_images(chelsea, size=(32,))
+
+
+@pytest.mark.parametrize("name", ["bundled", "image-folder", "webdataset"])
+def test_datasets_give_h_by_w_items(name, tmp_path):
+    from tokenkit.registry import get_part
+
+    config_cls = get_part("dataset", name).Config
+    base = {"bundled": {}, "image-folder": {"root": None}, "webdataset": {}}[name]
+    if name == "image-folder":
+        config = config_cls.example(tmp_path, size=[8, 12])
+    elif name == "webdataset":
+        config = config_cls.example(tmp_path, size=[8, 12])
+    else:
+        config = config_cls(size=[8, 12], resize=16, crops_per_epoch=3, **base)
+    assert config.size == (8, 12)
+    dataset = get_part("dataset", name)(config)
+    item = next(iter(dataset)) if name == "webdataset" else dataset[0]
+    assert item["image"].shape == (3, 8, 12)
+    with pytest.raises(ValueError, match="size must be a positive int or an .H, W. pair"):
+        config_cls(**{**({"root": str(tmp_path)} if name == "image-folder" else {}), "size": (8, 0)})

@@ -151,7 +151,7 @@ class AugmentingDataset(DatasetModes):
         True
     """
 
-    def _transforms(self, size: int, random_crop: bool, flip: bool, resize: int | None = None) -> None:
+    def _transforms(self, size: int | tuple[int, int], random_crop: bool, flip: bool, resize: int | None = None) -> None:
         self._train_transform = Transform(size, random_crop=random_crop, flip=flip, resize=resize)
         self._eval_transform = Transform(size, random_crop=False, flip=False, resize=resize)
 

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from tokenkit import data
 from tokenkit.datasets.base import AugmentingDataset, item_generator, sequence_index
 from tokenkit.registry import register
+from tokenkit.validation import image_shape
 
 
 @functools.cache
@@ -39,8 +40,8 @@ class BundledConfig:
 
     crops_per_epoch: int = 64
     """Items per epoch; item ``i`` is a crop of image ``i % len(names)``."""
-    size: int = 32
-    """Crop side."""
+    size: int | tuple[int, int] = 32
+    """Crop side, or ``(H, W)``."""
     resize: int | None = None
     """Resize the shorter side to this first (default: ``size``; use 256 for detail crops)."""
     flip: bool = False
@@ -52,10 +53,13 @@ class BundledConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", (self.names,) if isinstance(self.names, str) else tuple(self.names))
-        if self.crops_per_epoch < 1 or self.size < 1:
-            raise ValueError(f"crops_per_epoch and size must be positive, got {self.crops_per_epoch}, {self.size}")
-        if self.resize is not None and self.resize < self.size:
-            raise ValueError(f"resize ({self.resize}) must be at least size ({self.size})")
+        if isinstance(self.size, list):
+            object.__setattr__(self, "size", tuple(self.size))
+        height, width = image_shape(self.size, "size")
+        if self.crops_per_epoch < 1:
+            raise ValueError(f"crops_per_epoch must be positive, got {self.crops_per_epoch}")
+        if self.resize is not None and self.resize < min(height, width):
+            raise ValueError(f"resize ({self.resize}) must be at least the shorter side of size ({self.size})")
         unknown = sorted(set(self.names) - set(data.image_names()))
         if unknown:
             raise ValueError(f"no bundled image(s) {', '.join(unknown)}; available: {', '.join(data.image_names())}")

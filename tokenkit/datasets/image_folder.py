@@ -24,6 +24,7 @@ from tokenkit.datasets.transforms import (
 )
 from tokenkit.errors import ConfigError
 from tokenkit.registry import register
+from tokenkit.validation import image_shape
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +47,8 @@ class ImageFolderConfig:
 
     root: str = ""
     """Folder searched recursively for images (required)."""
-    size: int = 256
-    """Output side (the official 256)."""
+    size: int | tuple[int, int] = 256
+    """Output side (the official 256), or ``(H, W)``."""
     random_crop: bool = True
     """Random crop in training mode (else a centre crop)."""
     flip: bool = True
@@ -65,8 +66,9 @@ class ImageFolderConfig:
         if isinstance(self.extensions, str):
             object.__setattr__(self, "extensions", (self.extensions,))
         object.__setattr__(self, "extensions", tuple(e.lower().lstrip(".") for e in self.extensions))
-        if self.size < 1:
-            raise ValueError(f"size must be positive, got {self.size}")
+        if isinstance(self.size, list):
+            object.__setattr__(self, "size", tuple(self.size))
+        image_shape(self.size, "size")
         check_on_error(self.on_error)
 
     @classmethod

@@ -37,6 +37,7 @@ from tokenkit.datasets.base import AugmentingDataset, OnError, check_on_error, i
 from tokenkit.datasets.transforms import IMAGE_EXTENSIONS, ImageDecodeError, decode_image
 from tokenkit.errors import ConfigError
 from tokenkit.registry import register
+from tokenkit.validation import image_shape
 
 
 def expand_braces(pattern: str) -> list[str]:
@@ -153,8 +154,8 @@ class WebDatasetConfig:
 
     shards: tuple[str, ...] = ()
     """Shard paths or patterns: globs (``"data/train-*.tar"``) or braces (``"train-{0000..0009}.tar"``)."""
-    size: int = 256
-    """Output side (the official 256)."""
+    size: int | tuple[int, int] = 256
+    """Output side (the official 256), or ``(H, W)``."""
     random_crop: bool = True
     """Random crop in training mode (else a centre crop)."""
     flip: bool = True
@@ -172,8 +173,11 @@ class WebDatasetConfig:
         if isinstance(self.shards, (str, os.PathLike)):
             object.__setattr__(self, "shards", (str(self.shards),))
         object.__setattr__(self, "shards", tuple(str(s) for s in self.shards))
-        if self.size < 1 or self.shuffle < 0:
-            raise ValueError(f"size must be positive and shuffle >= 0, got {self.size} and {self.shuffle}")
+        if isinstance(self.size, list):
+            object.__setattr__(self, "size", tuple(self.size))
+        image_shape(self.size, "size")
+        if self.shuffle < 0:
+            raise ValueError(f"shuffle must be >= 0, got {self.shuffle}")
         check_on_error(self.on_error)
 
     @classmethod
