@@ -211,3 +211,26 @@ def test_a_non_square_checkpoint_grid_comes_from_checkpoint_grids():
     with pytest.warns(UserWarning, match="resampled 0.pos from 2x4 to 3x5 patches"):
         tk.load_weights(model, {"0.pos": table}, checkpoint_grids={"0.pos": (2, 4)})
     assert torch.equal(model[0].pos.data, resample_grid_embedding(table, (2, 4), (3, 5)))
+
+
+def test_a_256_model_loads_at_320_and_at_256x384(tmp_path):
+    """The acceptance case at 256 px (a tiny-width TiTok with the official patch size 16: 16x16 patches)."""
+    import warnings
+
+    torch.manual_seed(0)
+    knobs = dict(image_size=256, patch_size=16)
+    original = tk.build("titok-tiny", **knobs)
+    original.save_pretrained(tmp_path / "m256")
+    images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    for size, grid in ((320, "20x20"), ((256, 384), "16x24")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = tk.build("titok-tiny", **{**knobs, "image_size": size}, pretrained=tmp_path / "m256")
+        assert [str(w.message) for w in caught if "resampled" in str(w.message)] == [
+            f"resampled decoder.positional_embedding, encoder.positional_embedding from 16x16 to {grid} patches "
+            "(bicubic, antialiased); fine-tune for best quality"]
+        height, width = (size, size) if isinstance(size, int) else size
+        ids = model.tokenize(torch.rand(2, 3, height, width))
+        assert ids.shape == (2, model.num_tokens) and model.detokenize(ids).shape == (2, 3, height, width)
+    again = tk.build("titok-tiny", **knobs, pretrained=tmp_path / "m256")
+    assert torch.equal(again.tokenize(images), original.tokenize(images))
