@@ -62,6 +62,10 @@ def wrong(hint: Any) -> st.SearchStrategy:
         good = st.floats(0, 0.5)
         return st.one_of(st.text(max_size=6), st.integers(), st.none(), st.lists(good, max_size=1),
                          st.lists(good, min_size=3, max_size=4), st.lists(st.text(max_size=2), min_size=2, max_size=2))
+    if hint == int | tuple[int, int]:  # an image size: a side or (H, W)
+        return st.one_of(st.text(max_size=6), st.floats(allow_nan=True), st.booleans(), st.none(), DICTS,
+                         st.lists(st.integers(1, 9), max_size=1), st.lists(st.integers(1, 9), min_size=3, max_size=4),
+                         st.lists(st.text(max_size=2), min_size=2, max_size=2))
     if typing.get_origin(hint) in (Mapping, dict) or hint == Mapping[str, Any]:
         return st.one_of(st.text(max_size=6), st.integers(), LISTS)
     raise AssertionError(f"no wrong values written for {hint}")
