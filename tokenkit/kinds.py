@@ -46,15 +46,9 @@ class Backbone(nn.Module):
     that own the stack forward their own switch to it."""
 
 
-class Encoder(nn.Module):
-    """Kind ``encoder``: images ``(B, C, H, W)`` in [0, 1] -> latents ``(B, N, D)``.
-
-    Examples:
-        >>> import torch, tokenkit as tk
-        >>> encoder = tk.build("titok-tiny").encoder
-        >>> isinstance(encoder, tk.Encoder), encoder(torch.rand(1, 3, 32, 32)).shape
-        (True, torch.Size([1, 8, 8]))
-    """
+class PatchGridTables:
+    """What a part declares about its weights over the patch grid, read when weights of another resolution
+    are loaded ([`load_weights`][tokenkit.weights.state.load_weights]); the defaults declare none."""
 
     grid_tables: ClassVar[Mapping[str, int]] = {}
     """Position tables over the patch grid ``grid_shape``: ``{parameter name: leading non-grid rows}`` for
@@ -67,6 +61,17 @@ class Encoder(nn.Module):
     only is refused as another patch size (not resampled)."""
     grid_shape: tuple[int, int] | None = None
     """Patch grid ``(rows, cols)`` of ``grid_tables`` (``None``: no grid tables)."""
+
+
+class Encoder(PatchGridTables, nn.Module):
+    """Kind ``encoder``: images ``(B, C, H, W)`` in [0, 1] -> latents ``(B, N, D)``.
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> encoder = tk.build("titok-tiny").encoder
+        >>> isinstance(encoder, tk.Encoder), encoder(torch.rand(1, 3, 32, 32)).shape
+        (True, torch.Size([1, 8, 8]))
+    """
 
 
 class Quantizer(nn.Module):
@@ -87,7 +92,7 @@ class Quantizer(nn.Module):
     """Decoding a prefix of the tokens is meaningful (trained with tail-drop)."""
 
 
-class Decoder(nn.Module):
+class Decoder(PatchGridTables, nn.Module):
     """Kind ``decoder``: codes ``(B, N, D')`` -> images ``(B, C, H, W)`` (or proxy-code logits).
 
     Examples:
@@ -99,17 +104,6 @@ class Decoder(nn.Module):
     output_kind: str = "images"
     """``"images"`` (pixels in [0, 1]) or ``"logits"`` (proxy-code logits for a pixel decoder)."""
 
-    grid_tables: ClassVar[Mapping[str, int]] = {}
-    """Position tables over the patch grid ``grid_shape``: ``{parameter name: leading non-grid rows}`` for
-    ``(prefix + gh * gw, W)`` tables, resampled when weights of another grid are loaded
-    ([`load_weights`][tokenkit.weights.state.load_weights])."""
-    token_tables: ClassVar[tuple[str, ...]] = ()
-    """Tables with one row per latent token ``(N, W)``: never resampled (a tail-drop model takes a prefix)."""
-    patch_weights: ClassVar[Mapping[str, tuple[int, ...]]] = {}
-    """``{parameter name: dims whose size follows the patch size}``: a weight that differs in these dims
-    only is refused as another patch size (not resampled)."""
-    grid_shape: tuple[int, int] | None = None
-    """Patch grid ``(rows, cols)`` of ``grid_tables`` (``None``: no grid tables)."""
 
 
 class Generator(nn.Module):

@@ -103,3 +103,42 @@ def check_patch_divisible(size: Any, patch_size: int, name: str = "image_size") 
 def format_size(size: Any) -> str:
     """``256`` -> ``'256'``, ``(256, 384)`` -> ``'(256, 384)'`` (for messages and ``size=`` hints)."""
     return str(size) if isinstance(size, int) else str(tuple(size))
+
+
+class PatchGrid:
+    """Mixin of part configs with ``image_size`` (int or ``(H, W)``) and ``patch_size``: the image shape and
+    the patch grid. ``check_grid`` (call it in ``__post_init__``) turns a list into a tuple and checks both
+    sides are divisible by the patch size."""
+
+    image_size: Any
+    patch_size: int
+
+    def check_grid(self) -> None:
+        """Normalise ``image_size`` (a list from JSON / YAML becomes a tuple) and check it against ``patch_size``."""
+        if isinstance(self.image_size, list):
+            object.__setattr__(self, "image_size", tuple(self.image_size))
+        check_patch_divisible(self.image_size, self.patch_size)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return image_shape(self.image_size)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """Patch grid ``(gh, gw) = (H // P, W // P)``."""
+        height, width = self.image_shape
+        return height // self.patch_size, width // self.patch_size
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per side ``G`` (square images only).
+
+        Raises:
+            ValueError: For a non-square ``image_size`` (use ``grid_shape``).
+        """
+        rows, cols = self.grid_shape
+        if rows != cols:
+            raise ValueError(f"grid_size is for square images; image_size {self.image_size} has grid {rows}x{cols} "
+                             "(use grid_shape)")
+        return rows

@@ -28,11 +28,11 @@ from tokenkit.kinds import Decoder
 from tokenkit.layers import init_titok_weights, linear
 from tokenkit.registry import register
 from tokenkit.specs import Part
-from tokenkit.validation import check_patch_divisible, check_positive_ints, image_shape
+from tokenkit.validation import PatchGrid, check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class ViT1DDecoderConfig:
+class ViT1DDecoderConfig(PatchGrid):
     """Options of the ``vit1d`` decoder."""
 
     image_size: int | tuple[int, int] = 256
@@ -53,36 +53,10 @@ class ViT1DDecoderConfig:
     """Transformer stack (kind ``backbone``); its width is the decoder width."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, list):
-            object.__setattr__(self, "image_size", tuple(self.image_size))
         check_positive_ints(self, "patch_size", "out_channels", "num_tokens", "proxy_codes", optional=("in_dim",))
-        check_patch_divisible(self.image_size, self.patch_size)
+        self.check_grid()
         if self.head not in ("pixel", "proxy"):
             raise ValueError(f"head must be 'pixel' or 'proxy', got {self.head!r}")
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        """Output ``(H, W)``."""
-        return image_shape(self.image_size)
-
-    @property
-    def grid_shape(self) -> tuple[int, int]:
-        """Patch grid ``(gh, gw) = (H // P, W // P)``."""
-        height, width = self.image_shape
-        return height // self.patch_size, width // self.patch_size
-
-    @property
-    def grid_size(self) -> int:
-        """Patches per side ``G`` (square images only).
-
-        Raises:
-            ValueError: For a non-square ``image_size`` (use ``grid_shape``).
-        """
-        rows, cols = self.grid_shape
-        if rows != cols:
-            raise ValueError(f"grid_size is for square images; image_size {self.image_size} has grid {rows}x{cols} "
-                             "(use grid_shape)")
-        return rows
 
     @property
     def out_dim(self) -> int | None:

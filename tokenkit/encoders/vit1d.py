@@ -22,11 +22,11 @@ from tokenkit.kinds import Encoder
 from tokenkit.layers import init_titok_weights
 from tokenkit.registry import register
 from tokenkit.specs import Part
-from tokenkit.validation import check_patch_divisible, check_positive_ints, image_shape
+from tokenkit.validation import PatchGrid, check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
-class ViT1DEncoderConfig:
+class ViT1DEncoderConfig(PatchGrid):
     """Options of the ``vit1d`` encoder."""
 
     image_size: int | tuple[int, int] = 256
@@ -47,34 +47,8 @@ class ViT1DEncoderConfig:
     """Transformer stack (kind ``backbone``); its width is the encoder width."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.image_size, list):
-            object.__setattr__(self, "image_size", tuple(self.image_size))
         check_positive_ints(self, "patch_size", "in_channels", "num_tokens", optional=("out_dim",))
-        check_patch_divisible(self.image_size, self.patch_size)
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        """Input ``(H, W)``."""
-        return image_shape(self.image_size)
-
-    @property
-    def grid_shape(self) -> tuple[int, int]:
-        """Patch grid ``(gh, gw) = (H // P, W // P)``."""
-        height, width = self.image_shape
-        return height // self.patch_size, width // self.patch_size
-
-    @property
-    def grid_size(self) -> int:
-        """Patches per side ``G`` (square images only).
-
-        Raises:
-            ValueError: For a non-square ``image_size`` (use ``grid_shape``).
-        """
-        rows, cols = self.grid_shape
-        if rows != cols:
-            raise ValueError(f"grid_size is for square images; image_size {self.image_size} has grid {rows}x{cols} "
-                             "(use grid_shape)")
-        return rows
+        self.check_grid()
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> ViT1DEncoderConfig:
