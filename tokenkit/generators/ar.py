@@ -122,7 +122,6 @@ class ARGenerator(SaveMixin, Generator):
         self.num_tokens = config.num_tokens
         self.num_classes = config.num_classes
         self.mask_id = config.codebook_size
-        self.drop_label_id = config.codebook_size + 1 + config.num_classes
         self.random_ratio = 0.0
         """Probability that a training sequence is permuted (RAR's annealed randomness; set by the trainer)."""
         width = backbone.width

@@ -126,7 +126,8 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
         logits = logits.masked_fill(logits < kth, -torch.inf)
     if top_p < 1.0:
         sorted_logits, order = logits.sort(dim=-1, descending=True)
-        before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs
         drop_sorted = before >= top_p  # the mass before a token already reaches top_p
         logits = logits.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), -torch.inf)
     return logits
@@ -175,9 +176,10 @@ def generate_autoregressive(
         condition = torch.cat([condition, model.condition_ids(labels, ~keep)])
     cache = model.new_cache(condition.shape[0]) if config.kv_cache else None
     draw = noise or (lambda shape: torch.rand(shape, generator=generator, device=device))
-    ids = torch.zeros(batch, 0, dtype=torch.long, device=device)
+    # one id buffer for every row of the batch ([cond; uncond] share their ids), filled column by column
+    rows = torch.zeros(condition.shape[0], n, dtype=torch.long, device=device)
     for step in range(n):
-        logits = model.next_logits(condition, torch.cat([ids, ids]) if guided else ids, cache).float()
+        logits = model.next_logits(condition, rows[:, :step], cache).float()
         if guided:
             cond, uncond = logits[:batch], logits[batch:]
             logits = uncond + (cond - uncond) * guidance_at(config, step, n).to(device)
@@ -186,10 +188,10 @@ def generate_autoregressive(
         else:
             logits = filter_logits(logits / config.temperature, config.top_k, config.top_p)
             token = draw_token(logits, draw((batch,)).to(device))
-        ids = torch.cat([ids, token[:, None]], dim=1)
+        rows[:, step] = token.repeat(rows.shape[0] // batch)
         if callback is not None:
-            callback(step, ids)
-    return ids
+            callback(step, rows[:batch, : step + 1])
+    return rows[:batch]
 
 
 def ar_sampling_config(value: ARSamplingConfig | Mapping | None) -> ARSamplingConfig:

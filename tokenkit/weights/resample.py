@@ -126,7 +126,8 @@ class Fitted:
 
 
 def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, strict: bool = False,
-                   checkpoint_grids: Mapping[str, Grid] | None = None, take_prefix: bool = False) -> Fitted:
+                   checkpoint_grids: Mapping[str, Grid] | None = None, take_prefix: bool = False,
+                   expected: Mapping[str, torch.Tensor] | None = None) -> Fitted:
     """``state_dict`` fitted to ``model``'s patch grids and token count where the parts declare how.
 
     * A grid table of another grid is resampled with
@@ -144,6 +145,7 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, 
         strict: Change nothing.
         checkpoint_grids: The checkpoint's grid of its grid tables, by key, when known (its saved spec).
         take_prefix: Take the first rows of token tables with more rows.
+        expected: ``model.state_dict()`` when the caller has it already.
 
     Examples:
         >>> import tokenkit as tk
@@ -155,7 +157,7 @@ def fit_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, 
         resampled decoder.positional_embedding, encoder.positional_embedding from 4x4 to 6x6 patches (bicubic,
         antialiased); fine-tune for best quality
     """
-    expected = model.state_dict()
+    expected = model.state_dict() if expected is None else expected
     out = dict(state_dict)
     grids = dict(checkpoint_grids or {})
     resampled: dict[tuple[Grid, Grid], list[str]] = {}

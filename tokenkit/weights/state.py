@@ -65,10 +65,10 @@ def load_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, as
         antialiased); fine-tune for best quality
     """
     take_prefix = getattr(model, "supports_prefix", False) is True  # a Tokenizer's bottleneck is tail-drop
-    fitted = fit_state_dict(model, state_dict, strict=strict, checkpoint_grids=checkpoint_grids,
-                            take_prefix=take_prefix)
-    state_dict = fitted.state_dict
     expected = model.state_dict()
+    fitted = fit_state_dict(model, state_dict, strict=strict, checkpoint_grids=checkpoint_grids,
+                            take_prefix=take_prefix, expected=expected)
+    state_dict = fitted.state_dict
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     misshaped = sorted(k for k in set(expected) & set(state_dict) if state_dict[k].shape != expected[k].shape)
