@@ -96,7 +96,7 @@ _LIGHT = ("tokenkit.errors",)
 """Modules whose names need no registered parts (the errors stay cheap to import, e.g. for the CLI)."""
 
 _SUBMODULES = ("backbones", "data", "datasets", "decoders", "discriminators", "encoders", "evaluation", "generators",
-               "losses", "metrics", "quantizers", "testing")
+               "losses", "metrics", "quantizers", "testing", "text_encoders")
 """Subpackages reachable as attributes (``tk.metrics.psnr``) without importing them first."""
 
 

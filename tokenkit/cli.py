@@ -30,7 +30,8 @@ from tokenkit.typecheck import NON_NEGATIVE, POSITIVE, InRange
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 """``tokenkit.precision.PRECISIONS``, written out: this module imports torch only once a command runs, so that
 ``tokenkit --help`` is fast (tests/test_cli_conventions.py checks that the two agree)."""
-KINDS = ("backbone", "encoder", "quantizer", "decoder", "generator", "loss", "discriminator", "dataset", "feature")
+KINDS = ("backbone", "encoder", "quantizer", "decoder", "generator", "loss", "discriminator", "dataset", "feature",
+         "text_encoder")
 """``tokenkit.KINDS``, written out for the same reason (and checked the same way)."""
 PRECISION_HELP = ("arithmetic; auto = bf16 where the hardware runs it natively (CUDA with bf16, "
                   "CPUs with AVX-512-bf16 / AMX), fp16 on CUDA without bf16, fp32 otherwise")

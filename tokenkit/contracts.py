@@ -276,6 +276,59 @@ def check_labels(labels: object, device: torch.device | str | None = None) -> to
     return tensor.to(device=device, dtype=torch.int64)
 
 
+class TextEmbeddings(NamedTuple):
+    """What a text encoder ([`TextEncoder`][tokenkit.kinds.TextEncoder]) gives for ``B`` prompts.
+
+    Attributes:
+        tokens: ``(B, L, W)`` the text transformer's output sequence after its final LayerNorm (TA-TiTok's
+            decoder guidance).
+        hidden: ``(B, L, W)`` the output of the penultimate block, before the last block and the final
+            LayerNorm (MaskGen's per-token condition).
+        pooled: ``(B, E)`` the pooled, projected embedding (at the end-of-text token; MaskGen's pooled condition).
+    """
+
+    tokens: torch.Tensor
+    hidden: torch.Tensor
+    pooled: torch.Tensor
+
+    def repeat(self, times: int) -> TextEmbeddings:
+        """Each field repeated ``times`` along the batch (one prompt for ``times`` images)."""
+        return TextEmbeddings(*(t.expand(times, *t.shape[1:]) if t.shape[0] == 1 else t.repeat_interleave(times, 0)
+                                for t in self))
+
+    def select(self, index: slice | torch.Tensor) -> TextEmbeddings:
+        """The rows ``index`` of every field."""
+        return TextEmbeddings(*(t[index] for t in self))
+
+
+def check_prompts(prompts: object, batch: int | None = None, *, what: str = "prompts") -> list[str]:
+    """Prompts as a list of strings: one string or a list / tuple of strings, ``batch`` of them when given.
+
+    Raises:
+        ContractError: Another type, a non-string item, no prompt, or the wrong number.
+
+    Examples:
+        >>> check_prompts("a cat"), check_prompts(["a", "b"], 2)
+        (['a cat'], ['a', 'b'])
+        >>> check_prompts(["a", 3])
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ContractError: prompts must be strings; item 1 is int (3)
+    """
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, (list, tuple)):
+        raise ContractError(f"{what} must be a string or a list of strings, got {type(prompts).__name__}")
+    for i, item in enumerate(prompts):
+        if not isinstance(item, str):
+            raise ContractError(f"{what} must be strings; item {i} is {type(item).__name__} ({item!r})")
+    if not prompts:
+        raise ContractError(f"{what} is empty: give at least one prompt")
+    if batch is not None and len(prompts) != batch:
+        raise ContractError(f"{len(prompts)} {what} for {batch} images: give one per image (or a single string)")
+    return list(prompts)
+
+
 class LossInputs(NamedTuple):
     """Everything a loss term may need from one training step.
 

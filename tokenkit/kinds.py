@@ -132,6 +132,55 @@ class Generator(nn.Module):
     [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens])."""
 
 
+class TextEncoder(nn.Module):
+    """Kind ``text_encoder``: prompts -> [`TextEmbeddings`][tokenkit.contracts.TextEmbeddings].
+
+    A text encoder is frozen and its weights come from its own source (its ``weights`` option), not
+    from the model that holds it: they are left out of the holder's ``state_dict`` and a checkpoint
+    without them loads (TA-TiTok's and MaskGen's released files hold no CLIP weights either).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> text = tk.build_part("text_encoder", tk.Part("openclip", width=16, heads=2, layers=2, embed_dim=8,
+        ...                                              context_length=12))
+        >>> out = text(["a red rocket", ""])
+        >>> out.tokens.shape, out.pooled.shape, text.state_dict()
+        (torch.Size([2, 12, 16]), torch.Size([2, 8]), OrderedDict())
+    """
+
+    width: int
+    """Width ``W`` of ``tokens`` and ``hidden``."""
+    context_length: int
+    """Tokens per prompt ``L``."""
+    pooled_dim: int
+    """Width ``E`` of ``pooled``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._load_prefix = ""
+        self.register_load_state_dict_post_hook(_forgive_missing_text_weights)
+
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        """Nothing: the weights are external (see the class note); ``destination`` is returned unchanged."""
+        from collections import OrderedDict
+
+        return OrderedDict() if destination is None else destination
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        self._load_prefix = prefix
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        """Stays in eval mode (frozen)."""
+        return super().train(False)
+
+
+def _forgive_missing_text_weights(module: TextEncoder, incompatible) -> None:
+    """A checkpoint may lack a text encoder's weights (they are external): drop them from the missing keys."""
+    prefix = module._load_prefix
+    incompatible.missing_keys[:] = [k for k in incompatible.missing_keys if not k.startswith(prefix)]
+
+
 class Loss(nn.Module):
     """Kind ``loss``: [`LossInputs`][tokenkit.contracts.LossInputs] -> a scalar loss.
 
@@ -194,5 +243,6 @@ class FeatureExtractor(nn.Module):
 KIND_BASES: dict[str, type] = {
     "backbone": Backbone, "encoder": Encoder, "quantizer": Quantizer, "decoder": Decoder, "generator": Generator,
     "loss": Loss, "discriminator": Discriminator, "dataset": Dataset, "feature": FeatureExtractor,
+    "text_encoder": TextEncoder,
 }
 """The base class of each kind in [`KINDS`][tokenkit.registry.KINDS]."""

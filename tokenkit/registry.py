@@ -82,7 +82,8 @@ def load_builtin() -> None:
         return
     _builtin_loaded = True  # set first: a registry read while the packages import finds what is there so far
     for package in ("backbones", "encoders", "quantizers", "decoders", "generators", "losses", "discriminators",
-                    "datasets", "models", "evaluation.inception"):  # each registers its parts / models on import
+                    "datasets", "text_encoders", "models",
+                    "evaluation.inception"):  # each registers its parts / models on import
         importlib.import_module(f"tokenkit.{package}")
 
 
