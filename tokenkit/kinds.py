@@ -41,6 +41,9 @@ class Backbone(nn.Module):
         (True, True)
     """
 
+    text_conditioned: ClassVar[bool] = False
+    """``forward(x, context, pooled)`` with a text sequence ``context (B, L, W)`` and a pooled condition
+    ``pooled (B, W)`` (MM-DiT, MaskGen), instead of ``forward(x)``."""
     has_fused_inference: ClassVar[bool] = False
     """The stack has a ``fused_inference`` switch (oneDNN-fused linear maps at inference); decoders
     that own the stack forward their own switch to it."""
@@ -103,6 +106,9 @@ class Decoder(PatchGridTables, nn.Module):
 
     output_kind: str = "images"
     """``"images"`` (pixels in [0, 1]) or ``"logits"`` (proxy-code logits for a pixel decoder)."""
+    text_dim: int | None = None
+    """Width of the text guidance the decoder reads (``forward(codes, text)`` with ``text (B, L, text_dim)``,
+    TA-TiTok); ``None``: a decoder that takes no text."""
 
 
 
@@ -126,6 +132,9 @@ class Generator(nn.Module):
     """Class labels it is conditioned on."""
     mask_id: int
     """The id of the mask token (masked generators)."""
+    conditioning: ClassVar[str] = "class"
+    """What it is conditioned on: ``"class"`` (labels ``(B,)``) or ``"text"`` (prompts, through its
+    ``text_encoder``; MaskGen)."""
     autoregressive: ClassVar[bool] = False
     """Predicts each token from the ones before it (trained with
     [`NextTokens`][tokenkit.train.objectives.NextTokens]); else a masked generator (trained with

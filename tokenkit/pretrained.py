@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from tokenkit.compose import build_from_spec, spec
-from tokenkit.errors import ConfigError, WeightsError
+from tokenkit.errors import ConfigError, TokenkitError, WeightsError
 from tokenkit.models.official_config import (
     generator_spec_from_official_config,
     official_tree,
@@ -66,7 +66,10 @@ def infer_spec(state_dict: Mapping[str, torch.Tensor]) -> Spec:
                    if getattr(_signature(n, ())[0], "pixel_decoder", None) is not None]
     fits, released, best = [], [], None
     for name, knobs in candidates:
-        composition, signature = _signature(name, knobs)
+        try:
+            composition, signature = _signature(name, knobs)
+        except TokenkitError:  # a model whose optional package is missing (e.g. tokenkit[text]) cannot be built
+            continue
         if signature == target:
             fits.append(composition)
             if get_model(name).weights is not None:
@@ -98,7 +101,7 @@ def spec_from_config(config: Mapping, layout: str = "tokenkit") -> Spec:
     if official_tree(config) is not None:
         if layout in official.GENERATOR_LAYOUTS:
             return generator_spec_from_official_config(config)
-        return spec_from_official_config(config)
+        return spec_from_official_config(config, text_aware=layout == "tatitok")
     raise WeightsError("config.json is neither a tokenkit spec nor an official TiTok config")
 
 

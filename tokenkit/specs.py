@@ -289,6 +289,9 @@ class TokenizerSpec(_SpecIO):
         decoder: Part of kind ``decoder`` (codes -> images, or proxy-code logits).
         pixel_decoder: Optional second decoder fed with the first decoder's
             output (TiTok's two-stage models: proxy-code logits -> pixels).
+        text_encoder: Optional part of kind ``text_encoder`` that embeds prompts for a text-aware
+            decoder (TA-TiTok: ``Part("openclip", ...)``); its width and length must match the
+            decoder's ``text_dim`` / ``text_length``. A text-aware decoder without one takes embeddings only.
 
     Cross-part dimensions are resolved by [`resolve`][tokenkit.specs.TokenizerSpec.resolve]:
     an encoder ``out_dim`` left unset takes the quantizer's ``in_dim``, a
@@ -312,6 +315,7 @@ class TokenizerSpec(_SpecIO):
     quantizer: Part
     decoder: Part
     pixel_decoder: Part | None = None
+    text_encoder: Part | None = None
 
     FORMAT: ClassVar[str] = "tokenkit.TokenizerSpec"
 
@@ -322,7 +326,8 @@ class TokenizerSpec(_SpecIO):
         """Typed configs of every part, with cross-part dimensions filled in.
 
         Returns:
-            ``{"encoder": EncoderConfig, "quantizer": ..., "decoder": ..., "pixel_decoder": ... | None}``
+            ``{"encoder": EncoderConfig, "quantizer": ..., "decoder": ..., "pixel_decoder": ... | None,
+            "text_encoder": ... | None}``
 
         Raises:
             ConfigError: If a part or option is unknown or dimensions disagree.
@@ -350,7 +355,17 @@ class TokenizerSpec(_SpecIO):
                          getattr(dec, "patch_size", None),
                          f"pixel decoder {self.pixel_decoder.name!r} (upsample_factor)",
                          getattr(pix, "upsample_factor", None))
-        return {"encoder": enc, "quantizer": q, "decoder": dec, "pixel_decoder": pix}
+        text = None
+        if self.text_encoder is not None:
+            text = resolve_part("text_encoder", self.text_encoder)
+            if getattr(dec, "text_dim", None) is None:
+                raise ConfigError(f"text_encoder {self.text_encoder.name!r} is set but decoder {self.decoder.name!r} "
+                                  "takes no text (give the decoder text_dim, e.g. TA-TiTok's vit1d decoder)")
+            for what, ours, theirs in (("text width", "text_width", "text_dim"),
+                                       ("text length", "text_length", "text_length")):
+                _check_equal(what, f"text encoder {self.text_encoder.name!r}", getattr(text, ours, None),
+                             f"decoder {self.decoder.name!r} ({theirs})", getattr(dec, theirs, None))
+        return {"encoder": enc, "quantizer": q, "decoder": dec, "pixel_decoder": pix, "text_encoder": text}
 
 
 

@@ -44,18 +44,21 @@ def _assert(cond: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def _assert_batch_independent(module: nn.Module, inputs: torch.Tensor, what: str, output=lambda out: out) -> None:
+def _assert_batch_independent(module: nn.Module, inputs: torch.Tensor, what: str, output=lambda out: out,
+                              extra: tuple[torch.Tensor, ...] = ()) -> None:
     """Each batch item run alone gives the same result as inside the batch.
 
     Runs a float64 copy of the module so that rounding noise (amplified by
     normalisation layers) cannot hide or fake a dependence between items.
+    ``extra`` are further per-item inputs (``module(inputs, *extra)``), sliced alike.
     """
     module = copy.deepcopy(module).double().eval()
     inputs = inputs.detach().double()
+    extra = tuple(t.detach().double() for t in extra)
     with torch.no_grad():
-        full = output(module(inputs))
+        full = output(module(inputs, *extra))
         for i in range(inputs.shape[0]):
-            single = output(module(inputs[i : i + 1]))
+            single = output(module(inputs[i : i + 1], *(t[i : i + 1] for t in extra)))
             _assert(torch.allclose(single, full[i : i + 1], atol=1e-9, rtol=1e-7),
                     f"{what}: item {i} differs when run alone (batch items must be independent in eval mode)")
 
@@ -70,12 +73,19 @@ def check_backbone(module: nn.Module, config: Any, batch: int = 3, length: int =
     width = getattr(module, "width", None)
     _assert(isinstance(width, int) and width > 0, "backbone must expose an int attribute `width`")
     tokens = torch.randn(batch, length, width, requires_grad=True)
-    out = module(tokens)
+    extra: tuple[torch.Tensor, ...] = ()
+    if module.text_conditioned:  # forward(x, context (B, L, W), pooled (B, W)): both must matter
+        extra = (torch.randn(batch, length + 2, width), torch.randn(batch, width))
+        with torch.no_grad():
+            for i in range(2):
+                moved = module(tokens, *extra) - module(tokens, *(t + (j == i) for j, t in enumerate(extra)))
+                _assert(moved.abs().amax() > 0, f"backbone: its {('context', 'pooled')[i]} input changes nothing")
+    out = module(tokens, *extra)
     _assert(out.shape == tokens.shape and out.dtype == tokens.dtype,
             f"backbone output {tuple(out.shape)} {out.dtype} != input {tuple(tokens.shape)} {tokens.dtype}")
     out.square().mean().backward()
     _assert_grad(tokens, "backbone")
-    _assert_batch_independent(module, tokens, "backbone")
+    _assert_batch_independent(module, tokens, "backbone", extra=extra)
 
 
 def check_encoder(module: nn.Module, config: Any, batch: int = 3) -> None:
@@ -130,7 +140,13 @@ def check_decoder(module: nn.Module, config: Any, batch: int = 3) -> None:
     logits ``(B, L, out_dim)`` (``"logits"``); gradients reach the codes; batch items independent."""
     num_tokens = getattr(config, "num_tokens", None) or 4
     codes = torch.randn(batch, num_tokens, config.in_dim, requires_grad=True)
-    out = module(codes)
+    extra: tuple[torch.Tensor, ...] = ()
+    if module.text_dim is not None:  # a text-aware decoder: random text guidance, checked for its effect
+        extra = (torch.randn(batch, config.text_length, module.text_dim),)
+        with torch.no_grad():
+            moved = module(codes, *extra) - module(codes, extra[0] + 1)
+        _assert(moved.abs().amax() > 0, "text-aware decoder: the text guidance does not change the output")
+    out = module(codes, *extra)
     kind = module.output_kind
     if kind == "images":
         _assert(out.ndim == 4 and out.shape[0] == batch, f"decoder images must be (B, C, H, W), got {tuple(out.shape)}")
@@ -145,7 +161,7 @@ def check_decoder(module: nn.Module, config: Any, batch: int = 3) -> None:
     _assert(out.is_floating_point() and torch.isfinite(out).all(), "decoder output must be finite floats")
     out.square().mean().backward()
     _assert_grad(codes, "decoder")
-    _assert_batch_independent(module, codes, "decoder")
+    _assert_batch_independent(module, codes, "decoder", extra=extra)
 
 
 def check_generator(module: nn.Module, config: Any, batch: int = 3) -> None:
@@ -343,9 +359,33 @@ def check_feature(module: nn.Module, config: Any, batch: int = 3) -> None:
     _assert_batch_independent(module, images.float(), "feature", output=lambda o: o.pool)
 
 
+def check_text_encoder(module: nn.Module, config: Any, batch: int = 3) -> None:
+    """prompts -> ``TextEmbeddings``: ``tokens`` and ``hidden`` ``(B, L, width)``, ``pooled (B, pooled_dim)``,
+    finite; frozen (no trainable parameters, nothing in ``state_dict``); prompts independent; different
+    prompts give different embeddings."""
+    prompts = ["a photo of a cat", "", "two red rockets over a snowy forest at night"][:batch]
+    out = module(prompts)
+    shapes = {"tokens": (batch, module.context_length, module.width), "hidden": (batch, module.context_length,
+              module.width), "pooled": (batch, module.pooled_dim)}
+    for name, shape in shapes.items():
+        value = getattr(out, name)
+        _assert(tuple(value.shape) == shape, f"text encoder {name} {tuple(value.shape)} != {shape}")
+        _assert(value.is_floating_point() and torch.isfinite(value).all(), f"text encoder {name} must be finite")
+    _assert(not any(p.requires_grad for p in module.parameters()), "text encoders are frozen: no trainable parameters")
+    _assert(len(module.state_dict()) == 0, "a text encoder's weights are external: its state_dict must be empty")
+    wrapped = copy.deepcopy(module).double()
+    full = wrapped(prompts)
+    for i, prompt in enumerate(prompts):
+        single = wrapped([prompt])
+        _assert(all(torch.allclose(a, b[i : i + 1], atol=1e-9) for a, b in zip(single, full, strict=True)),
+                f"text encoder: prompt {i} differs when encoded alone")
+    _assert(not torch.allclose(full.pooled[0], full.pooled[1]), "text encoder: different prompts, same embedding")
+
+
 CHECKS = {"backbone": check_backbone, "encoder": check_encoder, "quantizer": check_quantizer,
           "decoder": check_decoder, "generator": check_generator, "dataset": check_dataset,
-          "loss": check_loss, "discriminator": check_discriminator, "feature": check_feature}
+          "loss": check_loss, "discriminator": check_discriminator, "feature": check_feature,
+          "text_encoder": check_text_encoder}
 """Contract check per kind."""
 
 

@@ -73,6 +73,7 @@ class MMDiT(Backbone):
     """
 
     Config = MMDiTConfig
+    text_conditioned = True
 
     def __init__(self, config: MMDiTConfig) -> None:
         super().__init__()

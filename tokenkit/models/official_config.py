@@ -71,8 +71,14 @@ def titok_knobs_from_official(tree: Mapping[str, Any]) -> dict[str, Any]:
     return knobs
 
 
-def spec_from_official_config(data: Mapping[str, Any]) -> TokenizerSpec:
+def spec_from_official_config(data: Mapping[str, Any], *, text_aware: bool = False) -> TokenizerSpec:
     """The tokenkit composition of an official TiTok config (legacy/non-legacy, VQ/VAE, sizes, tokens).
+
+    Args:
+        data: The config (``config.json`` of a Hub repo, or a YAML of ``configs/infer``).
+        text_aware: A TA-TiTok checkpoint (its weights hold ``decoder.text_guidance_proj``): the decoder reads
+            OpenCLIP ViT-L/14-336 token embeddings (``text_embed_dim`` 768, ``text_context_length`` 77, the
+            only values ``TATiTokDecoder`` was released with).
 
     Raises:
         WeightsError: Not an official TiTok config, or an unsupported combination.
@@ -80,7 +86,17 @@ def spec_from_official_config(data: Mapping[str, Any]) -> TokenizerSpec:
     tree = official_tree(data)
     if tree is None:
         raise WeightsError("not an official TiTok config (expected a 'model.vq_model' section)")
-    return titok(**titok_knobs_from_official(tree))
+    knobs = titok_knobs_from_official(tree)
+    if text_aware:
+        from tokenkit.models.tatitok import OPENCLIP_L14_336
+
+        vq = tree["model"]["vq_model"]
+        if (vq.get("text_embed_dim", 768), vq.get("text_context_length", 77)) != (768, 77):
+            raise WeightsError("official TA-TiTok config: only text_embed_dim 768 and text_context_length 77 (OpenCLIP "
+                               f"ViT-L-14-336) are supported, got {vq.get('text_embed_dim')} and "
+                               f"{vq.get('text_context_length')}")
+        knobs["text_encoder"] = OPENCLIP_L14_336
+    return titok(**knobs)
 
 
 def _resolve(tree: Mapping[str, Any], value: Any) -> Any:

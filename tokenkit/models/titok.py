@@ -16,7 +16,7 @@ from typing import Any
 from tokenkit.errors import ConfigError
 from tokenkit.registry import register_model
 from tokenkit.sources import WeightSource
-from tokenkit.specs import Part, TokenizerSpec
+from tokenkit.specs import Part, TokenizerSpec, resolve_part
 from tokenkit.validation import check_patch_divisible, check_positive_ints
 
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -58,6 +58,7 @@ def titok(
     legacy: bool = False,
     pixel_decoder: bool | Part | None = None,
     backbone: str = "vit",
+    text_encoder: Part | None = None,
 ) -> TokenizerSpec:
     """Expand TiTok knobs into a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec].
 
@@ -78,6 +79,9 @@ def titok(
             decoder [`Part`][tokenkit.specs.Part] to append. Defaults to
             ``legacy``; ``False`` with ``legacy`` is the stage-1 model.
         backbone: Backbone part used by encoder and decoder.
+        text_encoder: A text encoder [`Part`][tokenkit.specs.Part] (kind ``text_encoder``) makes the decoder
+            text-aware, as TA-TiTok's: it reads the encoder's token embeddings (width and length taken from
+            the part) and ``detokenize(ids, text=...)`` takes prompts. ``None``: no text.
 
     Raises:
         ConfigError: Incompatible knob values, before any module is built.
@@ -117,16 +121,32 @@ def titok(
     geometry = dict(image_size=image_size, patch_size=patch_size, num_tokens=num_tokens)
     encoder = Part("vit1d", **geometry, legacy_reshape=legacy, backbone=_backbone(encoder_size, backbone, "encoder_size"))
     decoder = Part("vit1d", **geometry, head="proxy" if legacy else "pixel",
-                   backbone=_backbone(decoder_size, backbone, "decoder_size"))
+                   backbone=_backbone(decoder_size, backbone, "decoder_size"), **_text_options(text_encoder))
     if isinstance(pixel_decoder, Part):
         pixel = pixel_decoder
     else:
         pixel = Part("vqgan", codebook_size=1024) if pixel_decoder else None
-    return TokenizerSpec(encoder=encoder, quantizer=q_part, decoder=decoder, pixel_decoder=pixel)
+    return TokenizerSpec(encoder=encoder, quantizer=q_part, decoder=decoder, pixel_decoder=pixel,
+                         text_encoder=text_encoder)
 
 
 titok.knob_options = {"quantizer": ("codebook_size", "token_dim", "l2_norm", "commitment_cost")}
 """Registered values of these knobs are not carried over when ``quantizer`` changes (see ``tk.spec``)."""
+
+
+def _text_options(text_encoder: Part | None) -> dict[str, int]:
+    """The decoder options (``text_dim``, ``text_length``) that read ``text_encoder``'s token embeddings."""
+    if text_encoder is None:
+        return {}
+    if not isinstance(text_encoder, Part):
+        raise ConfigError(f"text_encoder must be a text encoder Part (e.g. tk.Part('openclip')) or None, got "
+                          f"{text_encoder!r}")
+    config = resolve_part("text_encoder", text_encoder)
+    width, length = getattr(config, "text_width", None), getattr(config, "text_length", None)
+    if width is None or length is None:
+        raise ConfigError(f"cannot tell the width of text encoder {text_encoder.name!r} (is its package installed? "
+                          "pip install \"tokenkit[text]\")")
+    return {"text_dim": width, "text_length": length}
 
 
 def _legacy(n: int, size: str) -> dict[str, Any]:

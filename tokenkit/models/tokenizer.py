@@ -11,7 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from tokenkit.contracts import QuantizerOutput, TokenizerOutput, check_images, check_indices, check_tokens
+from tokenkit.contracts import (
+    QuantizerOutput,
+    TextEmbeddings,
+    TokenizerOutput,
+    check_images,
+    check_indices,
+    check_prompts,
+    check_tokens,
+)
 from tokenkit.errors import ContractError
 from tokenkit.factory import instantiate, on_device
 from tokenkit.models.compile import compile_modules
@@ -130,6 +138,11 @@ class Tokenizer(SaveMixin, nn.Module):
         quantizer: latents -> codes ``(B, N, D')`` (+ indices).
         decoder: codes -> images, or proxy-code logits.
         pixel_decoder: Optional proxy-code logits -> images (TiTok stage 2), or ``None``.
+        text_encoder: Optional prompts -> text embeddings for a text-aware decoder (TA-TiTok), or ``None``.
+
+    Text (TA-TiTok): a decoder built with ``text_dim`` reads text guidance; ``decode``, ``detokenize``
+    and ``forward`` then take ``text=``: prompts (embedded by ``text_encoder``) or embeddings
+    ``(B, L, text_dim)``. ``tokenize`` / ``encode`` never read text.
 
     Examples:
         >>> import torch, tokenkit as tk
@@ -143,7 +156,7 @@ class Tokenizer(SaveMixin, nn.Module):
     """
 
     def __init__(self, spec: TokenizerSpec, encoder: nn.Module, quantizer: nn.Module, decoder: nn.Module,
-                 pixel_decoder: nn.Module | None = None) -> None:
+                 pixel_decoder: nn.Module | None = None, text_encoder: nn.Module | None = None) -> None:
         super().__init__()
         self.spec = spec
         configs = spec.resolve()
@@ -153,6 +166,7 @@ class Tokenizer(SaveMixin, nn.Module):
         self.quantizer = quantizer
         self.decoder = decoder
         self.pixel_decoder = pixel_decoder
+        self.text_encoder = text_encoder
         self.code_dim: int = configs["quantizer"].out_dim
 
     @classmethod
@@ -163,7 +177,7 @@ class Tokenizer(SaveMixin, nn.Module):
             parts = {
                 kind: None if configs[kind] is None else instantiate("decoder" if kind == "pixel_decoder" else kind,
                                                                     getattr(spec, kind).name, configs[kind])
-                for kind in ("encoder", "quantizer", "decoder", "pixel_decoder")
+                for kind in ("encoder", "quantizer", "decoder", "pixel_decoder", "text_encoder")
             }
         return cls(spec, **parts)
 
@@ -276,7 +290,51 @@ class Tokenizer(SaveMixin, nn.Module):
             return tokens.shape[1]
         return self.num_tokens
 
-    def decode(self, codes: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+    @property
+    def takes_text(self) -> bool:
+        """Whether the decoder reads text guidance (TA-TiTok): ``decode`` / ``detokenize`` then need ``text=``."""
+        return self.decoder.text_dim is not None
+
+    def encode_text(self, prompts: str | list[str]) -> TextEmbeddings:
+        """Embed prompts with the composition's ``text_encoder``.
+
+        Raises:
+            ContractError: Prompts that are not strings, or no ``text_encoder`` in the composition.
+        """
+        if self.text_encoder is None:
+            raise ContractError(
+                f"decoder {self.spec.decoder.name!r} is text-aware (text_dim={self.decoder.text_dim}) but this "
+                "composition has no text_encoder part to embed prompts: build it with text_encoder=tk.Part("
+                "'openclip', ...) (the tatitok-* models have one), or pass text embeddings "
+                f"(B, {self._dec_cfg.text_length}, {self.decoder.text_dim})")
+        return self.text_encoder(check_prompts(prompts))
+
+    def _text_guidance(self, text: object, batch: int) -> torch.Tensor | None:
+        """``text`` (prompts, ``TextEmbeddings`` or a tensor) as the decoder's guidance ``(B, L, text_dim)``."""
+        if not self.takes_text:
+            if text is not None:
+                raise ContractError(f"decoder {self.spec.decoder.name!r} takes no text (built without text_dim); "
+                                    "drop text=, or compose a text-aware decoder (e.g. tk.build('tatitok-bl32-vq'))")
+            return None
+        if text is None:
+            raise ContractError(f"decoder {self.spec.decoder.name!r} is text-aware: pass text= (one prompt, "
+                                f"{batch} prompts, or embeddings (B, {self._dec_cfg.text_length}, "
+                                f"{self.decoder.text_dim}))")
+        if isinstance(text, (str, list, tuple)):
+            prompts = check_prompts(text)
+            if len(prompts) == 1 and batch > 1:
+                return self.encode_text(prompts).tokens.expand(batch, -1, -1)
+            text = self.encode_text(check_prompts(prompts, batch))
+        if isinstance(text, TextEmbeddings):
+            text = text.tokens
+        if not isinstance(text, torch.Tensor):
+            raise ContractError(f"text must be prompts (str or list of str), TextEmbeddings or a tensor, got "
+                                f"{type(text).__name__}")
+        if text.ndim == 3 and text.shape[0] != batch:
+            raise ContractError(f"text embeddings for {text.shape[0]} images, codes for {batch}")
+        return self._as_model_dtype(text) if text.is_floating_point() else text
+
+    def decode(self, codes: torch.Tensor, *, text: object = None, batch_size: int | None = None) -> torch.Tensor:
         """Decode codes ``(B, N, D')`` to images ``(B, C, H, W)`` (not clamped).
 
         With a prefix-capable bottleneck (``tail-drop``) ``codes`` may hold the
@@ -289,19 +347,27 @@ class Tokenizer(SaveMixin, nn.Module):
 
         Args:
             codes: ``(B, N, D')`` (``(B, k, D')`` prefix with a ``tail-drop`` bottleneck).
+            text: For a text-aware decoder only (see [`takes_text`][tokenkit.models.tokenizer.Tokenizer.takes_text]):
+                one prompt (for every image), ``B`` prompts, [`TextEmbeddings`][tokenkit.contracts.TextEmbeddings]
+                or embeddings ``(B, L, text_dim)``.
             batch_size: Decode in chunks of this many (bounded working memory without
                 autograd, see [`map_batches`][tokenkit.models.tokenizer.map_batches]); ``None``: one batch.
 
         Raises:
-            ContractError: Wrong shape or dtype, or a bad ``batch_size``.
+            ContractError: Wrong shape or dtype, a bad ``batch_size``, or text missing, unexpected or malformed.
         """
         codes = check_tokens(codes, "codes", dim=self.code_dim, num_tokens=self._length(codes, 3))
-        return map_batches(self._decode, self._as_model_dtype(codes), batch_size)
+        guidance = self._text_guidance(text, codes.shape[0])
+        if guidance is None:
+            return map_batches(self._decode, self._as_model_dtype(codes), batch_size)
+        codes = self._as_model_dtype(codes)
+        rows = torch.arange(codes.shape[0], device=codes.device)
+        return map_batches(lambda chunk: self._decode(codes[chunk], guidance[chunk]), rows, batch_size)
 
-    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+    def _decode(self, codes: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
         if codes.shape[1] < self.num_tokens:
             codes = self.quantizer.pad_codes(codes, self.num_tokens)
-        out = self.decoder(codes)
+        out = self.decoder(codes) if text is None else self.decoder(codes, text)
         if self.pixel_decoder is not None:
             grid = getattr(self.decoder, "grid_shape", None)
             if grid is not None and grid[0] != grid[1]:  # a square grid is the pixel decoder's default
@@ -340,7 +406,8 @@ class Tokenizer(SaveMixin, nn.Module):
         images = self._check_images(images)
         return map_batches(lambda chunk: self.encode(chunk).indices, images, batch_size, inference=True)
 
-    def detokenize(self, indices: torch.Tensor, *, batch_size: int | None = None) -> torch.Tensor:
+    def detokenize(self, indices: torch.Tensor, *, text: object = None, batch_size: int | None = None
+                   ) -> torch.Tensor:
         """Token ids ``(B, N)`` (or the official ``(B, 1, N)``; ``(B, N, Q)`` with ``Q > 1`` codebooks)
         -> images ``(B, C, H, W)`` clamped to [0, 1].
 
@@ -349,6 +416,8 @@ class Tokenizer(SaveMixin, nn.Module):
 
         Args:
             indices: Token ids as above, int64 (any integer dtype is accepted).
+            text: For a text-aware decoder only: prompts or embeddings, as in
+                [`decode`][tokenkit.models.tokenizer.Tokenizer.decode].
             batch_size: Decode in chunks of this many; the images are those of one batch and
                 the working memory is that of one chunk whatever ``B`` is (the output is
                 allocated once and each chunk is clamped into it;
@@ -374,8 +443,14 @@ class Tokenizer(SaveMixin, nn.Module):
                                 "add a pixel_decoder to get images")
         indices = check_indices(indices, num_tokens=self._length(indices, 2 + (self.num_codebooks > 1)),
                                 codebook_size=self.codebook_size, num_codebooks=self.num_codebooks)
-        return map_batches(lambda chunk: self.decode(self.quantizer.lookup(chunk)), indices, batch_size,
-                           inference=True, finish=lambda y, out: torch.clamp(y, 0.0, 1.0, out=out))
+        with torch.inference_mode():
+            guidance = self._text_guidance(text, indices.shape[0])
+        if guidance is None:
+            return map_batches(lambda chunk: self.decode(self.quantizer.lookup(chunk)), indices, batch_size,
+                               inference=True, finish=lambda y, out: torch.clamp(y, 0.0, 1.0, out=out))
+        rows = torch.arange(indices.shape[0], device=indices.device)
+        return map_batches(lambda chunk: self.decode(self.quantizer.lookup(indices[chunk]), text=guidance[chunk]),
+                           rows, batch_size, inference=True, finish=lambda y, out: torch.clamp(y, 0.0, 1.0, out=out))
 
     def compile(self, **options: Any) -> Tokenizer:
         """Compile the encoder, decoder and pixel decoder with ``torch.compile`` (opt-in), in place.
@@ -407,9 +482,10 @@ class Tokenizer(SaveMixin, nn.Module):
         compile_modules([self.encoder, self.decoder, self.pixel_decoder], **options)
         return self
 
-    def forward(self, images: torch.Tensor) -> TokenizerOutput:
+    def forward(self, images: torch.Tensor, text: object = None) -> TokenizerOutput:
         """Encode, quantize and decode (the training path: images not clamped); see
-        [`TokenizerOutput`][tokenkit.contracts.TokenizerOutput].
+        [`TokenizerOutput`][tokenkit.contracts.TokenizerOutput]. ``text``: for a text-aware decoder, as in
+        [`decode`][tokenkit.models.tokenizer.Tokenizer.decode].
 
         Examples:
             >>> import torch, tokenkit as tk
@@ -420,4 +496,4 @@ class Tokenizer(SaveMixin, nn.Module):
             True
         """
         q = self.encode(images)
-        return TokenizerOutput(self.decode(q.codes), q.indices, q.codes, q.loss, q.stats)
+        return TokenizerOutput(self.decode(q.codes, text=text), q.indices, q.codes, q.loss, q.stats)

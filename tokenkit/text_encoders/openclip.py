@@ -80,6 +80,16 @@ class OpenCLIPTextConfig:
         if self.layers is not None and self.layers < 2:
             raise ValueError(f"layers must be >= 2 (the penultimate block is read), got {self.layers}")
 
+    @property
+    def text_width(self) -> int | None:
+        """Width ``W`` of ``tokens`` / ``hidden`` (``None`` when open_clip is not installed to say)."""
+        return self.width or _text_cfg(self.model).get("width")
+
+    @property
+    def text_length(self) -> int | None:
+        """Tokens per prompt ``L`` (``None`` when open_clip is not installed to say)."""
+        return self.context_length or _text_cfg(self.model).get("context_length", 77 if _text_cfg(self.model) else None)
+
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> OpenCLIPTextConfig:
         """A small valid config for tests (randomised by ``rng``)."""
@@ -87,6 +97,15 @@ class OpenCLIPTextConfig:
         heads = rng.choice([1, 2])
         return cls(width=8 * heads, heads=heads, layers=rng.randint(2, 3), embed_dim=rng.choice([4, 8]),
                    context_length=rng.randint(8, 16), seed=rng.randint(0, 9))
+
+
+def _text_cfg(model: str) -> dict:
+    """The ``text_cfg`` of an OpenCLIP model config; empty when open_clip is missing or the name unknown."""
+    try:
+        import open_clip
+    except ImportError:
+        return {}
+    return dict((open_clip.get_model_config(model) or {}).get("text_cfg", {}))
 
 
 def _state_dict_of(path: Path) -> dict[str, torch.Tensor]:

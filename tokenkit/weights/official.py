@@ -39,7 +39,8 @@ TITOK = KeyMap((
     Rule("pixel_decoder.{rest}", "pixel_decoder.{rest}"),
     Rule("{part}.{rest}", "{part}.{rest}"),
 ))
-"""Official ``TiTok`` (all nine released tokenizers, stage 1 and 2) <-> tokenkit ``Tokenizer``."""
+"""Official ``TiTok`` (all nine released tokenizers, stage 1 and 2) and ``TATiTok`` (its decoder adds
+``text_guidance_proj`` and ``text_guidance_positional_embedding``, same names here) <-> tokenkit ``Tokenizer``."""
 
 MASKGIT_VQGAN = KeyMap((
     Rule("quantize.embedding.weight", "quantizer.embedding.weight"),
@@ -97,7 +98,8 @@ IGNORED_KEYS = frozenset({"model.embeddings.position_ids", "quantize.embed_prob"
 
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """Name the layout of a state dict: ``"titok"``, ``"maskgit-vqgan"``, ``"imagebert"``,
+    """Name the layout of a state dict: ``"titok"``, ``"tatitok"`` (TiTok with TA-TiTok's text-aware decoder),
+    ``"maskgit-vqgan"``, ``"imagebert"``,
     ``"uvitbert"``, ``"rar"`` (official) or ``"tokenkit"``.
 
     Examples:
@@ -116,13 +118,13 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     if "embeddings.weight" in keys and any(k.startswith("in_blocks.") for k in keys):
         return "uvitbert"
     if "latent_tokens" in keys or any(k.startswith(("encoder.transformer.", "decoder.transformer.")) for k in keys):
-        return "titok"
+        return "tatitok" if "decoder.text_guidance_proj.weight" in keys else "titok"
     if "quantize.embedding.weight" in keys and any(k.startswith("decoder.up.") for k in keys):
         return "maskgit-vqgan"
     return "tokenkit"
 
 
-OFFICIAL_LAYOUTS: dict[str, KeyMap] = {"titok": TITOK, "maskgit-vqgan": MASKGIT_VQGAN, "imagebert": IMAGEBERT,
+OFFICIAL_LAYOUTS: dict[str, KeyMap] = {"titok": TITOK, "tatitok": TITOK, "maskgit-vqgan": MASKGIT_VQGAN, "imagebert": IMAGEBERT,
                                        "uvitbert": UVITBERT, "rar": RAR}
 GENERATOR_LAYOUTS = frozenset({"imagebert", "uvitbert", "rar"})
 
