@@ -321,7 +321,8 @@ def check_prompts(prompts: object, batch: int | None = None, *, what: str = "pro
         raise ContractError(f"{what} must be a string or a list of strings, got {type(prompts).__name__}")
     for i, item in enumerate(prompts):
         if not isinstance(item, str):
-            raise ContractError(f"{what} must be strings; item {i} is {type(item).__name__} ({item!r})")
+            shown = repr(item) if len(repr(item)) <= 40 else repr(item)[:37] + "..."
+            raise ContractError(f"{what} must be strings; item {i} is {type(item).__name__} ({shown})")
     if not prompts:
         raise ContractError(f"{what} is empty: give at least one prompt")
     if batch is not None and len(prompts) != batch:

@@ -320,7 +320,7 @@ class Tokenizer(SaveMixin, nn.Module):
             raise ContractError(f"decoder {self.spec.decoder.name!r} is text-aware: pass text= (one prompt, "
                                 f"{batch} prompts, or embeddings (B, {self._dec_cfg.text_length}, "
                                 f"{self.decoder.text_dim}))")
-        if isinstance(text, (str, list, tuple)):
+        if isinstance(text, (str, list, tuple)) and not isinstance(text, TextEmbeddings):
             prompts = check_prompts(text)
             if len(prompts) == 1 and batch > 1:
                 return self.encode_text(prompts).tokens.expand(batch, -1, -1)
