@@ -245,7 +245,7 @@ def check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 
 def generate_command(args: argparse.Namespace) -> None:
-    """``tokenkit generate``: class labels -> PNG grid (and optionally one PNG per sample)."""
+    """``tokenkit generate``: class labels (or text prompts) -> PNG grid (and optionally one PNG per sample)."""
     import torch
     from torchvision.utils import make_grid, save_image
 
@@ -253,12 +253,20 @@ def generate_command(args: argparse.Namespace) -> None:
     from tokenkit.precision import describe, resolve_precision
     from tokenkit.weights.io import atomic_write
 
-    try:
-        labels = [int(v) for v in args.labels.split(",") if v.strip()]
-    except ValueError:
-        raise tk.ConfigError(f"--labels must be comma-separated class ids, got {args.labels!r}") from None
-    if not labels:
-        raise tk.ConfigError("--labels is empty")
+    prompts = args.prompt
+    if prompts is not None and args.labels is not None:
+        raise tk.ConfigError("give --labels (class-conditional generators) or --prompt (text-to-image), not both")
+    if prompts is not None:
+        if any(not p.strip() for p in prompts):
+            raise tk.ConfigError("--prompt is empty; give the text of each image")
+        labels = list(prompts)
+    else:
+        try:
+            labels = [int(v) for v in (args.labels or "1,7,282,604").split(",") if v.strip()]
+        except ValueError:
+            raise tk.ConfigError(f"--labels must be comma-separated class ids, got {args.labels!r}") from None
+        if not labels:
+            raise tk.ConfigError("--labels is empty")
     precision = args.precision
     if args.bf16:  # the deprecated flag
         if precision not in ("auto", "bf16"):
@@ -275,6 +283,11 @@ def generate_command(args: argparse.Namespace) -> None:
         _check_sampling(args.generator, sampling)
     generator = _load(args.generator, args.generator_weights, args.device)
     _check_sampling(args.generator, sampling, generator)
+    text = getattr(generator, "conditioning", "class") == "text"
+    if text != (prompts is not None):
+        raise tk.ConfigError(f"{args.generator or 'the generator'} is "
+                             + ("text-conditioned: give --prompt TEXT (once per image)" if text else
+                                "class-conditional: give --labels, not --prompt"))
     tokenizer = _load(args.tokenizer, args.tokenizer_weights, args.device)
     random = [f"{name} (no {flag})" for name, weights, flag in ((args.generator, args.generator_weights,
                                                                  "--generator-weights"),
@@ -287,7 +300,8 @@ def generate_command(args: argparse.Namespace) -> None:
     images = []
     for start in range(0, len(labels), args.batch_size):
         chunk = labels[start : start + args.batch_size]
-        images.append(tk.generate_images(generator, tokenizer, chunk, seed=args.seed + start, progress=True,
+        condition = {"prompts": chunk} if text else {"labels": chunk}
+        images.append(tk.generate_images(generator, tokenizer, **condition, seed=args.seed + start, progress=True,
                                          precision=precision, **sampling).float().cpu())
     images = torch.cat(images)
     grid = make_grid(images, nrow=args.nrow or max(1, int(len(labels) ** 0.5 + 0.999)))
@@ -297,8 +311,15 @@ def generate_command(args: argparse.Namespace) -> None:
         folder = Path(args.separate)
         folder.mkdir(parents=True, exist_ok=True)
         for i, (label, image) in enumerate(zip(labels, images)):
-            save_image(image, folder / f"{i:05d}_class{label}.png")
+            save_image(image, folder / (f"{i:05d}_{_slug(label)}.png" if text else f"{i:05d}_class{label}.png"))
         print(f"wrote {_plural(len(labels), 'PNG')} to {folder}")
+
+
+def _slug(prompt: str, limit: int = 40) -> str:
+    """A file-name-safe short form of a prompt: ``"A cozy cabin!"`` -> ``"a-cozy-cabin"``."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:limit].rstrip("-") or "prompt"
 
 
 def _check_sampling(name: str, sampling: dict, generator=None) -> None:
@@ -931,18 +952,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_info.add_argument("--knobs", action="store_true", help="list the model's knobs (type, its value, help): "
                                                              "what tk.build(NAME, **knobs) accepts")
     p_info.add_argument("--json", action="store_true", help="print JSON")
-    p_gen = sub.add_parser("generate", help="generate images of classes: generator + tokenizer -> PNG grid")
+    p_gen = sub.add_parser("generate", help="generate images of classes or text prompts: generator + tokenizer -> "
+                                            "PNG grid")
     p_gen.add_argument("generator", help="generator model name, e.g. maskgit-titok-l32 ('' with --generator-weights "
                                          "to take the composition from the weights)")
     p_gen.add_argument("tokenizer", help="tokenizer model name, e.g. titok-l32")
-    p_gen.add_argument("--labels", default="1,7,282,604", help="comma-separated class ids")
+    p_gen.add_argument("--labels", help="comma-separated class ids (class-conditional generators; default "
+                                        "1,7,282,604)")
+    p_gen.add_argument("--prompt", action="append", metavar="TEXT",
+                       help="text of one image, for a text-to-image generator (maskgen-*); repeat for more images")
     p_gen.add_argument("--generator-weights", metavar="SRC", help="file, folder or Hub id of the generator weights "
                                                                   "(without: random weights, with a warning)")
     p_gen.add_argument("--tokenizer-weights", metavar="SRC", help="file, folder or Hub id of the tokenizer weights "
                                                                   "(without: random weights, with a warning)")
     p_gen.add_argument("--steps", type=InRange(POSITIVE), help="sampling steps (default: the generator's)")
     p_gen.add_argument("--guidance", type=float, help="guidance scale (default: the generator's)")
-    p_gen.add_argument("--guidance-decay", choices=["constant", "linear", "power-cosine"],
+    p_gen.add_argument("--guidance-decay", choices=["constant", "linear", "power-cosine", "cosine-ramp"],
                        help="guidance schedule (default: the generator's)")
     p_gen.add_argument("--temperature", type=float, help="Gumbel temperature (default: the generator's)")
     p_gen.add_argument("--schedule", choices=["arccos", "cosine", "linear"],
