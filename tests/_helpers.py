@@ -28,6 +28,13 @@ def tiny_spec(name: str) -> tk.TokenizerSpec | tk.GeneratorSpec:
         return tk.spec(name, width=16, depth=2, heads=2, mlp_dim=32, codebook_size=64, num_tokens=4, num_classes=5)
     if name.startswith("maskgit-titok") or name == "maskgit-tiny":
         return tk.spec(name, width=16, depth=2, heads=2, mlp_dim=32, codebook_size=64, num_tokens=4, num_classes=5)
+    if name.startswith("maskgen-vq"):
+        return tk.spec(name, width=16, depth=2, heads=2, codebook_size=64, num_tokens=4, num_classes=5,
+                       text_encoder=TINY_TEXT, text_dim=16, pooled_dim=16, micro_condition_dim=8)
+    if name.startswith("maskgen-kl"):
+        return tk.spec(name, width=16, depth=1, heads=2, head_width=16, head_depth=1, num_tokens=4, token_dim=2,
+                       text_encoder=TINY_TEXT, text_dim=16, pooled_dim=16, micro_condition_dim=8, steps=2,
+                       diffusion_steps=2)
     if name == "maskgit-vqgan":
         vqgan = dict(TINY_VQGAN, channel_mult=(1, 2))
         return tk.TokenizerSpec(encoder=tk.Part("vqgan", image_size=16, **vqgan),

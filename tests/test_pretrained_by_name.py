@@ -34,6 +34,10 @@ OFFICIAL = {
     "maskgit-vqgan": ("fun-research/TiTok", "maskgit-vqgan-imagenet-f16-256.bin", None),
     **{f"rar-{s}": ("yucornetto/RAR", f"rar_{s}.bin", None) for s in ("b", "l", "xl", "xxl")},
     **{f"onedpiece-{s.lower()}256": (f"turing-motors/One-D-Piece-{s}-256", "pytorch_model.bin", None) for s in "LBS"},
+    **{f"tatitok-{v}": (f"turkeyju/tokenizer_tatitok_{v.replace('-', '_')}", "model.safetensors", "config.json")
+       for v in ("bl32-vq", "bl64-vq", "bl128-vq", "bl32-vae", "bl64-vae", "sl128-vae")},
+    **{f"maskgen-{v}-{s}": (f"turkeyju/generator_maskgen_{v}_{s}", "model.safetensors", "config.json")
+       for v in ("vq", "kl") for s in ("l", "xl")},
 }
 """Every official release (bytedance/1d-tokenizer READMEs, One-D-Piece's README): name -> (repo, weights, config)."""
 
@@ -98,7 +102,8 @@ def test_every_official_model_records_its_release():
         source = get_model(name).weights
         assert (source.repo_id, source.filename, source.config) == (repo_id, filename, config), name
         assert source.sha256 is None and source.revision is None  # no hash is known offline; none is invented
-    for name in ("titok", "titok-tiny", "maskgit-tiny", "rar-tiny"):
+    for name in ("titok", "titok-tiny", "maskgit-tiny", "rar-tiny", "tatitok-tiny", "maskgen-vq-tiny",
+                 "maskgen-kl-tiny"):
         assert get_model(name).weights is None and name not in tk.list_models(pretrained=True)
     assert tk.list_models("rar-*", pretrained=True) == ["rar-b", "rar-l", "rar-xl", "rar-xxl"]
 

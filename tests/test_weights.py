@@ -51,6 +51,10 @@ def test_official_key_coverage_stage1_and_vqgan():
 def _keymap(name):
     if name.startswith("rar-"):
         return official.RAR
+    if name.startswith("maskgen-vq"):
+        return official.MASKGEN_VQ
+    if name.startswith("maskgen-kl"):
+        return official.MASKGEN_KL
     if name == "maskgit-vqgan":
         return official.MASKGIT_VQGAN
     if name.startswith("maskgit-"):
@@ -60,6 +64,8 @@ def _keymap(name):
 
 def _outputs(model, spec):
     """Deterministic outputs to compare two models: reconstructions or generator logits."""
+    if isinstance(spec, tk.GeneratorSpec) and model.conditioning == "text":
+        return model.generate(["a photo of a jay", "a red rocket"], generator=torch.Generator().manual_seed(0))
     if isinstance(spec, tk.GeneratorSpec):
         gen = torch.Generator().manual_seed(0)
         indices = torch.randint(0, model.mask_id + 1, (2, model.num_tokens), generator=gen)
@@ -86,7 +92,8 @@ def test_converter_round_trip(name, tmp_path):
     model = tk.build(spec)
     foreign = _keymap(name).to_foreign(model.state_dict())
     layout = {official.TITOK: "titok", official.MASKGIT_VQGAN: "maskgit-vqgan", official.IMAGEBERT: "imagebert",
-              official.UVITBERT: "uvitbert", official.RAR: "rar"}[_keymap(name)]
+              official.UVITBERT: "uvitbert", official.RAR: "rar", official.MASKGEN_VQ: "maskgen-vq",
+              official.MASKGEN_KL: "maskgen-kl"}[_keymap(name)]
     if layout == "titok" and spec.text_encoder is not None:
         layout = "tatitok"
     assert official.detect_layout(foreign) == layout

@@ -100,7 +100,7 @@ def spec_from_config(config: Mapping, layout: str = "tokenkit") -> Spec:
         return read_spec(config, "config.json")
     if official_tree(config) is not None:
         if layout in official.GENERATOR_LAYOUTS:
-            return generator_spec_from_official_config(config)
+            return generator_spec_from_official_config(config, layout)
         return spec_from_official_config(config, text_aware=layout == "tatitok")
     raise WeightsError("config.json is neither a tokenkit spec nor an official TiTok config")
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tokenkit.contracts import TextEmbeddings
 from tokenkit.factory import instantiate
 from tokenkit.losses import LossInputs
 from tokenkit.registry import get_part
@@ -164,10 +165,66 @@ def check_decoder(module: nn.Module, config: Any, batch: int = 3) -> None:
     _assert_batch_independent(module, codes, "decoder", extra=extra)
 
 
+def check_text_generator(module: nn.Module, config: Any, batch: int = 3) -> None:
+    """A generator with ``conditioning == "text"``: prompts -> ``encode_text`` ->
+    [`TextEmbeddings`][tokenkit.contracts.TextEmbeddings]; gradients reach the parameters; batch items
+    independent in eval mode (float64); ``generate(prompts)`` reproducible under the same ``torch.Generator``.
+
+    Discrete tokens (``codebook_size`` K): ``forward(indices (B, N) in [0, K], text) -> logits (B, N, K)`` and
+    ``generate`` gives ``(B, N)`` ids in ``[0, K)``. Continuous tokens (``codebook_size`` None, ``token_dim`` C):
+    ``forward(tokens (B, N, C), mask (B, N) bool, text) -> (B, N, W)``, ``loss(codes, text)`` a finite scalar,
+    and ``generate`` gives finite ``(B, N, C)`` codes."""
+    k, n = module.codebook_size, module.num_tokens
+    gen = torch.Generator().manual_seed(0)
+    prompts = [f"prompt number {i}" for i in range(batch)]
+    text = module.encode_text(prompts)
+    _assert(isinstance(text, TextEmbeddings), f"encode_text must give TextEmbeddings, got {type(text).__name__}")
+    if k is None:
+        c = module.token_dim
+        inputs = (torch.randn(batch, n, c, generator=gen), torch.rand(batch, n, generator=gen) < 0.5)
+        module.train()
+        loss = module.loss(inputs[0], text, generator=gen)
+        _assert(loss.ndim == 0 and torch.isfinite(loss), f"generator loss must be a finite scalar, got {loss}")
+    else:
+        _assert(module.mask_id == k, f"mask_id must be the codebook size {k}, got {module.mask_id}")
+        inputs = (torch.randint(0, k + 1, (batch, n), generator=gen),)
+        logits = module(*inputs, text)
+        _assert(tuple(logits.shape) == (batch, n, k), f"generator logits {tuple(logits.shape)} != {(batch, n, k)}")
+        _assert(torch.isfinite(logits).all(), "generator logits must be finite")
+        loss = logits.square().mean()
+    loss.backward()
+    _assert(any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters()),
+            "generator: no gradient reached the parameters")
+    wrapped = copy.deepcopy(module).double().eval()
+    text64 = TextEmbeddings(*(t.double() for t in text))
+    cast = [t.double() if t.is_floating_point() else t for t in inputs]
+    with torch.no_grad():
+        full = wrapped(*cast, text64)
+        _assert(full.shape[:2] == (batch, n) and torch.isfinite(full).all(), f"forward gave {tuple(full.shape)}")
+        for i in range(batch):
+            alone = wrapped(*(t[i : i + 1] for t in cast), text64.select(slice(i, i + 1)))
+            _assert(torch.allclose(alone, full[i : i + 1], atol=1e-9),
+                    f"generator: item {i} differs when run alone (batch items must be independent in eval mode)")
+    out = module.generate(prompts, generator=torch.Generator().manual_seed(1))
+    again = module.generate(prompts, generator=torch.Generator().manual_seed(1))
+    _assert(torch.equal(out, again), "generate is not reproducible under the same torch.Generator")
+    if k is None:
+        _assert(tuple(out.shape) == (batch, n, module.token_dim) and out.is_floating_point()
+                and torch.isfinite(out).all(), f"generate gave {out.dtype} {tuple(out.shape)}")
+    else:
+        _assert(tuple(out.shape) == (batch, n) and out.dtype == torch.int64,
+                f"generate gave {out.dtype} {tuple(out.shape)}")
+        _assert(int(out.min()) >= 0 and int(out.max()) < k, f"generated ids outside [0, {k}) (a mask id left?)")
+
+
 def check_generator(module: nn.Module, config: Any, batch: int = 3) -> None:
     """``indices (B, N)`` in ``[0, K]`` (``K`` = mask id) + ``labels (B,)`` -> ``logits (B, N, K)``;
     gradients reach the parameters; batch items independent; ``generate(labels)`` returns ``(B, N)``
-    ids in ``[0, K)`` (no mask left), identical under the same ``torch.Generator``."""
+    ids in ``[0, K)`` (no mask left), identical under the same ``torch.Generator``. A text-conditioned
+    generator is checked by [`check_text_generator`][tokenkit.testing.check_text_generator]."""
+    if module.conditioning == "text":
+        check_text_generator(module, config, batch)
+        return
     k, n, classes = module.codebook_size, module.num_tokens, module.num_classes
     _assert(module.mask_id == k, f"mask_id must be the codebook size {k}, got {module.mask_id}")
     gen = torch.Generator().manual_seed(0)

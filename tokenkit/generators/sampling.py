@@ -12,6 +12,12 @@ for the whole batch, and ties re-masking extra tokens. ``compat=False`` is the
 clean variant: one guidance formula, log-probability confidence and exactly
 the scheduled number of masks per sample. Both compute the conditional and
 unconditional logits in one batched forward pass.
+
+The condition is class labels ([`ClassCondition`][tokenkit.generators.sampling.ClassCondition]) or
+anything with the [`Condition`][tokenkit.generators.sampling.Condition] interface, such as the text
+embeddings of MaskGen (official ``MaskGen_VQ.generate``, ``modeling/maskgen.py`` L297-394: the same steps
+as TiTok's with the ``cosine-ramp`` guidance decay, see [`guidance_at`][tokenkit.generators.sampling.guidance_at],
+and [`TextSamplingConfig`][tokenkit.generators.sampling.TextSamplingConfig]).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
 }
 """Mask schedules ``gamma(r)``: the fraction of tokens still masked at progress ``r`` in [0, 1]."""
 
-GUIDANCE_DECAYS = ("constant", "linear", "power-cosine")
+GUIDANCE_DECAYS = ("constant", "linear", "power-cosine", "cosine-ramp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,10 +54,11 @@ class SamplingConfig:
     """Decoding steps ``T``."""
     guidance: float = 3.0
     """Classifier-free guidance scale ``s0`` (0 disables guidance)."""
-    guidance_decay: Literal["constant", "linear", "power-cosine"] = "constant"
-    """How the guidance scale evolves over the steps."""
+    guidance_decay: Literal["constant", "linear", "power-cosine", "cosine-ramp"] = "constant"
+    """How the guidance scale evolves over the steps (see [`guidance_at`][tokenkit.generators.sampling.guidance_at];
+    ``cosine-ramp`` is MaskGen's ``cosine``)."""
     guidance_pow: float = 3.0
-    """Exponent of the ``power-cosine`` decay."""
+    """Exponent of the ``power-cosine`` and ``cosine-ramp`` decays."""
     temperature: float = 4.5
     """Gumbel temperature ``tau0`` (annealed linearly to 0 at the last step)."""
     softmax_annealing: bool = False
@@ -75,14 +82,73 @@ class SamplingConfig:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class TextSamplingConfig(SamplingConfig):
+    """Sampling settings of a text-conditioned masked-token generator, with MaskGen's defaults.
+
+    Official: ``model.maskgen`` of ``configs/infer/MaskGen/maskgen_vq_{l,xl}.yaml`` (``cfg`` 12.0,
+    ``num_iter`` 16, ``temperature`` 2.0, ``sample_aesthetic_score`` 6.5) and the defaults of
+    ``MaskGen_VQ.generate`` (``modeling/maskgen.py`` L297-309: ``cosine`` decay with power 1, softmax
+    annealing on, arccos schedule; the official ``cosine`` decay is ``cosine-ramp`` here).
+    """
+
+    steps: int = 16
+    guidance: float = 12.0
+    guidance_decay: Literal["constant", "linear", "power-cosine", "cosine-ramp"] = "cosine-ramp"
+    guidance_pow: float = 1.0
+    temperature: float = 2.0
+    softmax_annealing: bool = True
+    aesthetic: float = 6.5
+    """Aesthetic score of the micro-condition (generators without one ignore it)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        value = self.aesthetic
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"aesthetic must be a finite number, got {value!r}")
+
+
 class MaskedGenerator(Protocol):
-    """What the sampler needs from a generator."""
+    """What the sampler needs from a generator (the forward pass goes through a
+    [`Condition`][tokenkit.generators.sampling.Condition])."""
 
     num_tokens: int
     mask_id: int
 
-    def forward(self, indices: torch.Tensor, labels: torch.Tensor,
-                drop_labels: torch.Tensor | None = None) -> torch.Tensor: ...
+
+class Condition(Protocol):
+    """What the sampler conditions on: ``batch`` items on ``device``, and the model's logits under them."""
+
+    batch: int
+    device: torch.device
+
+    def logits(self, ids: torch.Tensor, guided: bool) -> torch.Tensor:
+        """``(B, N, K)`` logits of ``ids`` ``(B, N)``; ``guided``: ``(2B, N, K)``, the conditional rows then
+        the unconditional ones, from ONE batched forward pass."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassCondition:
+    """Class labels ``(B,)`` of a class-conditional generator (``model(ids, labels, drop_labels=...)``);
+    the unconditional rows drop the label."""
+
+    model: Callable[..., torch.Tensor]
+    labels: torch.Tensor
+
+    @property
+    def batch(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.labels.device
+
+    def logits(self, ids: torch.Tensor, guided: bool) -> torch.Tensor:
+        keep = torch.zeros_like(self.labels, dtype=torch.bool)
+        if not guided:
+            return self.model(ids, self.labels, drop_labels=keep)
+        drop = torch.cat([keep, torch.ones_like(keep)])
+        return self.model(torch.cat([ids, ids]), torch.cat([self.labels, self.labels]), drop_labels=drop)
 
 
 def gumbel(uniform: torch.Tensor) -> torch.Tensor:
@@ -91,24 +157,41 @@ def gumbel(uniform: torch.Tensor) -> torch.Tensor:
 
 
 def guidance_at(config: SamplingConfig, step: int) -> float:
-    """Guidance scale used at ``step`` (0-based)."""
+    """Guidance scale used at ``step`` (0-based).
+
+    ``constant``: ``s0``. ``linear`` (TiTok): ``s0 * step / T`` (step 0 unguided: the official one-step lag).
+    ``power-cosine`` (TiTok): ``(s0 - 1) * d + 1`` with ``d = (1 - cos(pi * (step / T) ** p)) / 2``.
+    ``cosine-ramp`` (MaskGen's ``cosine``, official ``MaskGen_VQ.generate`` L330-337): the same at progress
+    ``(step + 1) / T`` (no lag), computed in float32 as the official; ``s0 = 0`` disables guidance. Without
+    ``compat`` both cosine decays give ``s0 * d``.
+
+    Examples:
+        >>> config = SamplingConfig(steps=4, guidance=5.0, guidance_decay="cosine-ramp", guidance_pow=1.0)
+        >>> [round(guidance_at(config, step), 4) for step in range(4)]
+        [1.5858, 3.0, 4.4142, 5.0]
+    """
     t, s0 = config.steps, config.guidance
     if config.guidance_decay == "constant":
         return s0
     if config.guidance_decay == "linear":
         return step / t * s0  # step 0 is unguided (the official one-step lag)
+    if config.guidance_decay == "cosine-ramp":
+        ratio = (step + 1) / t
+        if s0 == 0 or not config.compat:
+            return s0 * (1 - math.cos(math.pi * ratio ** config.guidance_pow)) / 2
+        power = torch.ones(1) * config.guidance_pow  # float32, as the official
+        decay = (1 - torch.cos((ratio ** power) * torch.pi)) * 1 / 2
+        return float((s0 - 1) * decay + 1)
     decay = (1 - math.cos(math.pi * (step / t) ** config.guidance_pow)) / 2
     return (s0 - 1) * decay + 1 if config.compat else s0 * decay
 
 
-def _logits(model: MaskedGenerator, ids: torch.Tensor, labels: torch.Tensor, scale: float,
-            config: SamplingConfig) -> torch.Tensor:
+def _logits(condition: Condition, ids: torch.Tensor, scale: float, config: SamplingConfig) -> torch.Tensor:
     """Guided logits from ONE batched forward pass over ``[cond; uncond]``."""
     batch = ids.shape[0]
     if scale == 0:
-        return model(ids, labels, drop_labels=torch.zeros_like(labels, dtype=torch.bool))
-    drop = torch.cat([torch.zeros_like(labels, dtype=torch.bool), torch.ones_like(labels, dtype=torch.bool)])
-    both = model(torch.cat([ids, ids]), torch.cat([labels, labels]), drop_labels=drop).float()
+        return condition.logits(ids, guided=False)
+    both = condition.logits(ids, guided=True).float()
     cond, uncond = both[:batch], both[batch:]
     if config.compat and config.guidance_decay == "power-cosine":
         return uncond + scale * (cond - uncond)
@@ -118,18 +201,19 @@ def _logits(model: MaskedGenerator, ids: torch.Tensor, labels: torch.Tensor, sca
 @torch.no_grad()
 def generate(
     model: MaskedGenerator,
-    labels: torch.Tensor,
+    labels: torch.Tensor | Condition,
     config: SamplingConfig,
     *,
     generator: torch.Generator | None = None,
     noise: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Decode token ids for class ``labels``.
+    """Decode token ids for class ``labels`` (or another condition).
 
     Args:
         model: A masked-token generator (e.g. [`MaskGIT`][tokenkit.generators.maskgit.MaskGIT]).
-        labels: ``(B,)`` class ids.
+        labels: ``(B,)`` class ids (a [`ClassCondition`][tokenkit.generators.sampling.ClassCondition] of
+            ``model``), or a [`Condition`][tokenkit.generators.sampling.Condition] (e.g. text).
         config: [`SamplingConfig`][tokenkit.generators.sampling.SamplingConfig].
         generator: Random generator for the Gumbel noise (reproducible sampling).
         noise: Replaces the uniform draws: ``noise(shape) -> U(0, 1) tensor``. Per step
@@ -139,15 +223,16 @@ def generate(
     Returns:
         ``(B, N)`` int64 ids in ``[0, K)`` (no mask id remains).
     """
-    device = labels.device
-    batch, n = labels.shape[0], model.num_tokens
+    condition = ClassCondition(model, labels) if isinstance(labels, torch.Tensor) else labels
+    device = condition.device
+    batch, n = condition.batch, model.num_tokens
     ids = torch.full((batch, n), model.mask_id, dtype=torch.long, device=device)
     draw = noise or (lambda shape: torch.rand(shape, generator=generator, device=device))
     for step in range(config.steps):
         ratio = (step + 1) / config.steps
         temperature = config.temperature * (1.0 - ratio)
         is_mask = ids == model.mask_id
-        logits = _logits(model, ids, labels, guidance_at(config, step), config).float()
+        logits = _logits(condition, ids, guidance_at(config, step), config).float()
         if config.softmax_annealing:
             logits = logits / (0.5 + 0.8 * (1 - ratio))
         sampled = (logits + temperature * gumbel(draw(tuple(logits.shape)).to(device))).argmax(dim=-1)
@@ -174,7 +259,8 @@ def _remask(confidence: torch.Tensor, is_mask: torch.Tensor, target: int, compat
         return confidence <= cutoff
     counts = (is_mask.sum(-1) - 1).clamp(max=target).clamp(min=1)
     order = confidence.argsort(dim=-1)
-    ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order))
+    positions = torch.arange(order.shape[-1], device=order.device).expand_as(order)
+    ranks = torch.empty_like(order).scatter_(-1, order, positions)
     return ranks < counts[:, None]
 
 
@@ -223,12 +309,16 @@ def masked_token_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.T
     return (ce * weights).sum() / (weights.sum() + 1e-8)
 
 
-def sampling_config(value: SamplingConfig | Mapping | None) -> SamplingConfig:
-    """A [`SamplingConfig`][tokenkit.generators.sampling.SamplingConfig] from itself, a mapping or ``None``."""
+def sampling_config(value: SamplingConfig | Mapping | None, cls: type[SamplingConfig] = SamplingConfig
+                    ) -> SamplingConfig:
+    """A ``cls`` ([`SamplingConfig`][tokenkit.generators.sampling.SamplingConfig] or a subclass) from one,
+    a mapping or ``None`` (the defaults)."""
     if value is None:
-        return SamplingConfig()
-    if isinstance(value, SamplingConfig):
+        return cls()
+    if isinstance(value, cls):
         return value
+    if isinstance(value, SamplingConfig):
+        return cls(**{f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
     if isinstance(value, Mapping):
-        return SamplingConfig(**value)
+        return cls(**value)
     raise ValueError(f"sampling must be a SamplingConfig or a mapping, got {type(value).__name__}")

@@ -8,6 +8,10 @@ from typing import Any
 
 from tokenkit.errors import WeightsError
 from tokenkit.models.generators import maskgit
+from tokenkit.models.maskgen import knobs_from_official as maskgen_knobs_from_official
+from tokenkit.models.maskgen import maskgen
+from tokenkit.models.maskgen_kl import maskgen_kl, maskgen_kl_knobs_from_official
+from tokenkit.models.tatitok import OPENCLIP_L14_336
 from tokenkit.models.titok import titok
 from tokenkit.specs import GeneratorSpec, Part, TokenizerSpec
 
@@ -88,8 +92,6 @@ def spec_from_official_config(data: Mapping[str, Any], *, text_aware: bool = Fal
         raise WeightsError("not an official TiTok config (expected a 'model.vq_model' section)")
     knobs = titok_knobs_from_official(tree)
     if text_aware:
-        from tokenkit.models.tatitok import OPENCLIP_L14_336
-
         vq = tree["model"]["vq_model"]
         if (vq.get("text_embed_dim", 768), vq.get("text_context_length", 77)) != (768, 77):
             raise WeightsError("official TA-TiTok config: only text_embed_dim 768 and text_context_length 77 (OpenCLIP "
@@ -151,9 +153,18 @@ def generator_knobs_from_official(tree: Mapping[str, Any]) -> dict[str, Any]:
         raise WeightsError(f"official config: model.generator has no {err.args[0]!r}") from None
 
 
-def generator_spec_from_official_config(data: Mapping[str, Any]) -> GeneratorSpec:
-    """The tokenkit composition of an official ImageBert / UViTBert config."""
+def generator_spec_from_official_config(data: Mapping[str, Any], layout: str = "imagebert") -> GeneratorSpec:
+    """The tokenkit composition of an official generator config: ImageBert / UViTBert (``model.generator``),
+    or MaskGen-VQ / MaskGen-KL (``model.maskgen``; ``layout`` ``"maskgen-vq"`` / ``"maskgen-kl"``, as
+    [`detect_layout`][tokenkit.weights.official.detect_layout] names the weights)."""
     tree = official_tree(data)
     if tree is None:
         raise WeightsError("not an official TiTok config (expected a 'model' section)")
+    try:
+        if layout == "maskgen-vq":
+            return maskgen(**maskgen_knobs_from_official(tree))
+        if layout == "maskgen-kl":
+            return maskgen_kl(**maskgen_kl_knobs_from_official(tree))
+    except KeyError as err:
+        raise WeightsError(f"official MaskGen config: no {err.args[0]!r}") from None
     return maskgit(**generator_knobs_from_official(tree))

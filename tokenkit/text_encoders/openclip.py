@@ -24,7 +24,10 @@ from tokenkit.contracts import TextEmbeddings, check_prompts
 from tokenkit.errors import ConfigError, WeightsError
 from tokenkit.kinds import TextEncoder
 from tokenkit.registry import register
+from tokenkit.sources import WeightSource
 from tokenkit.validation import check_positive_ints
+from tokenkit.weights.hub import HubOptions, resolve_weight_source
+from tokenkit.weights.io import load_state_dict
 
 OPENAI_L14_336 = "timm/vit_large_patch14_clip_336.openai"
 """The Hub repo of OpenCLIP's ``ViT-L-14-336`` / ``openai`` weights (``open_clip.get_pretrained_cfg``)."""
@@ -109,8 +112,6 @@ def _text_cfg(model: str) -> dict:
 
 
 def _state_dict_of(path: Path) -> dict[str, torch.Tensor]:
-    from tokenkit.weights.io import load_state_dict
-
     state = load_state_dict(path)
     for prefix in ("text.", "module."):  # CustomTextCLIP and DDP wrappers
         if any(k.startswith(prefix + "token_embedding.") for k in state):
@@ -171,9 +172,6 @@ class OpenCLIPText(TextEncoder):
         self.eval()
 
     def _download(self, pretrained_cfg: dict) -> Path:
-        from tokenkit.sources import WeightSource
-        from tokenkit.weights.hub import HubOptions, resolve_weight_source
-
         repo = str(pretrained_cfg.get("hf_hub", "")).strip("/")
         if not repo:
             raise WeightsError(f"text encoder 'openclip' ({self.config.model}, {self.config.weights!r}): OpenCLIP "

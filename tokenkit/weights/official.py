@@ -93,14 +93,66 @@ RAR = KeyMap((
 ))
 """Official ``RAR`` (``modeling/rar.py``; ``rar_{b,l,xl,xxl}.bin``) <-> ``ar`` with a ``dit`` backbone."""
 
+
+class TiedHeadKeyMap(KeyMap):
+    """A [`KeyMap`][tokenkit.weights.keymap.KeyMap] for official ``MaskGen_VQ``: its ``WeightTiedLMHead``
+    (``modeling/modules/blocks.py`` L427-439) registers the embedding table again as ``lm_head.weight``
+    (no ``lm_head.bias``). That copy is dropped on the way in (or taken as ``embeddings.weight`` when a file
+    kept only it); tokenkit's tied head has no parameter, so the way back gives ``embeddings.weight`` alone,
+    as the released ``model.safetensors`` (safetensors keeps one name of shared tensors).
+
+    Examples:
+        >>> import torch
+        >>> table = torch.zeros(10, 4)
+        >>> official = {"embeddings.weight": table, "lm_head.weight": table, "pos_embed": torch.zeros(1, 3, 4)}
+        >>> sorted(MASKGEN_VQ.to_tokenkit(official))  # the tied copy is dropped
+        ['position_embedding', 'token_embedding.weight']
+        >>> sorted(MASKGEN_VQ.to_tokenkit({"lm_head.weight": table, "pos_embed": torch.zeros(1, 3, 4)}))
+        ['position_embedding', 'token_embedding.weight']
+    """
+
+    def to_tokenkit(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        state_dict = dict(state_dict)
+        if "lm_head.weight" in state_dict and "lm_head.bias" not in state_dict:
+            state_dict.setdefault("embeddings.weight", state_dict.pop("lm_head.weight"))
+        return super().to_tokenkit(state_dict)
+
+
+MASKGEN_VQ = TiedHeadKeyMap((
+    Rule("embeddings.weight", "token_embedding.weight"),
+    Rule("pos_embed", "position_embedding", reshape="leading_one"),
+    Rule("text_embed_proj.{p}", "text_proj.{p}"),
+    Rule("cond_pooled_proj.{p}", "pooled_proj.{p}"),
+    Rule("blocks.{i}.{rest}", "backbone.blocks.{i}.{rest}"),
+    Rule("norm.linear.{p}", "backbone.norm.linear.{p}"),
+    Rule("lm_head.{p}", "lm_head.{p}"),
+))
+"""Official ``MaskGen_VQ`` (``modeling/maskgen.py``; ``turkeyju/generator_maskgen_vq_{l,xl}``) <-> ``maskgen``
+with an ``mmdit`` backbone."""
+
+MASKGEN_KL = KeyMap((
+    Rule("mask_token", "mask_token", reshape="leading_one"),
+    Rule("decoder_pos_embed_learned", "position_embedding", reshape="leading_one"),
+    Rule("diffusion_pos_embed_learned", "head_position_embedding", reshape="leading_one"),
+    Rule("text_emb.{p}", "text_proj.{p}"),
+    Rule("text_pooled_emb.{p}", "pooled_proj.{p}"),
+    Rule("z_proj.{p}", "token_proj.{p}"),
+    Rule("z_proj_ln.{p}", "token_norm.{p}"),
+    Rule("decoder_blocks.{i}.{rest}", "backbone.blocks.{i}.{rest}"),
+    Rule("decoder_norm.{rest}", "backbone.norm.{rest}"),
+    Rule("diffloss.net.{rest}", "head.{rest}"),
+))
+"""Official ``MaskGen_KL`` (``modeling/maskgen.py``; ``turkeyju/generator_maskgen_kl_{l,xl}``) <-> ``maskgen-kl``
+with an ``mmdit`` backbone."""
+
 IGNORED_KEYS = frozenset({"model.embeddings.position_ids", "quantize.embed_prob"})
 """Harmless extras of some official checkpoints (old transformers buffers, clustering-VQ statistics)."""
 
 
 def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
     """Name the layout of a state dict: ``"titok"``, ``"tatitok"`` (TiTok with TA-TiTok's text-aware decoder),
-    ``"maskgit-vqgan"``, ``"imagebert"``,
-    ``"uvitbert"``, ``"rar"`` (official) or ``"tokenkit"``.
+    ``"maskgit-vqgan"``, ``"imagebert"``, ``"uvitbert"``, ``"rar"``, ``"maskgen-vq"``, ``"maskgen-kl"``
+    (official) or ``"tokenkit"``.
 
     Examples:
         >>> import tokenkit as tk
@@ -121,12 +173,17 @@ def detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str:
         return "tatitok" if "decoder.text_guidance_proj.weight" in keys else "titok"
     if "quantize.embedding.weight" in keys and any(k.startswith("decoder.up.") for k in keys):
         return "maskgit-vqgan"
+    if "z_proj.weight" in keys and any(k.startswith("diffloss.net.") for k in keys):
+        return "maskgen-kl"
+    if "text_embed_proj.weight" in keys and "cond_pooled_proj.weight" in keys:
+        return "maskgen-vq"
     return "tokenkit"
 
 
-OFFICIAL_LAYOUTS: dict[str, KeyMap] = {"titok": TITOK, "tatitok": TITOK, "maskgit-vqgan": MASKGIT_VQGAN, "imagebert": IMAGEBERT,
-                                       "uvitbert": UVITBERT, "rar": RAR}
-GENERATOR_LAYOUTS = frozenset({"imagebert", "uvitbert", "rar"})
+OFFICIAL_LAYOUTS: dict[str, KeyMap] = {"titok": TITOK, "tatitok": TITOK, "maskgit-vqgan": MASKGIT_VQGAN,
+                                       "imagebert": IMAGEBERT, "uvitbert": UVITBERT, "rar": RAR,
+                                       "maskgen-kl": MASKGEN_KL, "maskgen-vq": MASKGEN_VQ}
+GENERATOR_LAYOUTS = frozenset({"imagebert", "uvitbert", "rar", "maskgen-kl", "maskgen-vq"})
 
 
 def to_tokenkit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
