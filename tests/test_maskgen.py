@@ -202,12 +202,12 @@ def test_temperature_zero_is_deterministic_and_seeded_sampling_reproducible(tiny
 def test_generate_with_embeddings_and_no_text_encoder(tiny, text):
     bare = tk.build("maskgen-vq-tiny", text_encoder=False)
     tk.load_weights(bare, tiny.state_dict())
-    uncond = tiny.encode_text("")
-    assert torch.equal(bare.generate(text, uncond=uncond, temperature=0.0), tiny.generate(text, temperature=0.0))
+    null_text = tiny.encode_text("")
+    assert torch.equal(bare.generate(text, null_text=null_text, temperature=0.0), tiny.generate(text, temperature=0.0))
     assert bare.generate(text, guidance=0.0).shape == (3, 8)
     with pytest.raises(ContractError, match="built without a text encoder: give TextEmbeddings"):
         bare.generate(PROMPTS)
-    with pytest.raises(ContractError, match=r"so guidance needs the empty-prompt embeddings: pass uncond="):
+    with pytest.raises(ContractError, match=r"so guidance needs the empty-prompt embeddings: pass null_text="):
         bare.generate(text)
     with pytest.raises(ContractError, match="so drop_text needs the empty-prompt embeddings"):
         bare(_ids(bare), text, drop_text=torch.tensor([True, False, False]))
@@ -260,10 +260,10 @@ def test_bad_input_is_named(tiny, text):
         tiny(ids, TextEmbeddings(text.tokens, text.hidden[..., :8], text.pooled))
     with pytest.raises(ContractError, match="text must be TextEmbeddings"):
         tiny(ids, (text.hidden, text.pooled))
-    with pytest.raises(ContractError, match=r"uncond.hidden must be float of shape \(1 or 3, L, 16\)"):
-        tiny.generate(text, uncond=text.select(slice(0, 2)))
-    with pytest.raises(ContractError, match="uncond.hidden has 4 tokens per prompt, text.hidden 16"):
-        tiny.generate(text, uncond=TextEmbeddings(*(t[:1, :4] if t.ndim == 3 else t[:1] for t in text)))
+    with pytest.raises(ContractError, match=r"null_text.hidden must be float of shape \(1 or 3, L, 16\)"):
+        tiny.generate(text, null_text=text.select(slice(0, 2)))
+    with pytest.raises(ContractError, match="null_text.hidden has 4 tokens per prompt, text.hidden 16"):
+        tiny.generate(text, null_text=TextEmbeddings(*(t[:1, :4] if t.ndim == 3 else t[:1] for t in text)))
     with pytest.raises(ContractError, match=r"indices must lie in \[0, 256\]"):
         tiny(ids + 257, text)
     with pytest.raises(ContractError, match=r"indices must be integer ids of shape \(B, 8\)"):

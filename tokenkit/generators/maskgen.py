@@ -242,18 +242,19 @@ class MaskGen(SaveMixin, Generator):
                                 f"got {aesthetic.dtype} {tuple(aesthetic.shape)}")
         return aesthetic.to(device) if aesthetic.is_floating_point() else aesthetic.to(device, torch.float32)
 
-    def _empty(self, uncond: TextEmbeddings | None, text: TextEmbeddings, why: str) -> TextEmbeddings:
-        """The unconditional embeddings (``uncond``, else the text encoder's ``""``) in the shape of ``text``."""
-        if uncond is None:
+    def _empty(self, null_text: TextEmbeddings | None, text: TextEmbeddings, why: str) -> TextEmbeddings:
+        """The unconditional embeddings (``null_text``, else the text encoder's ``""``) in the shape of ``text``."""
+        if null_text is None:
             if self.text_encoder is None:
                 raise ContractError(f"generator 'maskgen' was built without a text encoder, so {why} needs the "
-                                    "empty-prompt embeddings: pass uncond=TextEmbeddings of \"\" (1 row)")
-            uncond = self.text_encoder([""])
+                                    "empty-prompt embeddings: pass null_text=TextEmbeddings of \"\" (1 row)")
+            null_text = self.text_encoder([""])
         batch, length = text.hidden.shape[:2]
-        uncond = self._check_text(uncond, (1, batch), "uncond")
-        if uncond.hidden.shape[1] != length:
-            raise ContractError(f"uncond.hidden has {uncond.hidden.shape[1]} tokens per prompt, text.hidden {length}")
-        return _rows(TextEmbeddings(*(t.to(self.token_embedding.weight.device) for t in uncond)), batch)
+        null_text = self._check_text(null_text, (1, batch), "null_text")
+        if null_text.hidden.shape[1] != length:
+            raise ContractError(f"null_text.hidden has {null_text.hidden.shape[1]} tokens per prompt, "
+                                f"text.hidden {length}")
+        return _rows(TextEmbeddings(*(t.to(self.token_embedding.weight.device) for t in null_text)), batch)
 
     # ---- forward -------------------------------------------------------------------------------------------------
     def encode_text(self, prompts: str | Sequence[str]) -> TextEmbeddings:
@@ -269,7 +270,7 @@ class MaskGen(SaveMixin, Generator):
         return self.text_encoder(check_prompts(prompts))
 
     def forward(self, indices: torch.Tensor, text: TextEmbeddings, *, aesthetic: torch.Tensor | float | None = None,
-                drop_text: torch.Tensor | None = None, uncond: TextEmbeddings | None = None,
+                drop_text: torch.Tensor | None = None, null_text: TextEmbeddings | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Logits over the image tokens (official ``MaskGen_VQ.forward``, L251-287, on already masked ids).
 
@@ -282,7 +283,7 @@ class MaskGen(SaveMixin, Generator):
             drop_text: ``(B,)`` bool, True where the prompt is replaced by the empty prompt (official
                 ``preprocess_condition``, L190-206). ``None``: drawn with ``text_dropout`` in training, none
                 dropped in eval.
-            uncond: The empty-prompt embeddings (1 or ``B`` rows) for ``drop_text``; default: the text encoder's.
+            null_text: The empty-prompt embeddings (1 or ``B`` rows) for ``drop_text``; default: the text encoder's.
             generator: Random generator for the text dropout.
 
         Returns:
@@ -304,7 +305,7 @@ class MaskGen(SaveMixin, Generator):
                                     f"got {drop_text.dtype} {tuple(drop_text.shape)}")
             if drawn or bool(drop_text.any()):
                 why = "training with text_dropout > 0" if drawn else "drop_text"
-                empty = self._empty(uncond, text, why)
+                empty = self._empty(null_text, text, why)
                 drop = drop_text.to(hidden.device)
                 hidden = torch.where(drop[:, None, None], empty.hidden.to(hidden.dtype), hidden)
                 pooled = torch.where(drop[:, None], empty.pooled.to(pooled.dtype), pooled)
@@ -321,7 +322,7 @@ class MaskGen(SaveMixin, Generator):
         return torch.matmul(x, self.token_embedding.weight[: self.codebook_size].t())
 
     # ---- sampling ------------------------------------------------------------------------------------------------
-    def generate(self, prompts: str | Sequence[str] | TextEmbeddings, *, uncond: TextEmbeddings | None = None,
+    def generate(self, prompts: str | Sequence[str] | TextEmbeddings, *, null_text: TextEmbeddings | None = None,
                  generator: torch.Generator | None = None,
                  noise: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
                  callback: Callable[[int, torch.Tensor], None] | None = None, **sampling: Any) -> torch.Tensor:
@@ -329,7 +330,7 @@ class MaskGen(SaveMixin, Generator):
 
         Args:
             prompts: One prompt, ``B`` prompts, or their [`TextEmbeddings`][tokenkit.contracts.TextEmbeddings].
-            uncond: Embeddings of the unconditional branch (1 or ``B`` rows); default: the empty prompt ``""``.
+            null_text: Embeddings of the unconditional branch (1 or ``B`` rows); default: the empty prompt ``""``.
             generator: Random generator (fixes the samples).
             noise: Replaces the uniform draws (see [`generate`][tokenkit.generators.sampling.generate]).
             callback: ``callback(step, ids)`` after each step.
@@ -343,14 +344,14 @@ class MaskGen(SaveMixin, Generator):
 
         Raises:
             ContractError: Bad prompts or embeddings, an unknown sampling option, or prompts (or guidance
-                without ``uncond``) for a generator built without a text encoder.
+                without ``null_text``) for a generator built without a text encoder.
         """
         settings = self._settings(sampling)
         text = self._check_text(prompts if isinstance(prompts, TextEmbeddings) else self.encode_text(prompts))
         device = self.token_embedding.weight.device
         text = TextEmbeddings(*(t.to(device) for t in text))
         guided = any(guidance_at(settings, step) != 0 for step in range(settings.steps))
-        empty = self._empty(uncond, text, "guidance") if guided else None
+        empty = self._empty(null_text, text, "guidance") if guided else None
         condition = TextCondition(self, text, empty, settings.aesthetic)
         was_training = self.training
         self.eval()
@@ -369,23 +370,24 @@ class MaskGen(SaveMixin, Generator):
 
 class TextCondition:
     """Text embeddings as a sampler [`Condition`][tokenkit.generators.sampling.Condition]: the guided pass
-    runs ``[text; uncond]`` as one batch of ``2B`` (official ``MaskGen_VQ.generate`` L347-355).
+    runs ``[text; null_text]`` as one batch of ``2B`` (official ``MaskGen_VQ.generate`` L347-355).
 
     Args:
         model: The generator.
         text: ``B`` rows.
-        uncond: ``B`` rows of the unconditional branch, or ``None`` (unguided only).
+        null_text: ``B`` rows of the unconditional branch, or ``None`` (unguided only).
         aesthetic: Aesthetic score of every item.
     """
 
-    def __init__(self, model: MaskGen, text: TextEmbeddings, uncond: TextEmbeddings | None, aesthetic: float) -> None:
+    def __init__(self, model: MaskGen, text: TextEmbeddings, null_text: TextEmbeddings | None,
+                 aesthetic: float) -> None:
         self.model, self.text, self.aesthetic = model, text, aesthetic
-        self.both = None if uncond is None else TextEmbeddings(*(torch.cat([a, b]) for a, b in zip(text, uncond)))
+        self.both = None if null_text is None else TextEmbeddings(*(torch.cat([a, b]) for a, b in zip(text, null_text)))
         self.batch, self.device = text.hidden.shape[0], text.hidden.device
 
     def logits(self, ids: torch.Tensor, guided: bool) -> torch.Tensor:
         if not guided:
             return self.model(ids, self.text, aesthetic=self.aesthetic)
         if self.both is None:
-            raise ContractError("guided sampling needs the unconditional embeddings (uncond)")
+            raise ContractError("guided sampling needs the unconditional embeddings (null_text)")
         return self.model(torch.cat([ids, ids]), self.both, aesthetic=self.aesthetic)
