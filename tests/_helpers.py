@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 import tokenkit as tk
-from tokenkit.models.tatitok import TINY_TEXT
+from tokenkit.text_encoders.openclip import TINY as TINY_TEXT
 
 KEYS_DIR = Path(__file__).resolve().parent / "fixtures" / "official_keys"
 
@@ -40,7 +40,7 @@ def tiny_spec(name: str) -> tk.TokenizerSpec | tk.GeneratorSpec:
         return tk.TokenizerSpec(encoder=tk.Part("vqgan", image_size=16, **vqgan),
                                 quantizer=tk.Part("vqgan", codebook_size=16, dim=8), decoder=tk.Part("vqgan", **vqgan))
     knobs = dict(image_size=32, patch_size=8, num_tokens=4, encoder_size="tiny", decoder_size="tiny")
-    if getattr(tk.spec(name), "text_encoder", None) is not None:  # TA-TiTok: a tiny random CLIP text tower, nothing downloaded
+    if getattr(tk.spec(name), "text_encoder", None) is not None:  # TA-TiTok: a tiny random text tower, no download
         knobs["text_encoder"] = TINY_TEXT
     if tk.spec(name).pixel_decoder is not None:
         knobs["pixel_decoder"] = tk.Part("vqgan", codebook_size=1024, **TINY_VQGAN)

@@ -12,7 +12,7 @@ import tokenkit as tk
 from tokenkit.contracts import TextEmbeddings
 from tokenkit.errors import ConfigError, ContractError, WeightsError
 from tokenkit.models.official_config import spec_from_official_config
-from tokenkit.models.tatitok import TINY_TEXT
+from tokenkit.text_encoders.openclip import TINY as TINY_TEXT
 from tokenkit.weights import official
 
 OFFICIAL_COUNTS = {  # parameters of the official TATiTok built from configs/infer/TA-TiTok/*.yaml (no CLIP)

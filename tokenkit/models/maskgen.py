@@ -21,10 +21,7 @@ from tokenkit.generators.sampling import TextSamplingConfig
 from tokenkit.registry import register_model
 from tokenkit.sources import WeightSource
 from tokenkit.specs import GeneratorSpec, Part
-
-CLIP_L14_336 = Part("openclip", model="ViT-L-14-336", weights="openai", quick_gelu=True)
-"""The official text encoder: OpenCLIP ViT-L-14-336 with the OpenAI weights (``utils/train_utils.py``
-``create_clip_model``; ``README_MaskGen.md``)."""
+from tokenkit.text_encoders.openclip import TINY, text_encoder_part
 
 
 def maskgen(
@@ -62,7 +59,7 @@ def maskgen(
         width: Hidden size.
         depth: MM-DiT blocks.
         heads: Attention heads.
-        text_encoder: Text encoder part; ``True``: the official OpenCLIP ViT-L-14-336 (``CLIP_L14_336``);
+        text_encoder: Text encoder part; ``True``: the official OpenCLIP ViT-L-14-336 (``OPENAI_VIT_L14_336``);
             ``False``: none (give text embeddings to the generator).
         text_dim: Width of the text encoder's per-token states.
         pooled_dim: Width of its pooled embedding.
@@ -91,10 +88,7 @@ def maskgen(
         >>> tk.build(spec, device="meta").num_tokens
         128
     """
-    if isinstance(text_encoder, bool):
-        text_encoder = CLIP_L14_336 if text_encoder else None
-    elif not isinstance(text_encoder, Part):
-        raise ConfigError(f"text_encoder must be a Part, True or False, got {type(text_encoder).__name__}")
+    text_encoder = text_encoder_part(text_encoder)
     try:
         sampling = TextSamplingConfig(steps=steps, guidance=guidance, guidance_decay=guidance_decay,
                                       guidance_pow=guidance_pow, temperature=temperature,
@@ -151,14 +145,13 @@ def knobs_from_official(tree: Mapping[str, Any]) -> dict[str, Any]:
     return knobs
 
 
-TINY_TEXT_ENCODER = Part("openclip", width=16, heads=2, layers=2, embed_dim=16, context_length=16)
 """A tiny random OpenCLIP text tower (seeded), for ``maskgen-vq-tiny``."""
 
 REFERENCE_MASKGEN: dict[str, dict[str, Any]] = {
     "maskgen-vq-l": dict(width=1024, depth=16, heads=16),
     "maskgen-vq-xl": dict(width=1280, depth=20, heads=16),
     "maskgen-vq-tiny": dict(width=32, depth=2, heads=2, codebook_size=256, num_tokens=8, num_classes=10,
-                            text_encoder=TINY_TEXT_ENCODER, text_dim=16, pooled_dim=16, micro_condition_dim=16,
+                            text_encoder=TINY, text_dim=16, pooled_dim=16, micro_condition_dim=16,
                             steps=4, guidance=3.0),
 }
 """Knobs of the named MaskGen generators: the official MaskGen-VQ-L / XL (``configs/infer/MaskGen/

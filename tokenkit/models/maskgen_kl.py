@@ -21,9 +21,7 @@ from tokenkit.generators.maskgen_kl import MaskGenKLSamplingConfig
 from tokenkit.registry import register_model
 from tokenkit.sources import WeightSource
 from tokenkit.specs import GeneratorSpec, Part
-
-OPENCLIP_L14_336 = Part("openclip", model="ViT-L-14-336", weights="openai", quick_gelu=True)
-"""The text encoder of the released MaskGen models (``create_clip_model`` in ``utils/train_utils.py``)."""
+from tokenkit.text_encoders.openclip import TINY, text_encoder_part
 
 
 def maskgen_kl(
@@ -90,11 +88,7 @@ def maskgen_kl(
         >>> tk.build(spec, device="meta").head.config.width
         1280
     """
-    if isinstance(text_encoder, bool):
-        text_encoder = OPENCLIP_L14_336 if text_encoder else None
-    elif not isinstance(text_encoder, Part):
-        raise ConfigError(f"text_encoder must be a Part, True (OpenCLIP ViT-L-14-336) or False (none), "
-                          f"got {text_encoder!r}")
+    text_encoder = text_encoder_part(text_encoder)
     try:
         sampling = MaskGenKLSamplingConfig(steps=steps, guidance=guidance, guidance_schedule=guidance_schedule,
                                            temperature=temperature, aesthetic=aesthetic,
@@ -144,13 +138,12 @@ def maskgen_kl_knobs_from_official(tree: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-_TINY_TEXT = Part("openclip", width=16, heads=2, layers=2, embed_dim=16, context_length=16)
 
 REFERENCE_MASKGEN_KL: dict[str, dict[str, Any]] = {
     "maskgen-kl-l": dict(width=1024, depth=16, heads=16, head_width=1024, head_depth=8),
     "maskgen-kl-xl": dict(width=1280, depth=20, heads=16, head_width=1280, head_depth=8),
     "maskgen-kl-tiny": dict(width=32, depth=2, heads=2, head_width=32, head_depth=2, num_tokens=8, token_dim=4,
-                            text_encoder=_TINY_TEXT, text_dim=16, pooled_dim=16, micro_condition_dim=16,
+                            text_encoder=TINY, text_dim=16, pooled_dim=16, micro_condition_dim=16,
                             steps=4, guidance=2.0, diffusion_steps=4, diffusion_batch_mul=2),
 }
 """Knobs of the named MaskGen-KL generators: the official L and XL (``configs/infer/MaskGen/

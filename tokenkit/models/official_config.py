@@ -11,9 +11,9 @@ from tokenkit.models.generators import maskgit
 from tokenkit.models.maskgen import knobs_from_official as maskgen_knobs_from_official
 from tokenkit.models.maskgen import maskgen
 from tokenkit.models.maskgen_kl import maskgen_kl, maskgen_kl_knobs_from_official
-from tokenkit.models.tatitok import OPENCLIP_L14_336
 from tokenkit.models.titok import titok
 from tokenkit.specs import GeneratorSpec, Part, TokenizerSpec
+from tokenkit.text_encoders.openclip import OPENAI_VIT_L14_336
 
 
 def official_tree(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -97,7 +97,7 @@ def spec_from_official_config(data: Mapping[str, Any], *, text_aware: bool = Fal
             raise WeightsError("official TA-TiTok config: only text_embed_dim 768 and text_context_length 77 (OpenCLIP "
                                f"ViT-L-14-336) are supported, got {vq.get('text_embed_dim')} and "
                                f"{vq.get('text_context_length')}")
-        knobs["text_encoder"] = OPENCLIP_L14_336
+        knobs["text_encoder"] = OPENAI_VIT_L14_336
     return titok(**knobs)
 
 

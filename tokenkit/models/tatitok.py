@@ -19,14 +19,7 @@ from typing import Any
 
 from tokenkit.models.titok import _hub_repo, _vae, _vq8k, titok
 from tokenkit.registry import register_model
-from tokenkit.specs import Part
-
-OPENCLIP_L14_336 = Part("openclip", model="ViT-L-14-336", weights="openai", quick_gelu=True)
-"""The text encoder of TA-TiTok and MaskGen (``create_clip_model``, ``utils/train_utils.py`` L91-98):
-OpenCLIP ViT-L/14 at 336 px, OpenAI weights (QuickGELU), text tower only."""
-
-TINY_TEXT = Part("openclip", width=16, heads=2, layers=2, embed_dim=16, context_length=16)
-"""A tiny OpenCLIP text tower with random (seeded) weights, for tests and the offline recipes."""
+from tokenkit.text_encoders.openclip import OPENAI_VIT_L14_336, TINY
 
 REFERENCE_MODELS: dict[str, dict[str, Any]] = {
     "tatitok-bl32-vq": _vq8k(32, "base"),
@@ -42,8 +35,8 @@ OFFICIAL_WEIGHTS = {name: _hub_repo("turkeyju/tokenizer_" + name.replace("-", "_
 """The Hub repos of ``README_MaskGen.md`` (``TATiTok.from_pretrained("turkeyju/tokenizer_tatitok_bl32_vq")``)."""
 
 for _name, _knobs in REFERENCE_MODELS.items():
-    register_model(_name, titok, weights=OFFICIAL_WEIGHTS[_name], text_encoder=OPENCLIP_L14_336, **_knobs)
+    register_model(_name, titok, weights=OFFICIAL_WEIGHTS[_name], text_encoder=OPENAI_VIT_L14_336, **_knobs)
 
 register_model("tatitok-tiny", titok, "tiny text-aware TiTok (32 px, 8 tokens, tiny random CLIP text tower): tests "
                "and offline recipes", image_size=32, patch_size=8, num_tokens=8, encoder_size="tiny",
-               decoder_size="tiny", codebook_size=256, token_dim=8, text_encoder=TINY_TEXT)
+               decoder_size="tiny", codebook_size=256, token_dim=8, text_encoder=TINY)

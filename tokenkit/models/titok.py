@@ -17,6 +17,7 @@ from tokenkit.errors import ConfigError
 from tokenkit.registry import register_model
 from tokenkit.sources import WeightSource
 from tokenkit.specs import Part, TokenizerSpec, resolve_part
+from tokenkit.text_encoders.openclip import text_encoder_part
 from tokenkit.validation import check_patch_divisible, check_positive_ints
 
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -58,7 +59,7 @@ def titok(
     legacy: bool = False,
     pixel_decoder: bool | Part | None = None,
     backbone: str = "vit",
-    text_encoder: Part | None = None,
+    text_encoder: Part | bool | None = None,
 ) -> TokenizerSpec:
     """Expand TiTok knobs into a [`TokenizerSpec`][tokenkit.specs.TokenizerSpec].
 
@@ -81,13 +82,15 @@ def titok(
         backbone: Backbone part used by encoder and decoder.
         text_encoder: A text encoder [`Part`][tokenkit.specs.Part] (kind ``text_encoder``) makes the decoder
             text-aware, as TA-TiTok's: it reads the encoder's token embeddings (width and length taken from
-            the part) and ``detokenize(ids, text=...)`` takes prompts. ``None``: no text.
+            the part) and ``detokenize(ids, text=...)`` takes prompts. ``True``: TA-TiTok's OpenCLIP
+            ViT-L-14-336; ``None`` / ``False``: no text.
 
     Raises:
         ConfigError: Incompatible knob values, before any module is built.
     """
     if isinstance(image_size, list):
         image_size = tuple(image_size)
+    text_encoder = text_encoder_part(text_encoder)
     try:
         check_positive_ints(SimpleNamespace(patch_size=patch_size, num_tokens=num_tokens), "patch_size", "num_tokens")
         check_patch_divisible(image_size, patch_size)
@@ -138,9 +141,6 @@ def _text_options(text_encoder: Part | None) -> dict[str, int]:
     """The decoder options (``text_dim``, ``text_length``) that read ``text_encoder``'s token embeddings."""
     if text_encoder is None:
         return {}
-    if not isinstance(text_encoder, Part):
-        raise ConfigError(f"text_encoder must be a text encoder Part (e.g. tk.Part('openclip')) or None, got "
-                          f"{text_encoder!r}")
     config = resolve_part("text_encoder", text_encoder)
     width, length = getattr(config, "text_width", None), getattr(config, "text_length", None)
     if width is None or length is None:

@@ -25,6 +25,7 @@ from tokenkit.errors import ConfigError, WeightsError
 from tokenkit.kinds import TextEncoder
 from tokenkit.registry import register
 from tokenkit.sources import WeightSource
+from tokenkit.specs import Part
 from tokenkit.validation import check_positive_ints
 from tokenkit.weights.hub import HubOptions, resolve_weight_source
 from tokenkit.weights.io import load_state_dict
@@ -37,6 +38,34 @@ _HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 _TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection")
 """State-dict keys of the text tower in a CLIP checkpoint (the rest is the image tower and ``logit_scale``)."""
+
+
+OPENAI_VIT_L14_336 = Part("openclip", model="ViT-L-14-336", weights="openai", quick_gelu=True)
+"""The text encoder of TA-TiTok and MaskGen (``create_clip_model``, ``utils/train_utils.py`` L91-98 of
+bytedance/1d-tokenizer): OpenCLIP ViT-L/14 at 336 px with the OpenAI weights (QuickGELU), text tower only."""
+
+TINY = Part("openclip", width=16, heads=2, layers=2, embed_dim=16, context_length=16)
+"""A tiny text tower with random (seeded) weights, for tests, tiny models and the offline recipes."""
+
+
+def text_encoder_part(value: Part | bool | None) -> Part | None:
+    """A builder's ``text_encoder`` knob as a part: a [`Part`][tokenkit.specs.Part] as given, ``True`` the
+    official [`OPENAI_VIT_L14_336`][tokenkit.text_encoders.openclip.OPENAI_VIT_L14_336], ``False`` / ``None``
+    none.
+
+    Raises:
+        ConfigError: Anything else.
+
+    Examples:
+        >>> text_encoder_part(True).config["model"], text_encoder_part(False)
+        ('ViT-L-14-336', None)
+    """
+    if value is None or isinstance(value, bool):
+        return OPENAI_VIT_L14_336 if value else None
+    if not isinstance(value, Part):
+        raise ConfigError(f"text_encoder must be a text encoder Part (e.g. tk.Part('openclip', ...)), True (OpenCLIP "
+                          f"ViT-L-14-336, OpenAI weights) or False (none), got {value!r}")
+    return value
 
 
 def import_open_clip() -> Any:
