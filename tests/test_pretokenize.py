@@ -111,10 +111,12 @@ def test_tokens_dataset_passes_the_dataset_contract():
 
 # --- errors -------------------------------------------------------------------------------------------------------
 
-def test_continuous_and_multi_codebook_tokenizers_are_refused(tmp_path):
+def test_continuous_tokenizers_without_codes_and_multi_codebook_ones_are_refused(tmp_path):
     vae = tk.build(tk.spec("titok-tiny").replace(quantizer=tk.Part("gaussian", channels=8)))
-    with pytest.raises(tk.ConfigError, match="continuous"):
-        pretokenize(vae, _images(2), tmp_path / "t.safetensors", progress=False)
+    with pytest.raises(tk.ConfigError, match="continuous.*codes=True"):
+        pretokenize(vae, _images(2), tmp_path / "t.safetensors", progress=False, codes=False)
+    with pytest.raises(tk.ConfigError, match=r"\.safetensors only"):
+        pretokenize(vae, _images(2), tmp_path / "t.jsonl", progress=False)
     rvq = tk.build(tk.spec("titok-tiny").replace(quantizer=tk.Part("rvq", dim=8, codebook_size=16, num_quantizers=2)))
     with pytest.raises(tk.ConfigError, match="2 ids per token"):
         pretokenize(rvq, _images(2), tmp_path / "t.safetensors", progress=False)

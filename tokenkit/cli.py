@@ -469,7 +469,8 @@ def data_part(data: str | None, size: int) -> tk.Part:
 
 
 def pretokenize_command(args: argparse.Namespace) -> None:
-    """``tokenkit pretokenize MODEL --out PATH``: images -> token ids for generator training."""
+    """``tokenkit pretokenize MODEL --out PATH``: images -> token ids (or a continuous tokenizer's codes) for
+    generator training, with the items' captions when the dataset has them."""
     from tokenkit.train.pretokenize import OUTPUT_SUFFIXES, pretokenize
 
     check_output_file(args.out, {suffix.lstrip("."): suffix for suffix in OUTPUT_SUFFIXES}, "--out", create=False)
@@ -487,9 +488,13 @@ def pretokenize_command(args: argparse.Namespace) -> None:
     info = pretokenize(tokenizer, dataset, args.out, batch_size=args.batch_size, flip=not args.no_flip,
                        num_workers=args.num_workers, device=args.device, allow_unlabelled=args.allow_unlabelled,
                        progress=True)
-    print(f"wrote {info['path']}: {_plural(info['count'], 'token sequence')} of {_plural(info['num_tokens'], 'id')} "
-          f"(codebook {info['codebook_size']}, {part.name} data{', with flips' if not args.no_flip else ''}) "
-          f"in {info['seconds']:.1f} s")
+    if info.get("token_dim"):
+        what = f"{_plural(info['count'], 'code sequence')} of {info['num_tokens']} x {info['token_dim']} values"
+    else:
+        what = (f"{_plural(info['count'], 'token sequence')} of {_plural(info['num_tokens'], 'id')} "
+                f"(codebook {info['codebook_size']})")
+    extras = (", with flips" if not args.no_flip else "") + (", with captions" if info.get("texts") else "")
+    print(f"wrote {info['path']}: {what}, {part.name} data{extras} in {info['seconds']:.1f} s")
 
 
 # ---- images in and out: reconstruct, encode, decode ---------------------------------------------------------------

@@ -277,7 +277,8 @@ def _check_tokens_item(item: dict, length: int) -> None:
 def check_dataset(module: Any, config: Any, batch: int = 2) -> None:
     """Items ``{"image": (3, size, size) float in [0, 1], "label": int, "key": str}``, or for a
     token dataset (items with ``"tokens"`` and no ``"image"``) ``{"tokens": (N,) int64 ids >= 0,
-    "label": int, "key": str}`` with the same ``N`` in every item; the same items again under the
+    "label": int, "key": str}`` with the same ``N`` in every item (or ``"codes"`` ``(N, C)`` finite floats
+    of a continuous tokenizer); a ``"text"`` caption, when present, is a str; the same items again under the
     same epoch (for a part with ``set_epoch``); batches ``(B, 3, size, size)`` (or ``(B, N)``) in a
     ``DataLoader`` with ``num_workers=0``.
 
@@ -296,10 +297,14 @@ def check_dataset(module: Any, config: Any, batch: int = 2) -> None:
         items = _dataset_items(module, 4)
         _assert(len(items) > 0, "dataset yielded no items")
         sample = items[0]
-        payload = "tokens" if isinstance(sample, dict) and "tokens" in sample and "image" not in sample else "image"
+        payload = "image"
+        if isinstance(sample, dict) and "image" not in sample:
+            payload = "tokens" if "tokens" in sample else "codes" if "codes" in sample else "image"
         if payload == "image":
             size = config.size
             shape = (3, size, size)
+        elif payload == "codes":  # a continuous tokenizer's codes (N, C)
+            shape = tuple(sample["codes"].shape)
         else:
             tokens = sample["tokens"]
             length = tokens.shape[-1] if isinstance(tokens, torch.Tensor) and tokens.ndim else 0
@@ -310,8 +315,13 @@ def check_dataset(module: Any, config: Any, batch: int = 2) -> None:
                     f"{sorted(item) if isinstance(item, dict) else ''}")
             if payload == "image":
                 _check_image_item(item, size)
+            elif payload == "codes":
+                codes = item["codes"]
+                _assert(isinstance(codes, torch.Tensor) and codes.is_floating_point() and tuple(codes.shape) == shape
+                        and torch.isfinite(codes).all(), f"codes must be finite floats of shape {shape}")
             else:
                 _check_tokens_item(item, length)
+            _assert(isinstance(item.get("text", ""), str), f"text must be a str, got {item.get('text')!r}")
             _assert(isinstance(item["label"], int) and item["label"] >= -1, f"label must be an int >= -1, got "
                     f"{item['label']!r}")
             _assert(isinstance(item["key"], str), f"key must be a str, got {item['key']!r}")

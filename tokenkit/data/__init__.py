@@ -1,4 +1,4 @@
-"""Small bundled data: real CC0 / public-domain photographs for demos and tests.
+"""Small bundled data: real CC0 / public-domain photographs for demos and tests, with short captions (CC0).
 
 Examples:
     >>> import tokenkit as tk
@@ -6,10 +6,14 @@ Examples:
     ['astronaut', 'chelsea']
     >>> tk.data.sample_images(32, per_image=2, seed=0).shape
     torch.Size([12, 3, 32, 32])
+    >>> tk.data.captions("coffee")[0]
+    'a cup of espresso on a red saucer'
 """
 
 from __future__ import annotations
 
+import functools
+import json
 from importlib import resources
 
 import torch
@@ -28,6 +32,39 @@ def image_names() -> list[str]:
         ['astronaut', 'chelsea', 'coffee', 'hubble_deep_field', 'retina', 'rocket']
     """
     return sorted(p.name.rsplit(".", 1)[0] for p in _IMAGES.iterdir() if p.name.endswith(".jpg"))
+
+
+@functools.cache
+def _captions() -> dict[str, tuple[str, ...]]:
+    with (_IMAGES / "captions.json").open("r", encoding="utf-8") as f:
+        return {name: tuple(texts) for name, texts in json.load(f).items()}
+
+
+def captions(name: str) -> list[str]:
+    """The short captions of a bundled image (three each; written for tokenkit, CC0, see
+    ``tokenkit/data/images/README.md``).
+
+    Raises:
+        ConfigError: Unknown name (the known names are listed).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> for caption in tk.data.captions("rocket"):
+        ...     print(caption)
+        a rocket on the launch pad at dusk
+        a white rocket between lightning towers under a dark blue sky
+        a launch pad with bright lights at night, a rocket ready for launch
+        >>> all(len(tk.data.captions(name)) == 3 for name in tk.data.image_names())
+        True
+        >>> tk.data.captions("moon")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ConfigError: no bundled image 'moon'; available: astronaut, chelsea, ...
+    """
+    texts = _captions().get(name)
+    if texts is None:
+        raise ConfigError(f"no bundled image {name!r}; available: {', '.join(image_names())}")
+    return list(texts)
 
 
 def load_image(name: str) -> torch.Tensor:

@@ -50,6 +50,9 @@ class BundledConfig:
     """Which bundled images (default: all six, sorted); the label is the position in this list."""
     seed: int = 0
     """Seed of the crops (combined with the epoch and the item index)."""
+    captions: bool = False
+    """Items also carry ``"text"``: one of the image's captions ([`tokenkit.data.captions`][tokenkit.data.captions]),
+    drawn from a generator seeded like the crops (by seed, epoch and item index; in both modes the same)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", (self.names,) if isinstance(self.names, str) else tuple(self.names))
@@ -70,7 +73,7 @@ class BundledConfig:
         rng = rng or random.Random(0)
         size = rng.choice([4, 8, 16])
         return cls(crops_per_epoch=rng.randint(1, 8), size=size, resize=rng.choice([None, 2 * size]),
-                   flip=rng.random() < 0.5, seed=rng.randint(0, 99))
+                   flip=rng.random() < 0.5, seed=rng.randint(0, 99), captions=rng.random() < 0.5)
 
 
 @register("dataset", "bundled")
@@ -79,6 +82,9 @@ class Bundled(AugmentingDataset, Dataset):
 
     Deterministic given ``seed`` and the epoch (``set_epoch``): a resumed training
     run sees the same crops; each epoch draws new ones. In eval mode crops are centred.
+    With ``captions=True`` an item also carries ``"text"``, one of the image's three
+    captions (drawn like the crop; a ``DataLoader`` batches them into a list of strings),
+    for text-aware tokenizers (TA-TiTok) and text-conditioned generators (MaskGen).
 
     Args:
         config: [`BundledConfig`][tokenkit.datasets.bundled.BundledConfig].
@@ -89,6 +95,9 @@ class Bundled(AugmentingDataset, Dataset):
         >>> item = ds[1]
         >>> len(ds), tuple(item["image"].shape), item["label"], item["key"]
         (12, (3, 16, 16), 1, 'chelsea/0/1')
+        >>> captioned = tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=12, size=16, captions=True))
+        >>> captioned[1]["text"] in tk.data.captions("chelsea"), captioned[1]["text"] == captioned[1]["text"]
+        (True, True)
     """
 
     Config = BundledConfig
@@ -107,4 +116,9 @@ class Bundled(AugmentingDataset, Dataset):
         name = self.names[label]
         generator = item_generator(self.config.seed, self.epoch, index)
         image = self.transform(_image(name), generator)
-        return {"image": image, "label": label, "key": f"{name}/{self.epoch}/{index}"}
+        item = {"image": image, "label": label, "key": f"{name}/{self.epoch}/{index}"}
+        if self.config.captions:
+            texts = data.captions(name)
+            caption_generator = item_generator(self.config.seed, self.epoch, index, "text")
+            item["text"] = texts[int(torch.randint(0, len(texts), (1,), generator=caption_generator))]
+        return item

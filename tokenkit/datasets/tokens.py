@@ -1,20 +1,24 @@
-"""Pre-tokenized images for generator training: one token sequence and a class label per item.
+"""Pre-tokenized images for generator training: one token sequence (or continuous codes) per item,
+with a class label and optionally a caption.
 
 Two file formats are read, chosen by suffix (or ``format``):
 
 * **safetensors** (``.safetensors``), as written by
   [`pretokenize`][tokenkit.train.pretokenize.pretokenize]: tensors ``tokens``
-  ``(M, N)`` (any integer dtype, read as int64) and ``labels`` ``(M,)`` (optional;
-  without it every label is -1), and optionally the item keys as ``keys`` (uint8,
-  the UTF-8 bytes of all keys concatenated) with ``key_offsets`` ``(M + 1,)`` int64
-  (key ``i`` is ``keys[key_offsets[i]:key_offsets[i + 1]]``). The header metadata
+  ``(M, N)`` (any integer dtype, read as int64) and/or ``codes`` ``(M, N, C)`` (float,
+  read as float32: the continuous codes of a VAE tokenizer, for MaskGen-KL), ``labels``
+  ``(M,)`` (optional; without it every label is -1), optionally the item keys as ``keys``
+  (uint8, the UTF-8 bytes of all keys concatenated) with ``key_offsets`` ``(M + 1,)``
+  int64 (key ``i`` is ``keys[key_offsets[i]:key_offsets[i + 1]]``), and optionally
+  captions the same way as ``texts`` + ``text_offsets``
+  ([`encode_texts`][tokenkit.datasets.tokens.encode_texts]). The header metadata
   (tokenizer spec, codebook size, ...) is kept as ``dataset.metadata``.
 * **JSONL** (``.jsonl``), the official format of ``scripts/pretokenization.py`` in
   [bytedance/1d-tokenizer](https://github.com/bytedance/1d-tokenizer): one
   ``{"class_id": int, "tokens": [int, ...]}`` per line. ``tokens`` may also be
   nested as ``[[int, ...]]`` (shape ``(1, N)``, as the official TiTok ``encode``
-  returns it); it is flattened. An optional ``"key"`` string names the item; blank
-  lines are skipped.
+  returns it); it is flattened. An optional ``"key"`` string names the item and an
+  optional ``"text"`` string is its caption (every line or none); blank lines are skipped.
 
 The whole file is read into memory once, as one ``(M, N)`` int64 tensor (ImageNet
 with flips at 32 tokens is about 650 MB), so reading an item is an index.
@@ -28,7 +32,7 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch.utils.data import Dataset
@@ -73,12 +77,14 @@ class TokensConfig:
     """Expected tokens per image ``N``; a file with another count is refused (``None``: any)."""
     codebook_size: int | None = None
     """Codebook size ``K`` of the generator; a file with an id ``>= K`` is refused (``None``: no bound)."""
+    token_dim: int | None = None
+    """Expected channels per token ``C`` of a file of continuous ``codes``; another width is refused (``None``: any)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", os.fspath(self.path))
         if self.format not in ("auto", "safetensors", "jsonl"):
             raise ValueError(f"format must be 'auto', 'safetensors' or 'jsonl', got {self.format!r}")
-        for name in ("num_tokens", "codebook_size"):
+        for name in ("num_tokens", "codebook_size", "token_dim"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be positive (or None), got {value}")
@@ -150,13 +156,30 @@ def decode_keys(keys: torch.Tensor, key_offsets: torch.Tensor) -> list[str]:
     return [data[a:b].decode("utf-8") for a, b in itertools.pairwise(bounds)]
 
 
-def write_jsonl(path: str | os.PathLike, tokens: torch.Tensor, labels: torch.Tensor) -> None:
+def encode_texts(texts: list[str]) -> dict[str, torch.Tensor]:
+    """Captions as safetensors tensors: ``texts`` (uint8, the UTF-8 bytes concatenated), ``text_offsets`` ``(M + 1,)``
+    (the layout of [`encode_keys`][tokenkit.datasets.tokens.encode_keys]).
+
+    Examples:
+        >>> encoded = encode_texts(["a red rocket", "a cat"])
+        >>> sorted(encoded), encoded["text_offsets"].tolist()
+        (['text_offsets', 'texts'], [0, 12, 17])
+        >>> decode_keys(encoded["texts"], encoded["text_offsets"])
+        ['a red rocket', 'a cat']
+    """
+    encoded = encode_keys(texts)
+    return {"texts": encoded["keys"], "text_offsets": encoded["key_offsets"]}
+
+
+def write_jsonl(path: str | os.PathLike, tokens: torch.Tensor, labels: torch.Tensor,
+                texts: list[str] | None = None) -> None:
     """Write the official JSONL (``{"class_id": int, "tokens": [int, ...]}`` per line) atomically.
 
     Args:
         path: Output file.
         tokens: ``(M, N)`` integer ids.
         labels: ``(M,)`` integer class ids.
+        texts: ``M`` captions, written as a ``"text"`` field of each line (``None``: none).
 
     Examples:
         >>> import tempfile, torch
@@ -168,15 +191,44 @@ def write_jsonl(path: str | os.PathLike, tokens: torch.Tensor, labels: torch.Ten
         {"class_id": 3, "tokens": [5, 1, 7]}
         {"class_id": 9, "tokens": [0, 2, 2]}
     """
+    def line(label: int, row: list[int], text: str | None) -> str:
+        record = {"class_id": label, "tokens": row} if text is None else {"class_id": label, "tokens": row,
+                                                                          "text": text}
+        return json.dumps(record, ensure_ascii=False) + "\n"
+
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps({"class_id": label, "tokens": row}) + "\n"
-                         for label, row in zip(labels.tolist(), tokens.tolist()))
+            f.writelines(line(label, row, None if texts is None else texts[i])
+                         for i, (label, row) in enumerate(zip(labels.tolist(), tokens.tolist())))
 
     atomic_write(Path(path), write)
 
 
-def _read_safetensors(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, list[str] | None, dict[str, str]]:
+class _Contents(NamedTuple):
+    """What a tokens file holds (before validation)."""
+
+    tokens: torch.Tensor | None
+    codes: torch.Tensor | None
+    labels: torch.Tensor | None
+    keys: list[str] | None
+    texts: list[str] | None
+    metadata: dict[str, str]
+    lines: list[int] | None = None
+
+
+def _strings(tensors: dict[str, torch.Tensor], data: str, offsets: str, path: Path) -> list[str] | None:
+    """The strings stored as ``data`` + ``offsets`` (``None`` when neither is there)."""
+    if data not in tensors and offsets not in tensors:
+        return None
+    if not (data in tensors and offsets in tensors):
+        raise ConfigError(f"tokens file {str(path)!r} must hold both '{data}' and '{offsets}', or neither")
+    try:
+        return decode_keys(tensors[data], tensors[offsets])
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ConfigError(f"tokens file {str(path)!r}: unreadable {data} ({err})") from None
+
+
+def _read_safetensors(path: Path) -> _Contents:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -186,23 +238,19 @@ def _read_safetensors(path: Path) -> tuple[torch.Tensor, torch.Tensor | None, li
     except (SafetensorError, OSError, ValueError, WeightsError) as err:
         raise ConfigError(f"tokens file {str(path)!r} is not a readable safetensors file "
                           f"(corrupt or truncated?): {err}") from None
-    if "tokens" not in tensors:
-        raise ConfigError(f"tokens file {str(path)!r} has no tensor 'tokens' (found: {', '.join(sorted(tensors))})")
-    keys = None
-    if "keys" in tensors or "key_offsets" in tensors:
-        if not ("keys" in tensors and "key_offsets" in tensors):
-            raise ConfigError(f"tokens file {str(path)!r} must hold both 'keys' and 'key_offsets', or neither")
-        try:
-            keys = decode_keys(tensors["keys"], tensors["key_offsets"])
-        except ValueError as err:
-            raise ConfigError(f"tokens file {str(path)!r}: unreadable keys ({err})") from None
-    return tensors["tokens"], tensors.get("labels"), keys, metadata
+    if "tokens" not in tensors and "codes" not in tensors:
+        raise ConfigError(f"tokens file {str(path)!r} has no tensor 'tokens' (ids) or 'codes' (continuous) "
+                          f"(found: {', '.join(sorted(tensors))})")
+    return _Contents(tensors.get("tokens"), tensors.get("codes"), tensors.get("labels"),
+                     _strings(tensors, "keys", "key_offsets", path), _strings(tensors, "texts", "text_offsets", path),
+                     metadata)
 
 
-def _read_jsonl(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str] | None, list[int]]:
-    """``(tokens (M, N), labels (M,), keys or None, line number of each row)``."""
+def _read_jsonl(path: Path) -> _Contents:
+    """The rows of an official JSONL file (plus optional ``key`` and ``text``), with the line number of each row."""
     ids, labels, lines = array.array("q"), array.array("q"), array.array("q")
     keys: list[str | None] = []
+    texts: list[str | None] = []
     length = None
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -238,16 +286,23 @@ def _read_jsonl(path: Path) -> tuple[torch.Tensor, torch.Tensor, list[str] | Non
             except OverflowError:
                 raise ConfigError(f"{where}: class_id {label} is out of range") from None
             lines.append(lineno)
-            key = record.get("key")
+            key, text = record.get("key"), record.get("text")
             if key is not None and not isinstance(key, str):
                 raise ConfigError(f"{where}: key must be a string, got {key!r}")
+            if text is not None and not isinstance(text, str):
+                raise ConfigError(f"{where}: text must be a string (the caption), got {text!r}")
+            if texts and (text is None) != (texts[-1] is None):
+                raise ConfigError(f"{where}: {'no' if text is None else 'a'} text, unlike the line before "
+                                  "(captions must be given on every line or on none)")
             keys.append(key)
+            texts.append(text)
     count = len(labels)
     tokens = torch.frombuffer(ids, dtype=torch.int64).clone() if count else torch.zeros(0, dtype=torch.int64)
     label_tensor = torch.frombuffer(labels, dtype=torch.int64).clone() if count else torch.zeros(0, dtype=torch.int64)
     named = any(k is not None for k in keys)
-    return tokens.view(count, length or 0), label_tensor, \
-        [str(i) if k is None else k for i, k in enumerate(keys)] if named else None, lines.tolist()
+    return _Contents(tokens.view(count, length or 0), None, label_tensor,
+                     [str(i) if k is None else k for i, k in enumerate(keys)] if named else None,
+                     texts if texts and texts[0] is not None else None, {}, lines.tolist())
 
 
 # ---- dataset ----------------------------------------------------------------------------------------------------
@@ -259,7 +314,10 @@ class Tokens(DatasetModes, Dataset):
     Items are ``{"tokens": (N,) int64, "label": int (-1 when unlabelled), "key": str}``
     (the key is the stored one, else the item index as text); a ``DataLoader``
     batches them into ``tokens (B, N)`` and ``label (B,)``:
-    the batches a MaskGIT generator is trained on.
+    the batches a MaskGIT generator is trained on. A file of continuous codes gives
+    ``"codes": (N, C) float32`` instead of ``"tokens"`` (MaskGen-KL's batches); a file
+    with captions adds ``"text": str`` (batched into a list of ``B`` strings: MaskGen's
+    batches ``{"tokens", "text"}``).
     Nothing is random: ``train()``, ``eval()`` and ``set_epoch()`` exist for the
     common dataset interface and change nothing (flips were tokenized in advance).
 
@@ -270,6 +328,7 @@ class Tokens(DatasetModes, Dataset):
         ConfigError: The file is missing or unreadable; a JSONL line is not valid
             JSON or not ``{"class_id", "tokens"}`` (the error names file and line);
             token counts differ between items; an id is negative (or ``>= codebook_size``);
+            codes are not finite floats ``(M, N, C)`` (or not ``token_dim`` wide);
             a label is below -1; the counts do not match ``num_tokens``.
 
     Examples:
@@ -286,12 +345,16 @@ class Tokens(DatasetModes, Dataset):
 
     def __init__(self, config: TokensConfig) -> None:
         self.config = config
-        self.tokens = torch.zeros(0, config.num_tokens or 0, dtype=torch.int64)
-        """All token ids, ``(M, N)`` int64."""
+        self.tokens: torch.Tensor | None = torch.zeros(0, config.num_tokens or 0, dtype=torch.int64)
+        """All token ids, ``(M, N)`` int64 (``None`` for a file of continuous codes only)."""
+        self.codes: torch.Tensor | None = None
+        """All continuous codes, ``(M, N, C)`` float32, or ``None`` (a file of ids)."""
         self.labels = torch.zeros(0, dtype=torch.int64)
         """All labels, ``(M,)`` int64 (-1 when unlabelled)."""
         self.keys: list[str] | None = None
         """Stored item keys, or ``None`` (then the key of item ``i`` is ``str(i)``)."""
+        self.texts: list[str] | None = None
+        """Stored captions (one per item), or ``None``."""
         self.metadata: dict[str, str] = {}
         """The safetensors header metadata (``{}`` for JSONL): ``tokenizer`` spec JSON, ``codebook_size``, ..."""
         if config.path:  # an unset path (the default config) builds an empty placeholder
@@ -300,21 +363,23 @@ class Tokens(DatasetModes, Dataset):
     def _load(self, path: Path) -> None:
         if not path.is_file():
             raise ConfigError(f"tokens file {str(path)!r} does not exist")
-        lines = None
         if self.config.resolved_format == "jsonl":
-            tokens, labels, keys, lines = _read_jsonl(path)
+            contents = _read_jsonl(path)
         else:
-            tokens, labels, keys, self.metadata = _read_safetensors(path)
+            contents = _read_safetensors(path)
+        tokens, codes, labels, keys, texts, metadata, lines = contents
 
         def where(row: int) -> str:
             return f"{path}:{lines[row]}" if lines else f"{path} (item {row})"
 
-        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
-            raise ConfigError(f"tokens in {str(path)!r} must be integers, got {tokens.dtype}")
-        if tokens.ndim != 2:
-            raise ConfigError(f"tokens in {str(path)!r} must be (M, N), got shape {tuple(tokens.shape)}")
-        tokens = tokens.to(torch.int64)
-        count = tokens.shape[0]
+        if tokens is not None:
+            tokens = self._check_tokens(tokens, path, where)
+        if codes is not None:
+            codes = self._check_codes(codes, path, where)
+        count, num_tokens = (tokens if tokens is not None else codes).shape[:2]
+        if tokens is not None and codes is not None and tokens.shape[:2] != codes.shape[:2]:
+            raise ConfigError(f"{str(path)!r} holds tokens {tuple(tokens.shape)} and codes {tuple(codes.shape)} "
+                              "for different items or token counts")
         if count == 0:
             raise ConfigError(f"tokens file {str(path)!r} holds no items")
         if labels is None:
@@ -325,6 +390,26 @@ class Tokens(DatasetModes, Dataset):
         labels = labels.to(torch.int64)
         if keys is not None and len(keys) != count:
             raise ConfigError(f"{str(path)!r} holds {len(keys)} keys for {count} items")
+        if texts is not None and len(texts) != count:
+            raise ConfigError(f"{str(path)!r} holds {len(texts)} texts for {count} items")
+        bad_labels = (labels < -1).nonzero()
+        if len(bad_labels):
+            row = int(bad_labels[0])
+            raise ConfigError(f"{where(row)}: label {int(labels[row])} (labels must be >= 0, or -1 for unlabelled)")
+        if self.config.num_tokens is not None and num_tokens != self.config.num_tokens:
+            raise ConfigError(f"{str(path)!r} holds {num_tokens} tokens per image, "
+                              f"but num_tokens is {self.config.num_tokens}")
+        self.tokens = None if tokens is None else tokens.contiguous()
+        self.codes = None if codes is None else codes.contiguous()
+        self.labels, self.keys, self.texts, self.metadata = labels, keys, texts, metadata
+
+    def _check_tokens(self, tokens: torch.Tensor, path: Path, where: Any) -> torch.Tensor:
+        """``tokens`` as ``(M, N)`` int64 ids in range, or a clear error."""
+        if tokens.dtype.is_floating_point or tokens.dtype.is_complex or tokens.dtype == torch.bool:
+            raise ConfigError(f"tokens in {str(path)!r} must be integers, got {tokens.dtype}")
+        if tokens.ndim != 2:
+            raise ConfigError(f"tokens in {str(path)!r} must be (M, N), got shape {tuple(tokens.shape)}")
+        tokens = tokens.to(torch.int64)
         negative = (tokens < 0).any(1).nonzero()
         if len(negative):
             row = int(negative[0])
@@ -335,34 +420,56 @@ class Tokens(DatasetModes, Dataset):
                 row = int(over[0])
                 raise ConfigError(f"{where(row)}: token id {int(tokens[row].max())} is outside the codebook "
                                   f"(codebook_size {self.config.codebook_size})")
-        bad_labels = (labels < -1).nonzero()
-        if len(bad_labels):
-            row = int(bad_labels[0])
-            raise ConfigError(f"{where(row)}: label {int(labels[row])} (labels must be >= 0, or -1 for unlabelled)")
-        if self.config.num_tokens is not None and tokens.shape[1] != self.config.num_tokens:
-            raise ConfigError(f"{str(path)!r} holds {tokens.shape[1]} tokens per image, "
-                              f"but num_tokens is {self.config.num_tokens}")
-        self.tokens, self.labels, self.keys = tokens.contiguous(), labels, keys
+        return tokens
+
+    def _check_codes(self, codes: torch.Tensor, path: Path, where: Any) -> torch.Tensor:
+        """``codes`` as ``(M, N, C)`` finite float32, or a clear error."""
+        if not codes.dtype.is_floating_point or codes.ndim != 3:
+            raise ConfigError(f"codes in {str(path)!r} must be floats of shape (M, N, C), "
+                              f"got {codes.dtype} {tuple(codes.shape)}")
+        codes = codes.to(torch.float32)
+        bad = (~torch.isfinite(codes)).flatten(1).any(1).nonzero()
+        if len(bad):
+            raise ConfigError(f"{where(int(bad[0]))}: codes hold NaN / Inf")
+        if self.config.token_dim is not None and codes.shape[2] != self.config.token_dim:
+            raise ConfigError(f"{str(path)!r} holds codes of {codes.shape[2]} channels per token, "
+                              f"but token_dim is {self.config.token_dim}")
+        return codes
 
     @property
     def num_tokens(self) -> int:
         """Tokens per image ``N``."""
-        return self.tokens.shape[1]
+        return (self.tokens if self.tokens is not None else self.codes).shape[1]
+
+    @property
+    def token_dim(self) -> int | None:
+        """Channels per token ``C`` of the continuous codes (``None``: a file of ids)."""
+        return None if self.codes is None else self.codes.shape[2]
 
     @property
     def codebook_size(self) -> int | None:
-        """``K`` from the config, else from the file's metadata, else ``None``."""
+        """``K`` from the config, else from the file's metadata, else ``None`` (always ``None`` for codes only)."""
+        if self.tokens is None:
+            return None
         if self.config.codebook_size is not None:
             return self.config.codebook_size
         value = self.metadata.get("codebook_size")
         return int(value) if value and value.isdigit() else None
 
     def __len__(self) -> int:
-        return self.tokens.shape[0]
+        return self.labels.shape[0]
 
     def __getitem__(self, index: int) -> dict:
         if not self.config.path:
             raise ConfigError("tokens dataset has no path configured (set `path`)")
         index = sequence_index(index, len(self), "token sequences")
-        key = self.keys[index] if self.keys is not None else str(index)
-        return {"tokens": self.tokens[index], "label": int(self.labels[index]), "key": key}
+        item: dict[str, Any] = {}
+        if self.tokens is not None:
+            item["tokens"] = self.tokens[index]
+        if self.codes is not None:
+            item["codes"] = self.codes[index]
+        item["label"] = int(self.labels[index])
+        item["key"] = self.keys[index] if self.keys is not None else str(index)
+        if self.texts is not None:
+            item["text"] = self.texts[index]
+        return item

@@ -13,7 +13,7 @@ def recipe_names() -> list[str]:
 
     Examples:
         >>> [name for name in recipe_names() if name.startswith("tiny-")]
-        ['tiny-finetune-resolution', 'tiny-maskgit', 'tiny-rar', 'tiny-single-stage', 'tiny-stage1', 'tiny-stage2']
+        ['tiny-finetune-resolution', 'tiny-maskgen', 'tiny-maskgen-kl', 'tiny-maskgit', 'tiny-rar', 'tiny-single-stage', 'tiny-stage1', 'tiny-stage2', 'tiny-tatitok']
     """
     return sorted(p.name[: -len(".yaml")] for p in resources.files(__package__).iterdir() if p.name.endswith(".yaml"))
 

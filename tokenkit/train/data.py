@@ -91,10 +91,12 @@ def as_batch(items: Any) -> dict[str, Any]:
 
     Examples:
         >>> import torch
-        >>> batch = as_batch([{"image": torch.zeros(3, 8, 8), "label": 1, "key": "a"},
-        ...                   {"image": torch.ones(3, 8, 8), "label": 2, "key": "b"}])
+        >>> batch = as_batch([{"image": torch.zeros(3, 8, 8), "label": 1, "key": "a", "text": "a cat"},
+        ...                   {"image": torch.ones(3, 8, 8), "label": 2, "key": "b", "text": "a dog"}])
         >>> batch["image"].shape, batch["label"], batch["key"]
         (torch.Size([2, 3, 8, 8]), tensor([1, 2]), ['a', 'b'])
+        >>> batch["text"]  # captions stay a list of strings (text-aware tokenizers, MaskGen)
+        ['a cat', 'a dog']
         >>> as_batch([torch.zeros(3), torch.zeros(3)])
         Traceback (most recent call last):
         ...

@@ -2,8 +2,10 @@
 
 Tokenizers report PSNR, SSIM (and LPIPS with ``lpips=True``) of their
 reconstructions plus codebook usage and perplexity over all token ids of the
-pass; TiTok stage 1 adds the proxy-code accuracy; generators report the
-masked-token cross-entropy and accuracy under fixed masks.
+pass (a text-aware tokenizer decodes with each image's caption); TiTok stage 1
+adds the proxy-code accuracy; generators report the masked-token cross-entropy
+and accuracy under fixed masks (MaskGen reads the captions), MaskGen-KL its
+diffusion loss at fixed seeds.
 """
 
 from __future__ import annotations

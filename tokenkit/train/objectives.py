@@ -9,6 +9,12 @@ An objective maps ``(model, batch, step)`` to a
 | [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes] | TiTok stage 1 (proxy head) | ``image`` | cross-entropy against a frozen teacher's codes + VQ loss |
 | [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] | masked-token generator | ``tokens``, ``label`` | MaskGIT masked-token cross-entropy |
 | [`NextTokens`][tokenkit.train.objectives.NextTokens] | autoregressive generator | ``tokens``, ``label`` | next-token cross-entropy, RAR's annealed random orders |
+| [`DiffusionTokens`][tokenkit.train.objectives.DiffusionTokens] | MaskGen-KL | ``codes``, ``text`` | diffusion loss |
+
+Text: a text-aware tokenizer (``takes_text``, TA-TiTok) trains on captioned images (the batch's ``text``:
+one prompt per image, e.g. ``bundled`` with ``captions: true``); a text-conditioned generator
+(``conditioning == "text"``, MaskGen) on pre-tokenized images with their captions. The prompts are
+embedded by the model's own frozen text encoder without gradients.
 """
 
 from __future__ import annotations
@@ -161,8 +167,9 @@ class Objective(nn.Module):
     def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:  # pragma: no cover
         raise NotImplementedError
 
-    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor | None:
-        """Images ``(B, C, H, W)`` in [0, 1] -> reconstructions, or ``None`` when there are none to show."""
+    def reconstruct(self, model: nn.Module, images: torch.Tensor, text: Any = None) -> torch.Tensor | None:
+        """Images ``(B, C, H, W)`` in [0, 1] (and their prompts, for a text-aware tokenizer) -> reconstructions,
+        or ``None`` when there are none to show."""
         return None
 
     def evaluate(self, model: nn.Module, batch: dict[str, Any], *, lpips: bool = False
@@ -202,6 +209,45 @@ def _images(batch: dict[str, Any]) -> torch.Tensor:
     return batch["image"]
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a wrapper such as ``DistributedDataParallel`` (its ``module``), else the model itself."""
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, nn.Module) else model
+
+
+def _embed(model: nn.Module, prompts: list[str]) -> Any:
+    """``model.encode_text(prompts)`` without gradients (the text encoder is frozen)."""
+    with torch.no_grad():
+        return unwrap(model).encode_text(prompts)
+
+
+def tokenizer_text(model: nn.Module, batch: dict[str, Any]) -> Any:
+    """The text embeddings of the batch's captions for a text-aware tokenizer (``takes_text``), else ``None``.
+
+    Raises:
+        ContractError: A text-aware tokenizer and a batch without ``"text"`` (naming the keys it has).
+
+    Examples:
+        >>> import tokenkit as tk
+        >>> images = tk.data.sample_images(32, names=["coffee", "rocket"], seed=0)
+        >>> tokenizer_text(tk.build("titok-tiny"), {"image": images}) is None  # takes no text
+        True
+        >>> tokenizer_text(tk.build("tatitok-tiny"), {"image": images, "text": ["a cup", "a rocket"]}).tokens.shape
+        torch.Size([2, 16, 16])
+        >>> tokenizer_text(tk.build("tatitok-tiny"), {"image": images})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ContractError: a text-aware tokenizer trains on batches with captions (key 'text'), got ...
+    """
+    if not getattr(unwrap(model), "takes_text", False):
+        return None
+    if batch.get("text") is None:
+        raise ContractError(f"a text-aware tokenizer trains on batches with captions (key 'text'), got keys "
+                            f"{sorted(batch)}: set captions: true on the bundled dataset (or give every item a "
+                            "\"text\")")
+    return _embed(model, batch["text"])
+
+
 class Reconstruction(Objective):
     """Tokenizer -> pixels, scored by ``loss_fn``.
 
@@ -230,21 +276,28 @@ class Reconstruction(Objective):
 
     def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
         images = _images(batch)
-        output = model(images)
+        text = tokenizer_text(model, batch)
+        output = model(images) if text is None else model(images, text=text)
         loss, terms = self.loss_fn(output, images, step)
         return StepOutput(loss, terms, dict(output.stats), output, images)
 
     @torch.no_grad()
-    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        return model.decode(model.encode(images).codes).float().clamp(0, 1)
+    def reconstruct(self, model: nn.Module, images: torch.Tensor, text: Any = None) -> torch.Tensor:
+        """Reconstructions ``(B, C, H, W)`` in [0, 1]; ``text``: the images' prompts for a text-aware tokenizer."""
+        codes = model.encode(images).codes
+        decoded = model.decode(codes) if text is None else model.decode(codes, text=text)
+        return decoded.float().clamp(0, 1)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, batch: dict[str, Any], *, lpips: bool = False
                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """PSNR, SSIM (and LPIPS) of the reconstructions; the token ids."""
+        """PSNR, SSIM (and LPIPS) of the reconstructions (guided by the batch's ``text`` for a text-aware
+        tokenizer); the token ids."""
         images = _images(batch)
+        text = tokenizer_text(model, batch)
         q = model.encode(images)
-        return image_metrics(images, model.decode(q.codes), lpips), q.indices
+        decoded = model.decode(q.codes) if text is None else model.decode(q.codes, text=text)
+        return image_metrics(images, decoded, lpips), q.indices
 
 
 class ProxyCodes(Objective):
@@ -302,7 +355,8 @@ class ProxyCodes(Objective):
     def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
         images = _images(batch)
         targets = self.targets(images)
-        output = model(images)
+        text = tokenizer_text(model, batch)
+        output = model(images) if text is None else model(images, text=text)
         logits = output.images
         if logits.ndim != 3 or logits.shape[1:] != (targets.shape[1], self.teacher.codebook_size):
             raise ContractError(f"the student must predict (B, {targets.shape[1]}, {self.teacher.codebook_size}) "
@@ -313,9 +367,10 @@ class ProxyCodes(Objective):
         return StepOutput(loss, terms, {**output.stats, "proxy_accuracy": accuracy}, None, images)
 
     @torch.no_grad()
-    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """The teacher decodes the student's most likely codes (as the official visualisation)."""
-        logits = model(images).images
+    def reconstruct(self, model: nn.Module, images: torch.Tensor, text: Any = None) -> torch.Tensor:
+        """The teacher decodes the student's most likely codes (as the official visualisation); ``text``: the
+        images' prompts for a text-aware student."""
+        logits = (model(images) if text is None else model(images, text=text)).images
         return self.teacher.detokenize(logits.argmax(-1)).float()
 
     @torch.no_grad()
@@ -323,7 +378,8 @@ class ProxyCodes(Objective):
                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
         """Proxy-code accuracy, and PSNR/SSIM (LPIPS) of the teacher's decoding of the predicted codes."""
         images = _images(batch)
-        output = model(images)
+        text = tokenizer_text(model, batch)
+        output = model(images) if text is None else model(images, text=text)
         predicted = output.images.argmax(-1)
         values = image_metrics(images, self.teacher.detokenize(predicted), lpips)
         values["proxy_accuracy"] = (predicted == self.targets(images)).float().mean(1)
@@ -369,6 +425,11 @@ class MaskedTokensConfig:
 class MaskedTokens(Objective):
     """MaskGIT training on pre-tokenized images: mask a random fraction, predict the ids.
 
+    A class-conditional generator reads the batch's ``label``; a text-conditioned one
+    (``conditioning == "text"``, MaskGen) its captions ``text``, embedded by the generator's
+    frozen text encoder without gradients (``model(masked, embeddings)``: the generator drops
+    prompts with its ``text_dropout`` in training mode, for guidance).
+
     Args:
         config: [`MaskedTokensConfig`][tokenkit.train.objectives.MaskedTokensConfig].
 
@@ -383,6 +444,13 @@ class MaskedTokens(Objective):
         >>> values, ids = objective.evaluate(generator.eval(), batch)
         >>> {name: tuple(value.shape) for name, value in values.items()}, ids
         ({'masked_ce': (4,), 'masked_accuracy': (4,)}, None)
+
+        MaskGen trains on captions instead of labels:
+
+        >>> maskgen = tk.build("maskgen-vq-tiny")  # 8 tokens over 256 codes, a tiny CLIP text tower
+        >>> out = objective(maskgen, {"tokens": batch["tokens"], "text": ["a cat", "a dog", "a cup", "a rocket"]}, 0)
+        >>> out.loss.shape, sorted(out.terms)
+        (torch.Size([]), ['masked_ce'])
     """
 
     def __init__(self, config: MaskedTokensConfig | None = None) -> None:
@@ -390,10 +458,10 @@ class MaskedTokens(Objective):
         self.config = config or MaskedTokensConfig()
 
     def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
-        tokens, labels = _token_batch(batch)
-        raw = model.module if hasattr(model, "module") else model
+        tokens, condition = _conditioned_tokens(model, batch)
+        raw = unwrap(model)
         masked, mask = mask_tokens(tokens, raw.mask_id, schedule=self.config.schedule)
-        logits = model(masked, labels)
+        logits = model(masked, condition)
         loss = masked_token_loss(logits, tokens, mask, label_smoothing=self.config.label_smoothing,
                                  unmasked_weight=self.config.unmasked_weight)
         hits = (logits.detach().argmax(-1) == tokens) & mask
@@ -407,10 +475,10 @@ class MaskedTokens(Objective):
         (the global random state is not touched, so evaluating does not change training)."""
         import torch.nn.functional as F
 
-        tokens, labels = batch["tokens"], batch["label"]
+        tokens, condition = _conditioned_tokens(model, batch)
         g = torch.Generator(device=tokens.device).manual_seed(0)
         masked, mask = mask_tokens(tokens, model.mask_id, schedule=self.config.schedule, generator=g)
-        logits = model(masked, labels)
+        logits = model(masked, condition)
         ce = F.cross_entropy(logits.transpose(1, 2).float(), tokens, reduction="none")
         count = mask.sum(1).clamp(min=1)
         hits = (logits.argmax(-1) == tokens) & mask
@@ -491,7 +559,7 @@ class NextTokens(Objective):
         import torch.nn.functional as F
 
         tokens, labels = _token_batch(batch)
-        raw = model.module if hasattr(model, "module") else model
+        raw = unwrap(model)
         raw.random_ratio = self.config.random_ratio(step)
         logits = model(tokens, labels)
         loss = F.cross_entropy(logits.transpose(1, 2).float(), tokens, label_smoothing=self.config.label_smoothing)
@@ -517,3 +585,133 @@ def _token_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         raise ContractError(f"generator training needs batches with 'tokens' and 'label' (a 'tokens' dataset), "
                             f"got keys {sorted(batch)}")
     return batch["tokens"], batch["label"]
+
+
+def _conditioned_tokens(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+    """``(tokens, labels)``, or ``(tokens, text embeddings)`` for a text-conditioned generator."""
+    if getattr(unwrap(model), "conditioning", "class") != "text":
+        return _token_batch(batch)
+    if "tokens" not in batch or batch.get("text") is None:
+        raise ContractError("a text-conditioned generator trains on batches with 'tokens' and 'text' (a 'tokens' "
+                            "dataset pre-tokenized from captioned images, e.g. the bundled dataset with captions: "
+                            f"true), got keys {sorted(batch)}")
+    return batch["tokens"], _embed(model, batch["text"])
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionTokensConfig:
+    """Options of the diffusion-token objective (MaskGen-KL).
+
+    Raises:
+        ConfigError: A non-positive ``eval_draws``.
+
+    Examples:
+        >>> DiffusionTokensConfig()
+        DiffusionTokensConfig(eval_draws=4)
+        >>> DiffusionTokensConfig(eval_draws=0)
+        Traceback (most recent call last):
+        ...
+        tokenkit.errors.ConfigError: eval_draws must be a positive int, got 0
+    """
+
+    eval_draws: int = 4
+    """Evaluation: the diffusion loss of each item is averaged over this many fixed seeds (each draws a
+    masking ratio, order, timesteps and noise)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.eval_draws, bool) or not isinstance(self.eval_draws, int) or self.eval_draws < 1:
+            raise ConfigError(f"eval_draws must be a positive int, got {self.eval_draws!r}")
+
+
+class DiffusionTokens(Objective):
+    """MaskGen-KL training on pre-tokenized continuous codes with captions: the generator's own diffusion loss.
+
+    Each step embeds the batch's captions with the generator's frozen text encoder (no gradients)
+    and returns ``model.loss(codes, embeddings)``: the official training (a random masking ratio and
+    order, text dropout in training mode, the diffusion MLP's noise-prediction loss on the hidden
+    tokens), see [`MaskGenKL.loss`][tokenkit.generators.maskgen_kl.MaskGenKL.loss].
+
+    Args:
+        config: [`DiffusionTokensConfig`][tokenkit.train.objectives.DiffusionTokensConfig].
+
+    Examples:
+        >>> import torch, tokenkit as tk
+        >>> generator = tk.build("maskgen-kl-tiny")  # 8 tokens of 4 channels, a tiny CLIP text tower
+        >>> batch = {"codes": torch.randn(2, 8, 4), "text": ["a cat", "a red rocket"]}
+        >>> out = DiffusionTokens()(generator, batch, step=0)
+        >>> out.loss.shape, sorted(out.terms)
+        (torch.Size([]), ['diffusion'])
+        >>> values, ids = DiffusionTokens().evaluate(generator.eval(), batch)
+        >>> {name: tuple(value.shape) for name, value in values.items()}, ids
+        ({'diffusion': (2,)}, None)
+    """
+
+    def __init__(self, config: DiffusionTokensConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or DiffusionTokensConfig()
+
+    def forward(self, model: nn.Module, batch: dict[str, Any], step: int) -> StepOutput:
+        codes, text = _code_batch(batch)
+        loss = call_through(model, "loss", codes, _embed(model, text))
+        return StepOutput(loss, {"diffusion": loss.detach()}, {})
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, batch: dict[str, Any], *, lpips: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The diffusion loss of each item, averaged over ``eval_draws`` fixed seeds (the same for every item,
+        whatever the batch: the global random state is not touched)."""
+        codes, text = _code_batch(batch)
+        embeddings = _embed(model, text)
+        values = []
+        for row in range(codes.shape[0]):
+            one = embeddings.select(slice(row, row + 1))
+            draws = [model.loss(codes[row : row + 1], one,
+                                generator=torch.Generator(device=codes.device).manual_seed(seed))
+                     for seed in range(self.config.eval_draws)]
+            values.append(torch.stack(draws).float().mean())
+        return {"diffusion": torch.stack(values)}, None
+
+
+def _code_batch(batch: dict[str, Any]) -> tuple[torch.Tensor, list[str]]:
+    """``(codes, text)`` of a continuous-token generator's batch."""
+    if "codes" not in batch or batch.get("text") is None:
+        raise ContractError("a continuous-token generator (maskgen-kl) trains on batches with 'codes' and 'text' (a "
+                            "'tokens' dataset of a continuous tokenizer's codes pre-tokenized from captioned images, "
+                            f"e.g. the bundled dataset with captions: true), got keys {sorted(batch)}")
+    return batch["codes"], batch["text"]
+
+
+def call_through(model: nn.Module, method: str, *args: Any, **kwargs: Any) -> Any:
+    """``unwrap(model).<method>(*args, **kwargs)``, run inside the wrapper's forward when ``model`` is wrapped.
+
+    ``DistributedDataParallel`` averages the gradients of a backward pass only when the pass went
+    through its own ``forward``; a training method other than ``forward`` (MaskGen-KL's ``loss``)
+    is therefore run as the wrapped module's forward for this one call.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> call_through(nn.Linear(2, 3), "extra_repr")
+        'in_features=2, out_features=3, bias=True'
+    """
+    raw = unwrap(model)
+    if raw is model:
+        return getattr(raw, method)(*args, **kwargs)
+    had = "forward" in vars(raw)
+    previous = vars(raw).get("forward")
+
+    def restore() -> None:
+        if had:
+            raw.forward = previous
+        else:
+            vars(raw).pop("forward", None)
+
+    def once(*a: Any, **k: Any) -> Any:
+        restore()  # the method may call the module's own forward
+        return getattr(raw, method)(*a, **k)
+
+    raw.forward = once
+    try:
+        return model(*args, **kwargs)
+    finally:
+        restore()

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from tokenkit.kinds import TextEncoder
+
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups: weight decay only on the weights of linear and convolution layers.
@@ -104,7 +106,9 @@ class EMA(AveragedModel):
     the model closely; buffers are copied from the model. ``n_averaged`` counts the models averaged,
     the starting copy included (``k = n_averaged - 1``), so ``AveragedModel.update_parameters`` never
     takes its copy-the-model path. The averaged module is ``module`` (also ``shadow``); state dicts
-    of the former ``EMA`` (``shadow.*`` and ``updates``) still load.
+    of the former ``EMA`` (``shadow.*`` and ``updates``) still load. Frozen text encoders (kind
+    ``text_encoder``, e.g. TA-TiTok's CLIP tower) are shared with the model, not copied: they never
+    change, and their weights are in no state dict.
 
     Examples:
         >>> import torch
@@ -129,6 +133,7 @@ class EMA(AveragedModel):
     def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
         super().__init__(model, multi_avg_fn=self._warmup_lerp)
         self.decay = decay
+        _share_text_encoders(model, self.module)
         self.module.eval().requires_grad_(False)
         self.n_averaged.fill_(1)  # the starting copy
 
@@ -155,3 +160,12 @@ class EMA(AveragedModel):
         if prefix + "updates" in state_dict:
             state_dict[prefix + "n_averaged"] = state_dict.pop(prefix + "updates") + 1
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _share_text_encoders(model: nn.Module, copy: nn.Module) -> None:
+    """Put ``model``'s frozen text encoders into its ``copy`` in place of their copies (no second CLIP tower)."""
+
+    for name, module in model.named_modules():
+        if name and isinstance(module, TextEncoder):
+            parent, _, child = name.rpartition(".")
+            setattr(copy.get_submodule(parent) if parent else copy, child, module)

@@ -14,6 +14,20 @@ is one file that the [`tokens`][tokenkit.datasets.tokens.Tokens] dataset reads:
 * ``.jsonl``: the official format, one ``{"class_id": int, "tokens": [int, ...]}``
   per line (no keys, no metadata).
 
+Captions: when the dataset's items carry ``"text"`` (e.g. ``bundled`` with
+``captions: true``), each row keeps its item's caption (a flipped copy its
+original's): ``texts`` + ``text_offsets`` in safetensors
+([`encode_texts`][tokenkit.datasets.tokens.encode_texts]), a ``"text"`` field per
+JSONL line. Text-conditioned generators (MaskGen) train on them.
+
+Continuous codes: a continuous tokenizer (``codebook_size`` None, e.g. a TA-TiTok
+VAE) has no ids; its codes ``(M, N, C)`` float32 are stored as ``codes`` instead
+of ``tokens`` (safetensors only; metadata ``token_dim``, ``codebook_size``
+``"none"``), for MaskGen-KL. They are the encoder's codes in eval mode: the mean
+of a Gaussian bottleneck (the official training samples a fresh posterior each
+step). ``codes=True`` stores the (quantized) codes of a discrete tokenizer too;
+``codes=False`` refuses a continuous tokenizer.
+
 Order of the rows: batch by batch in dataset order; within a batch of ``B``
 images, the ``B`` originals, then (with ``flip=True``) their ``B`` flipped copies,
 as the official script does. So ``M = 2 x images`` with flips.
@@ -36,7 +50,7 @@ import torch
 from torch import nn
 from torch.utils.data import IterableDataset
 
-from tokenkit.datasets.tokens import encode_keys, write_jsonl
+from tokenkit.datasets.tokens import encode_keys, encode_texts, write_jsonl
 from tokenkit.errors import ConfigError, ContractError
 from tokenkit.models.tokenizer import Tokenizer
 from tokenkit.specs import TokenizerSpec
@@ -50,14 +64,18 @@ FLIP_SUFFIX = "#flip"
 """Appended to the key of an image to name its flipped copy."""
 
 
-def _check_tokenizer(tokenizer: Any) -> int:
-    """The codebook size of a tokenizer that gives one id per token, or a clear error."""
+def _check_tokenizer(tokenizer: Any, codes: bool | None = False) -> int | None:
+    """The codebook size of a tokenizer that gives one id per token (``None`` when codes are stored), or a
+    clear error."""
     if not isinstance(tokenizer, Tokenizer):
         raise ConfigError(f"pretokenize needs a tokenizer (tk.Tokenizer), got {type(tokenizer).__name__}")
     codebook_size = tokenizer.codebook_size
+    if codes or (codes is None and codebook_size is None):
+        return None
     if codebook_size is None:
         raise ConfigError("the tokenizer's bottleneck is continuous (codebook_size None): it has no token ids to "
-                          "pre-tokenize; use a discrete quantizer (vq, fsq, ...)")
+                          "pre-tokenize; store its continuous codes (codes=True, or the default codes=None) for a "
+                          "continuous-token generator (maskgen-kl), or use a discrete quantizer (vq, fsq, ...)")
     num_codebooks = tokenizer.num_codebooks
     if num_codebooks != 1:
         raise ConfigError(f"the tokenizer gives {num_codebooks} ids per token (a residual / multi-codebook "
@@ -96,17 +114,41 @@ def _ids(tokenizer: Any, images: torch.Tensor, codebook_size: int) -> torch.Tens
     return ids.to(torch.int64)
 
 
+def _codes(tokenizer: Any, images: torch.Tensor) -> torch.Tensor:
+    codes = tokenizer.encode(images).codes
+    if not isinstance(codes, torch.Tensor) or codes.ndim != 3 or codes.shape[0] != images.shape[0] or \
+            not codes.is_floating_point():
+        raise ContractError(f"tokenizer.encode must give float codes (B, N, C) for B = {images.shape[0]} images, "
+                            f"got {getattr(codes, 'dtype', type(codes).__name__)} {tuple(getattr(codes, 'shape', ()))}")
+    if not bool(torch.isfinite(codes).all()):
+        raise ContractError("tokenizer.encode gave NaN / Inf codes")
+    return codes.float()
+
+
+def _batch_texts(batch: dict[str, Any], count: int) -> list[str] | None:
+    """The batch's captions (``"text"``), checked: ``count`` strings, or ``None`` when the items carry none."""
+    texts = batch.get("text")
+    if texts is None:
+        return None
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or len(texts) != count \
+            or not all(isinstance(t, str) for t in texts):
+        raise ConfigError(f"the dataset's \"text\" must be one string per item ({count} in this batch), "
+                          f"got {str(texts)[:80]}")
+    return list(texts)
+
+
 def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batch_size: int = 64, flip: bool = True,
                 num_workers: int = 0, progress: bool = True, device: torch.device | str | None = None,
-                allow_unlabelled: bool = False) -> dict[str, Any]:
+                allow_unlabelled: bool = False, codes: bool | None = None) -> dict[str, Any]:
     """Tokenize every image of ``dataset`` (and its flipped copy) into one file for generator training.
 
     Args:
         tokenizer: A discrete tokenizer (``tokenize(images (B, C, H, W)) -> (B, N)`` int64 ids),
-            e.g. ``tk.build("titok-l32", pretrained=...)``. Put in eval mode while it runs.
-        dataset: An image dataset (items ``{"image", "label", "key"}``), map-style or
-            iterable; put in eval mode (centre crops, no random flip) while it is read.
-            An endless one (``webdataset`` with ``resample=True``) is refused.
+            e.g. ``tk.build("titok-l32", pretrained=...)``, or a continuous one (its codes are stored,
+            see ``codes``). Put in eval mode while it runs.
+        dataset: An image dataset (items ``{"image", "label", "key"}``, optionally ``"text"``: its
+            captions are stored too), map-style or iterable; put in eval mode (centre crops, no random
+            flip) while it is read. An endless one (``webdataset`` with ``resample=True``) is refused.
         output: ``.safetensors`` (tokenkit, with keys and metadata) or ``.jsonl``
             (the official format); see the module docstring.
         batch_size: Images per ``tokenize`` call (``2 x batch_size`` with flips).
@@ -115,16 +157,21 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
         progress: Show a tqdm progress bar.
         device: Device to tokenize on; the tokenizer is moved there. Default: the tokenizer's.
         allow_unlabelled: Accept items with label -1 (else refused: a class-conditional
-            generator needs labels).
+            generator needs labels). Captioned items (``"text"``) need no labels.
+        codes: Store continuous codes ``(M, N, C)`` float32 (``tokenizer.encode(images).codes``)
+            instead of ids: ``None`` (default) for a continuous tokenizer only, ``True`` always
+            (``.safetensors`` only), ``False`` never (a continuous tokenizer is refused).
 
     Returns:
-        ``{"count": M, "num_tokens": N, "codebook_size": K, "path": str, "seconds": float}``.
+        ``{"count": M, "num_tokens": N, "codebook_size": K or None, "token_dim": C or None,
+        "texts": whether captions were stored, "path": str, "seconds": float}``.
 
     Raises:
-        ConfigError: A continuous tokenizer (no ids), one with several ids per token
-            (``num_codebooks > 1``), an unknown output suffix, an unlabelled item without
-            ``allow_unlabelled``, an empty or endless dataset, or items without ``"image"``.
-        ContractError: Images the tokenizer does not take (size, range), or bad ids.
+        ConfigError: A continuous tokenizer with ``codes=False``, one with several ids per token
+            (``num_codebooks > 1``) unless codes are stored, an unknown output suffix, codes to
+            ``.jsonl``, an unlabelled item without ``allow_unlabelled`` or a caption, an empty or
+            endless dataset, items without ``"image"``, or captions on some items only.
+        ContractError: Images the tokenizer does not take (size, range), or bad ids or codes.
 
     Examples:
         >>> import tempfile, tokenkit as tk
@@ -137,13 +184,29 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
         ...     item = ds[3]
         >>> info["count"], info["num_tokens"], info["codebook_size"], item["key"], item["label"]
         (6, 8, 256, 'astronaut/0/0#flip', 0)
+
+        Captions (``"text"``) are kept, and a continuous tokenizer's codes are stored:
+
+        >>> vae = tk.build("tatitok-tiny", quantizer="gaussian")
+        >>> captioned = tk.build_part("dataset", tk.Part("bundled", crops_per_epoch=3, size=32, captions=True))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     info = pretokenize(vae, captioned, f"{tmp}/codes.safetensors", progress=False)
+        ...     item = tk.build_part("dataset", tk.Part("tokens", path=info["path"]))[3]
+        >>> info["codebook_size"], info["token_dim"], info["texts"], sorted(item), item["codes"].shape
+        (None, 16, True, ['codes', 'key', 'label', 'text'], torch.Size([8, 16]))
+        >>> item["text"] == captioned[0]["text"]  # the flipped copy keeps its original's caption
+        True
     """
     start = time.perf_counter()
-    codebook_size = _check_tokenizer(tokenizer)
+    codebook_size = _check_tokenizer(tokenizer, codes)
+    store_codes = codebook_size is None
     output = Path(output)
     suffix = output.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise ConfigError(f"output {str(output)!r} must end in {' or '.join(OUTPUT_SUFFIXES)}")
+    if store_codes and suffix == ".jsonl":
+        raise ConfigError(f"continuous codes are written to .safetensors only (the official JSONL holds ids), "
+                          f"got {str(output)!r}")
     if batch_size < 1 or num_workers < 0:
         raise ConfigError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size} and {num_workers}")
     if getattr(getattr(dataset, "config", None), "resample", False):
@@ -158,6 +221,8 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
     tokens: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     keys: list[str] | None = []
+    texts: list[str] | None = None
+    first = True
     reader = None
     try:
         # in order, in eval mode (centre crops), the dataset's mode restored afterwards
@@ -175,14 +240,24 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
                                       f"{sorted(batch)}")
                 images = batch["image"].to(device, non_blocking=True)
                 label = torch.as_tensor(batch.get("label", torch.full((len(images),), -1))).to(torch.int64).cpu()
-                if not allow_unlabelled and bool((label < 0).any()):
+                batch_texts = _batch_texts(batch, len(label))
+                if first:
+                    texts, first = ([] if batch_texts is not None else None), False
+                elif (batch_texts is None) != (texts is None):
+                    raise ConfigError("some of the dataset's items carry a caption (\"text\") and others none: "
+                                      "captions are stored for every item or for none")
+                if not allow_unlabelled and batch_texts is None and bool((label < 0).any()):
                     raise ConfigError("the dataset has unlabelled items (label -1); a class-conditional generator "
                                       "needs labels (image-folder: labels=True), or pass allow_unlabelled=True")
                 if flip:
                     images = torch.cat([images, images.flip(-1)])
-                ids = _ids(tokenizer, images, codebook_size).cpu()
-                tokens.append(ids)
+                if store_codes:
+                    tokens.append(_codes(tokenizer, images).cpu())
+                else:
+                    tokens.append(_ids(tokenizer, images, codebook_size).cpu())
                 labels.append(torch.cat([label, label]) if flip else label)
+                if texts is not None:
+                    texts.extend(batch_texts + batch_texts if flip else batch_texts)
                 batch_keys = batch.get("key")
                 if keys is not None and isinstance(batch_keys, (list, tuple)) and len(batch_keys) == len(label):
                     keys.extend(str(k) for k in batch_keys)
@@ -198,18 +273,23 @@ def pretokenize(tokenizer: Any, dataset: Any, output: str | os.PathLike, *, batc
     if not tokens:
         raise ConfigError("the dataset yielded no images")
     all_tokens, all_labels = torch.cat(tokens), torch.cat(labels)
-    count, num_tokens = all_tokens.shape
+    count, num_tokens = all_tokens.shape[:2]
+    token_dim = all_tokens.shape[2] if store_codes else None
     if suffix == ".jsonl":
-        write_jsonl(output, all_tokens, all_labels)
+        write_jsonl(output, all_tokens, all_labels, texts)
     else:
         metadata = {"format": "tokenkit.tokens", "count": str(count), "num_tokens": str(num_tokens),
-                    "codebook_size": str(codebook_size), "flip": str(bool(flip)).lower()}
+                    "codebook_size": str(codebook_size).lower(), "flip": str(bool(flip)).lower(),
+                    "texts": str(texts is not None).lower()}
+        if store_codes:
+            metadata["token_dim"] = str(token_dim)
         if isinstance(tokenizer.spec, TokenizerSpec):
             metadata["tokenizer"] = tokenizer.spec.to_json()
         dataset_json = _dataset_json(dataset)
         if dataset_json is not None:
             metadata["dataset"] = dataset_json
-        tensors = {"tokens": all_tokens, "labels": all_labels, **(encode_keys(keys) if keys else {})}
+        tensors = {"codes" if store_codes else "tokens": all_tokens, "labels": all_labels,
+                   **(encode_keys(keys) if keys else {}), **(encode_texts(texts) if texts is not None else {})}
         save_safetensors(tensors, output, metadata)
-    return {"count": count, "num_tokens": num_tokens, "codebook_size": codebook_size, "path": str(output),
-            "seconds": time.perf_counter() - start}
+    return {"count": count, "num_tokens": num_tokens, "codebook_size": codebook_size, "token_dim": token_dim,
+            "texts": texts is not None, "path": str(output), "seconds": time.perf_counter() - start}

@@ -11,7 +11,8 @@ A recipe file has these sections (only ``model`` is required)::
     teacher: {model: maskgit-vqgan, pretrained: SRC}   # TiTok stage 1 targets / stage 2 pixel decoder
     init: {weights: SRC, pixel_decoder: teacher}       # start from weights (stage 2: + the teacher's decoder)
     objective: {schedule: arccos}      # generator training options (MaskedTokensConfig; NextTokensConfig
-                                       # for an autoregressive generator: {anneal_start: 0, anneal_end: 0})
+                                       # for an autoregressive generator: {anneal_start: 0, anneal_end: 0};
+                                       # DiffusionTokensConfig for a continuous-token one: {eval_draws: 4})
 
 ``tokenkit train RECIPE [section.key=value ...]`` runs it; overrides use dotted
 keys (``train.steps=200``, ``knobs.num_tokens=16``, ``train.precision=fp32``) and YAML values.
@@ -50,18 +51,38 @@ from tokenkit.pretrained import from_pretrained
 from tokenkit.registry import get_part
 from tokenkit.specs import Part, resolve_part
 from tokenkit.train.config import RANGES, TrainConfig
-from tokenkit.train.objectives import MaskedTokens, MaskedTokensConfig, NextTokens, NextTokensConfig
+from tokenkit.train.objectives import (
+    DiffusionTokens,
+    DiffusionTokensConfig,
+    MaskedTokens,
+    MaskedTokensConfig,
+    NextTokens,
+    NextTokensConfig,
+)
 from tokenkit.train.trainer import Trainer
 from tokenkit.train.two_stage import init_stage2
-from tokenkit.typecheck import NON_NEGATIVE, OptionError, Range, check_dataclass, check_fields, check_value, construct
+from tokenkit.typecheck import (
+    NON_NEGATIVE,
+    POSITIVE,
+    OptionError,
+    Range,
+    check_dataclass,
+    check_fields,
+    check_value,
+    construct,
+)
 from tokenkit.weights.state import load_weights
 
 SECTIONS = ("model", "knobs", "data", "eval", "train", "loss", "teacher", "init", "objective")
 
 OBJECTIVE_RANGES = {"label_smoothing": Range(0, 1, high_open=True), "unmasked_weight": NON_NEGATIVE,
-                    "anneal_start": NON_NEGATIVE, "anneal_end": NON_NEGATIVE}
+                    "anneal_start": NON_NEGATIVE, "anneal_end": NON_NEGATIVE, "eval_draws": POSITIVE}
 """Bounds of the ``objective`` options ([`MaskedTokensConfig`][tokenkit.train.objectives.MaskedTokensConfig],
-[`NextTokensConfig`][tokenkit.train.objectives.NextTokensConfig])."""
+[`NextTokensConfig`][tokenkit.train.objectives.NextTokensConfig],
+[`DiffusionTokensConfig`][tokenkit.train.objectives.DiffusionTokensConfig])."""
+
+OBJECTIVES = {MaskedTokensConfig: MaskedTokens, NextTokensConfig: NextTokens, DiffusionTokensConfig: DiffusionTokens}
+"""The objective of each ``objective`` section type."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +163,7 @@ class Recipe:
         loss: Loss part, or ``None`` for the default loss.
         teacher: A frozen teacher (TiTok stage 1 targets, stage 2 pixel decoder), or ``None``.
         init: Where the weights start, or ``None`` (random).
-        objective: Generator training options (masked or next-token, by the generator), or ``None``.
+        objective: Generator training options (masked, next-token or diffusion, by the generator), or ``None``.
         eval: Held-out dataset part, or ``None``.
 
     Examples:
@@ -158,7 +179,7 @@ class Recipe:
     loss: Part | None = None
     teacher: TeacherConfig | None = None
     init: InitConfig | None = None
-    objective: MaskedTokensConfig | NextTokensConfig | None = None
+    objective: MaskedTokensConfig | NextTokensConfig | DiffusionTokensConfig | None = None
     eval: Part | None = None
 
 
@@ -278,8 +299,7 @@ def parse_recipe(data: Mapping[str, Any]) -> Recipe:
     if teacher is not None and teacher.model is not None:
         _check_model(teacher.model, teacher.knobs, "teacher.")
     init = _section(InitConfig, data, "init")
-    objective_config = NextTokensConfig if _autoregressive(model, knobs) else MaskedTokensConfig
-    objective = _section(objective_config, data, "objective", OBJECTIVE_RANGES)
+    objective = _section(_objective_config(model, knobs), data, "objective", OBJECTIVE_RANGES)
     if init is not None and init.pixel_decoder == "teacher" and teacher is None:
         raise OptionError("init.pixel_decoder: teacher needs a teacher section", "init.pixel_decoder")
     return Recipe(model=model, knobs=knobs, data=data_part, train=train_config, loss=loss_part,
@@ -290,6 +310,26 @@ def _autoregressive(model: str, knobs: Mapping[str, Any]) -> bool:
     """Whether the model is an autoregressive generator (its ``objective`` section is a NextTokensConfig)."""
     generator = getattr(spec(model, **knobs), "generator", None)
     return generator is not None and get_part("generator", generator.name).autoregressive
+
+
+def _continuous(model: str, knobs: Mapping[str, Any]) -> bool:
+    """Whether the model is a continuous-token generator (``codebook_size`` None: MaskGen-KL; its ``objective``
+    section is a DiffusionTokensConfig)."""
+    generator = getattr(spec(model, **knobs), "generator", None)
+    return generator is not None and getattr(get_part("generator", generator.name), "codebook_size", 0) is None
+
+
+def _objective_config(model: str, knobs: Mapping[str, Any]) -> type:
+    """The type of the ``objective`` section for the model: by the generator's kind.
+
+    Examples:
+        >>> [_objective_config(name, {}).__name__ for name in ("maskgit-tiny", "rar-tiny", "maskgen-vq-tiny",
+        ...                                                     "maskgen-kl-tiny")]
+        ['MaskedTokensConfig', 'NextTokensConfig', 'MaskedTokensConfig', 'DiffusionTokensConfig']
+    """
+    if _continuous(model, knobs):
+        return DiffusionTokensConfig
+    return NextTokensConfig if _autoregressive(model, knobs) else MaskedTokensConfig
 
 
 def _check_model(model: str, knobs: Mapping[str, Any], prefix: str) -> None:
@@ -446,8 +486,7 @@ def run_recipe(recipe: Recipe, *, resume: bool = True, progress: bool = True) ->
             load_weights(model, weights)
     objective = None
     if recipe.objective is not None:
-        kind = NextTokens if isinstance(recipe.objective, NextTokensConfig) else MaskedTokens
-        objective = kind(recipe.objective)
+        objective = OBJECTIVES[type(recipe.objective)](recipe.objective)
     eval_data = build_part("dataset", recipe.eval) if recipe.eval is not None else None
     trainer = Trainer(recipe.train, dataset, model=model, loss_module=loss_module,
                       teacher=None if stage2 else teacher, objective=objective, eval_data=eval_data)

@@ -46,6 +46,7 @@ from tokenkit.train.config import TrainConfig
 from tokenkit.train.data import BatchStream, to_device
 from tokenkit.train.evaluate import evaluate
 from tokenkit.train.objectives import (
+    DiffusionTokens,
     LossFn,
     MaskedTokens,
     NextTokens,
@@ -90,8 +91,9 @@ class Trainer:
         config: [`TrainConfig`][tokenkit.train.config.TrainConfig].
         data: ``(M, C, H, W)`` training images in [0, 1], a map-style dataset or an
             ``IterableDataset`` (streaming, e.g. ``webdataset``) of item dicts
-            (``{"image": ...}``, or ``{"tokens": ..., "label": ...}`` for a generator);
-            batched by [`BatchStream`][tokenkit.train.data.BatchStream].
+            (``{"image": ...}``, ``{"image", "text"}`` for a text-aware tokenizer, or
+            ``{"tokens": ..., "label": ...}`` for a generator, ``{"tokens" or "codes", "text"}`` for
+            a text-conditioned one); batched by [`BatchStream`][tokenkit.train.data.BatchStream].
         loss_fn: ``loss_fn(output, images, step, targets=None) -> (loss, terms)`` of a tokenizer;
             default [`default_loss`][tokenkit.train.objectives.default_loss] (MSE + VQ loss, or
             + 1e-6 x KL for a continuous bottleneck).
@@ -105,7 +107,9 @@ class Trainer:
         teacher: A frozen tokenizer whose codes are the targets (TiTok stage 1,
             [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes]).
         objective: What a step computes; default chosen from the model:
-            [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] for a masked generator,
+            [`MaskedTokens`][tokenkit.train.objectives.MaskedTokens] for a masked generator (class- or
+            text-conditioned), [`DiffusionTokens`][tokenkit.train.objectives.DiffusionTokens] for a
+            continuous-token one (``codebook_size`` None, MaskGen-KL),
             [`NextTokens`][tokenkit.train.objectives.NextTokens] for an autoregressive one,
             [`ProxyCodes`][tokenkit.train.objectives.ProxyCodes] with a ``teacher``, else
             [`Reconstruction`][tokenkit.train.objectives.Reconstruction].
@@ -204,6 +208,7 @@ class Trainer:
         self.skipped_nonfinite = 0
         """Steps dropped for a NaN / Inf input or loss (``on_nonfinite: skip``), over the whole run."""
         self._samples: torch.Tensor | None = None
+        self._sample_texts: list[str] | None = None
         # the scheduler is stepped by hand once per optimizer step (a prepared one would step once per process)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
         if self.discriminators is not None:  # the loss part keeps the unwrapped modules: checkpoints hold plain names
@@ -221,6 +226,8 @@ class Trainer:
             if loss_fn is not None or teacher is not None:
                 raise ConfigError("a generator trains with a token objective; loss parts and teachers "
                                   "apply to tokenizers")
+            if self.model.codebook_size is None:  # continuous tokens (MaskGen-KL)
+                return DiffusionTokens()
             return NextTokens() if self.model.autoregressive else MaskedTokens()
         if teacher is not None:
             return ProxyCodes(teacher, loss_fn)
@@ -452,6 +459,8 @@ class Trainer:
     def save_samples(self) -> Path | None:
         """Write a grid of fixed training images (top) and their reconstructions by the EMA model (bottom).
 
+        A text-aware tokenizer (``takes_text``) decodes with the images' captions (the sample batch's
+        ``text``), which are written next to the grid as ``step-XXXXXXX.txt`` (one line per column).
         Returns ``None`` (and writes nothing) for an objective without images, e.g. a generator's.
         """
         from torchvision.utils import make_grid, save_image
@@ -459,12 +468,16 @@ class Trainer:
         if self._samples is None:
             first = to_device(self.data.first(self.config.sample_count), self.accelerator.device)
             self._samples = first.get("image")
+            texts = first.get("text")
+            self._sample_texts = list(texts) if texts is not None else None
         images = self._samples
         if images is None:
             return None
         model = self.trained_model()
-        with self.autocast():
-            rec = self.objective.reconstruct(model, images)
+        texts = self._sample_texts if getattr(model, "takes_text", False) else None  # captions guide TA-TiTok only
+        with self.autocast():  # custom objectives without text keep their two-argument reconstruct
+            rec = (self.objective.reconstruct(model, images) if texts is None
+                   else self.objective.reconstruct(model, images, text=texts))
         if self.ema is None:
             self._train_mode(model)
         if rec is None:
@@ -473,6 +486,8 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(make_grid(torch.cat([images.float(), rec.float().clamp(0, 1)]).cpu(), nrow=images.shape[0],
                              padding=1), path)
+        if texts is not None:
+            path.with_suffix(".txt").write_text("".join(f"{text}\n" for text in texts), encoding="utf-8")
         return path
 
     def _train_step(self) -> tuple[StepOutput, dict[str, torch.Tensor], bool]:
