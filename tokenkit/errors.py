@@ -30,7 +30,7 @@ class RegistryError(TokenkitError, KeyError):
         >>> tk.list_parts("tokenizers")
         Traceback (most recent call last):
         ...
-        tokenkit.errors.RegistryError: unknown part kind 'tokenizers'; kinds are backbone, encoder, quantizer, decoder, generator, loss, discriminator, dataset, feature
+        tokenkit.errors.RegistryError: unknown part kind 'tokenizers'; kinds are backbone, encoder, quantizer, decoder, generator, loss, discriminator, dataset, feature, text_encoder
     """
 
     def __str__(self) -> str:  # KeyError would quote the message

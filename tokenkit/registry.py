@@ -311,7 +311,7 @@ def list_models(pattern: str = "*", *, pretrained: bool = False) -> list[str]:
         >>> tk.list_models("titok-s*")
         ['titok-s128', 'titok-sl256-vq8k']
         >>> tk.list_models("*titok-s*", pretrained=True)
-        ['maskgit-titok-s128', 'titok-s128', 'titok-sl256-vq8k']
+        ['maskgit-titok-s128', 'tatitok-sl128-vae', 'titok-s128', 'titok-sl256-vq8k']
         >>> "titok-tiny" in tk.list_models(pretrained=True)
         False
     """

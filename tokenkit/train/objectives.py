@@ -210,7 +210,14 @@ def _images(batch: dict[str, Any]) -> torch.Tensor:
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a wrapper such as ``DistributedDataParallel`` (its ``module``), else the model itself."""
+    """The model inside a wrapper such as ``DistributedDataParallel`` (its ``module``), else the model itself.
+
+    Examples:
+        >>> import torch
+        >>> linear = torch.nn.Linear(2, 2)
+        >>> unwrap(linear) is linear, unwrap(torch.nn.parallel.DataParallel(linear)) is linear
+        (True, True)
+    """
     inner = getattr(model, "module", None)
     return inner if isinstance(inner, nn.Module) else model
 
