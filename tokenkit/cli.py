@@ -60,8 +60,10 @@ def model_info(name: str) -> dict:
         parts.update((tensor, p.numel()) for tensor, p in model.named_parameters(recurse=False))  # embedding tables
         return {"name": name, "kind": "generator", "parameters": _count(model), "parameters_per_part": parts,
                 "tokens_per_image": model.num_tokens, "codebook_size": model.codebook_size,
+                "token_dim": getattr(model, "token_dim", None), "conditioning": model.conditioning,
                 "num_classes": model.num_classes, "spec": model.spec.to_dict()}
-    parts = {kind: _count(getattr(model, kind)) for kind in ("encoder", "quantizer", "decoder", "pixel_decoder")
+    parts = {kind: _count(getattr(model, kind)) for kind in ("encoder", "quantizer", "decoder", "pixel_decoder",
+                                                               "text_encoder")
              if getattr(model, kind) is not None}
     return {
         "name": name,
@@ -84,11 +86,18 @@ def _print_info(info: dict) -> None:
     for kind, count in info["parameters_per_part"].items():
         entry = info["spec"].get(kind) or config.get(kind)
         part = entry.get("part") if isinstance(entry, dict) else None
-        print(f"    {kind:<{width}} {count:>13,}" + (f"  ({part})" if part else ""))
+        frozen = ", frozen, weights from its own source" if kind == "text_encoder" else ""
+        print(f"    {kind:<{width}} {count:>13,}" + (f"  ({part}{frozen})" if part else ""))
     if info["kind"] == "generator":
         print(f"  tokens per image  {info['tokens_per_image']}")
-        print(f"  codebook size     {info['codebook_size']:,}")
-        print(f"  classes           {info['num_classes']:,}")
+        if info["codebook_size"] is None:
+            print(f"  tokens            continuous, {info['token_dim']} values each")
+        else:
+            print(f"  codebook size     {info['codebook_size']:,}")
+        if info.get("conditioning") == "text":
+            print("  conditioning      text prompts")
+        else:
+            print(f"  classes           {info['num_classes']:,}")
     else:
         height, width = (info["image_size"],) * 2 if isinstance(info["image_size"], int) else info["image_size"]
         print(f"  image size        {height}x{width}")
