@@ -188,6 +188,7 @@ class OpenCLIPText(TextEncoder):
         text_cfg = CLIPTextCfg(**{**model_cfg["text_cfg"], **overrides})
         embed_dim = config.embed_dim or model_cfg["embed_dim"]
         quick_gelu = config.quick_gelu if config.quick_gelu is not None else bool(pretrained_cfg.get("quick_gelu"))
+        self.tower_quick_gelu = quick_gelu
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.tower = _build_text_tower(embed_dim, text_cfg, quick_gelu=quick_gelu)
@@ -213,7 +214,11 @@ class OpenCLIPText(TextEncoder):
             try:
                 return resolve_weight_source(WeightSource(repo, _HUB_FILES[1]), HubOptions(), what=what).weights
             except WeightsError:
-                raise first from None
+                message = str(first).replace("(pretrained='/path/to/", "(the text encoder's weights='/path/to/")
+                raise WeightsError(
+                    f"{message}\nA model holding this text encoder takes it as text_encoder=tk.Part('openclip', "
+                    f"model={self.config.model!r}, weights=PATH, quick_gelu={bool(self.tower_quick_gelu)}); "
+                    "weights=None gives random text weights (tests, training from scratch)") from None
 
     def _load(self, path: Path) -> None:
         state = _state_dict_of(path)
