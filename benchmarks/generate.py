@@ -5,6 +5,7 @@
     python benchmarks/generate.py --weights generator_titok_l32.bin  # official or tokenkit weights
     python benchmarks/generate.py --precision bf16                 # compare fp32 with bf16 even where it is emulated
     python benchmarks/generate.py --model rar-b --batch 1,8        # autoregressive: KV cache against recomputing
+    python benchmarks/generate.py --model maskgen-vq-tiny --batch 4 --steps 8   # text to image (tiny, offline)
     python benchmarks/generate.py --model rar-b --knobs width=256,depth=4,heads=4,mlp_dim=1024 --batch 1,8 \
         --repeats 1 --threads 1                                    # a CPU-sized RAR (about 6 minutes on 2 cores)
 
@@ -22,6 +23,11 @@ later step. Trained generators are confident. ``--fit-steps N`` then fits the
 random generator's output layer for N steps to one fixed token sequence per
 label (peaked predictions, as a trained model's), and the agreement is
 reported for that model too (about a minute for maskgit-titok-l32 at 100 steps).
+
+Text-to-image generators (MaskGen, ``maskgen-*``) are timed like the masked ones on the embeddings of a
+few fixed prompts (embedded once, not timed); for MaskGen-KL's continuous tokens the agreement is the
+largest difference of the codes. Their text encoder is the released CLIP (downloaded once) unless
+``--knobs`` gives another.
 
 Autoregressive generators (RAR, ``rar-*``: one token per step, ``--steps`` does
 not apply) are timed per batch size and precision twice: with the KV cache and
@@ -100,8 +106,16 @@ def parse_knobs(text: str) -> dict:
     return knobs
 
 
-def make_labels(gen, batch: int) -> torch.Tensor:
-    """The benchmark's class labels for ``batch`` samples."""
+PROMPTS = ["A cozy cabin in the middle of a snowy forest, northern lights in the sky.",
+           "A photo of a cup of coffee on a wooden table.", "A red rocket lifting off at dawn.",
+           "An astronaut floating above the earth."]
+
+
+def make_labels(gen, batch: int):
+    """The benchmark's class labels for ``batch`` samples, or, for a text generator (MaskGen), the text
+    embeddings of ``batch`` prompts (embedded once, outside the timings)."""
+    if getattr(gen, "conditioning", "class") == "text":
+        return gen.encode_text([PROMPTS[i % len(PROMPTS)] for i in range(batch)])
     labels = torch.tensor([1, 7, 282, 604, 88, 130, 207, 980][:batch] + list(range(max(0, batch - 8))))
     return labels % gen.num_classes
 
@@ -112,9 +126,12 @@ def is_autoregressive(gen) -> bool:
 
 
 def agreement(gen, labels, dtype: str, **sampling) -> float:
-    """Fraction of ids equal between fp32 and ``dtype`` autocast at temperature 0."""
+    """Fraction of ids equal between fp32 and ``dtype`` autocast at temperature 0 (continuous tokens: the
+    largest difference of the codes, relative to their largest magnitude, from the same noise)."""
     _, a = time_generate(gen, labels, "fp32", 1, temperature=0.0, **sampling)
     _, b = time_generate(gen, labels, dtype, 1, temperature=0.0, **sampling)
+    if a.is_floating_point():
+        return ((a - b).abs().max() / a.abs().max().clamp(min=1e-12)).item()
     return (a == b).float().mean().item()
 
 
@@ -150,8 +167,9 @@ def bench_masked(gen, args, batch: int) -> None:
     if args.guidance is not None:
         sampling["guidance"] = args.guidance
     s = gen.config.sampling
+    decay = getattr(s, "guidance_decay", getattr(s, "guidance_schedule", ""))
     print(f"{args.model}: batch {batch}, {args.steps} steps, guidance {sampling.get('guidance', s.guidance)} "
-          f"({s.guidance_decay}), temperature {s.temperature}, {args.threads} threads, torch {torch.__version__}")
+          f"({decay}), temperature {s.temperature}, {args.threads} threads, torch {torch.__version__}")
     other = resolve_precision(args.precision, "cpu")
     print(f"  {describe(args.precision, 'cpu')}")
     if other == "fp32":
@@ -166,9 +184,16 @@ def bench_masked(gen, args, batch: int) -> None:
     if other == "fp32":
         return
     print(f"  {other} speed-up over fp32: {results['fp32'] / results[other]:.2f}x")
-    print(f"  temperature-0 agreement {other} vs fp32 ({'given' if args.weights else 'random'} weights): "
+    weights = "given" if args.weights else "random"
+    if gen.codebook_size is None:
+        print(f"  temperature-0 codes {other} vs fp32 ({weights} weights): largest difference "
+              f"{agreement(gen, labels, other, **sampling):.2e} of the largest value")
+        return
+    print(f"  temperature-0 agreement {other} vs fp32 ({weights} weights): "
           f"{agreement(gen, labels, other, **sampling) * 100:.1f}%")
-    if args.fit_steps:
+    if args.fit_steps and getattr(gen, "conditioning", "class") == "text":
+        print("  --fit-steps fits a class-conditional MaskGIT's head only; skipped for a text generator")
+    elif args.fit_steps:
         loss = fit(gen, labels, args.fit_steps, args.fit_lr, dtype=other)
         print(f"  after fitting {args.fit_steps} steps (loss {loss:.3f}): temperature-0 agreement {other} vs fp32 "
               f"{agreement(gen, labels, other, **sampling) * 100:.1f}%")
