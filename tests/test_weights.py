@@ -176,6 +176,34 @@ def test_official_generator_config_picks_the_composition():
         generator_spec_from_official_config(config)
 
 
+MASKGEN_VQ_VQ_MODEL = dict(NON_LEGACY, quantize_mode="vq", codebook_size=8192, token_size=64, use_l2_norm=False,
+                          commitment_cost=0.25, clustering_vq=False, num_latent_tokens=128)
+MASKGEN_SECTION = dict(micro_condition=True, micro_condition_embed_dim=256, text_drop_prob=0.1)
+"""``configs/infer/MaskGen/maskgen_{vq,kl}_{l,xl}.yaml`` of bytedance/1d-tokenizer (their ``model`` sections)."""
+
+
+@pytest.mark.parametrize(("name", "width", "depth"), [("l", 1024, 16), ("xl", 1280, 20)])
+def test_official_maskgen_configs_pick_the_composition(name, width, depth):
+    from tokenkit.models.official_config import generator_spec_from_official_config
+
+    size = dict(decoder_embed_dim=width, decoder_depth=depth, decoder_num_heads=16)
+    vq = {"model": {"vq_model": MASKGEN_VQ_VQ_MODEL,
+                    "maskgen": dict(MASKGEN_SECTION, **size, condition_num_classes=1000, cfg=12.0, num_iter=16,
+                                    temperature=2.0, sample_aesthetic_score=6.5)},
+          "dataset": {"preprocessing": {"crop_size": 256}}}
+    assert generator_spec_from_official_config(vq, "maskgen-vq") == tk.spec(f"maskgen-vq-{name}")
+    assert generator_spec_from_official_config({"config": vq}, "maskgen-vq") == tk.spec(f"maskgen-vq-{name}")
+    kl = {"model": {"vq_model": dict(NON_LEGACY, quantize_mode="vae", token_size=16, num_latent_tokens=32,
+                                     scale_factor=0.7525),
+                    "maskgen": dict(MASKGEN_SECTION, **size, cfg=3.0, cfg_schedule="linear", num_iter=32,
+                                    temperature=1.0, sample_aesthetic_score=6.5)},
+          "losses": {"diffloss_d": 8, "diffloss_w": width}, "dataset": {"preprocessing": {"crop_size": 256}}}
+    assert generator_spec_from_official_config(kl, "maskgen-kl") == tk.spec(f"maskgen-kl-{name}")
+    del kl["model"]["maskgen"]["decoder_depth"]
+    with pytest.raises(WeightsError, match="decoder_depth"):
+        generator_spec_from_official_config(kl, "maskgen-kl")
+
+
 def test_from_pretrained_reads_an_official_generator_folder(tmp_path):
     """config.json holds both sections; the ImageBert weights select the generator."""
     import json
