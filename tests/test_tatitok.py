@@ -186,3 +186,13 @@ def test_text_encoder_is_frozen_and_stays_in_eval_mode(tok):
     assert not tok.text_encoder.training and tok.decoder.training
     assert not any(p.requires_grad for p in tok.text_encoder.parameters())
     tok.eval()
+
+
+def test_the_empty_prompt_is_embedded_once_per_dtype():
+    text = tk.build_part("text_encoder", TINY_TEXT)
+    first = text.empty_prompt()
+    assert text.empty_prompt() is first
+    assert torch.equal(first.pooled, text([""]).pooled)
+    with torch.inference_mode():
+        assert text.double().empty_prompt().pooled.dtype == torch.float64
+    assert text.float().empty_prompt() is first  # nothing cached under inference mode

@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
+import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from tokenkit.contracts import LossInputs, LossOutput
+from tokenkit.contracts import LossInputs, LossOutput, TextEmbeddings
 
 
 class Backbone(nn.Module):
@@ -182,6 +183,22 @@ class TextEncoder(nn.Module):
     def train(self, mode: bool = True) -> TextEncoder:
         """Stays in eval mode (frozen)."""
         return super().train(False)
+
+    def empty_prompt(self) -> TextEmbeddings:
+        """The embeddings of the empty prompt ``""`` (one row): the unconditional text of classifier-free
+        guidance and of text dropout. The encoder is frozen, so it is computed once per device, dtype and
+        autocast state (not cached under ``torch.inference_mode``, whose tensors autograd cannot use later)."""
+        weight = next(self.parameters(), None)
+        device = weight.device if weight is not None else torch.device("cpu")
+        key = (device, None if weight is None else weight.dtype, torch.is_autocast_enabled(device.type),
+               torch.get_autocast_dtype(device.type))
+        cached = self.__dict__.get("_empty_prompt")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        embeddings = self([""])
+        if not torch.is_inference_mode_enabled():
+            self.__dict__["_empty_prompt"] = (key, embeddings)
+        return embeddings
 
 
 def _forgive_missing_text_weights(module: TextEncoder, incompatible) -> None:

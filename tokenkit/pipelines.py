@@ -73,8 +73,8 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
 
     Text-to-image (a generator with ``conditioning == "text"``, e.g. MaskGen): the prompts condition the
     generator (through its text encoder) and, for a text-aware tokenizer (TA-TiTok), its decoder too
-    (through the tokenizer's own text encoder, else the generator's embeddings). A generator of continuous
-    tokens (MaskGen-KL) is decoded with ``tokenizer.decode``.
+    (the generator's embeddings when the tokenizer has the same text encoder or none, else its own). A
+    generator of continuous tokens (MaskGen-KL) is decoded with ``tokenizer.decode``.
 
     Args:
         generator: A masked-token generator (e.g. ``tk.build("maskgit-titok-l32")``), an autoregressive
@@ -133,7 +133,9 @@ def generate_images(generator: nn.Module, tokenizer: Tokenizer, labels: torch.Te
     if tokenizer.takes_text:
         if texts is None:
             raise ContractError("the tokenizer's decoder is text-aware: generate with a text generator and prompts")
-        text = texts if tokenizer.text_encoder is not None else condition.tokens.to(tok_device)
+        same_encoder = tokenizer.spec.text_encoder == getattr(generator.config, "text_encoder", None)
+        # the generator's embeddings serve when the tokenizer has no text encoder or the same one (same weights)
+        text = condition.tokens.to(tok_device) if tokenizer.text_encoder is None or same_encoder else texts
     with autocast(resolved if tok_device == device else precision, tok_device):
         if getattr(generator, "codebook_size", None) is None:  # continuous tokens
             with torch.inference_mode():

@@ -248,7 +248,7 @@ class MaskGen(SaveMixin, Generator):
             if self.text_encoder is None:
                 raise ContractError(f"generator 'maskgen' was built without a text encoder, so {why} needs the "
                                     "empty-prompt embeddings: pass null_text=TextEmbeddings of \"\" (1 row)")
-            null_text = self.text_encoder([""])
+            null_text = self.text_encoder.empty_prompt()
         batch, length = text.hidden.shape[:2]
         null_text = self._check_text(null_text, (1, batch), "null_text")
         if null_text.hidden.shape[1] != length:

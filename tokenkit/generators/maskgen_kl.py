@@ -253,11 +253,14 @@ class MaskGenKL(SaveMixin, Generator):
         Raises:
             ContractError: No text encoder (naming how to give one), or prompts that are not strings.
         """
+        return self._require_text_encoder()(check_prompts(prompts))
+
+    def _require_text_encoder(self) -> nn.Module:
         if self.text_encoder is None:
             raise ContractError("maskgen-kl was built without a text encoder (config text_encoder=None): pass "
                                 "TextEmbeddings instead of prompts, or build it with "
                                 "text_encoder=tk.Part('openclip', ...)")
-        return self.text_encoder(check_prompts(prompts))
+        return self.text_encoder
 
     def _check_text(self, text: object, batch: int | None, what: str = "text") -> TextEmbeddings:
         if not isinstance(text, TextEmbeddings):
@@ -301,7 +304,7 @@ class MaskGenKL(SaveMixin, Generator):
             raise ContractError(f"maskgen-kl: text dropout (text_dropout={self.config.text_dropout}) needs the "
                                 "empty prompt's embedding but the model has no text encoder: build it with one, "
                                 "pass drop_text=None in eval mode, or set text_dropout=0")
-        null = self.text_encoder([""])
+        null = self.text_encoder.empty_prompt()
         rows = drop.to(text.hidden.device)
         return TextEmbeddings(*(torch.where(rows.view(-1, *[1] * (t.ndim - 1)), n.to(t), t)
                                 for t, n in zip(text, null)))
@@ -441,8 +444,9 @@ class MaskGenKL(SaveMixin, Generator):
                 text = prompts if isinstance(prompts, TextEmbeddings) else self.encode_text(prompts)
                 text = self._check_text(text, None, "prompts")
                 if settings.guidance != 1.0:
-                    null_text = self._check_text(null_text if null_text is not None else self.encode_text(""), 1,
-                                                 "null_text")
+                    if null_text is None:
+                        null_text = self._require_text_encoder().empty_prompt()
+                    null_text = self._check_text(null_text, 1, "null_text")
                 return self._sample(text, null_text, settings, generator, callback)
         finally:
             self.train(was_training)

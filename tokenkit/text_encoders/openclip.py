@@ -120,7 +120,8 @@ class OpenCLIPTextConfig:
     @property
     def text_length(self) -> int | None:
         """Tokens per prompt ``L`` (``None`` when open_clip is not installed to say)."""
-        return self.context_length or _text_cfg(self.model).get("context_length", 77 if _text_cfg(self.model) else None)
+        cfg = _text_cfg(self.model)
+        return self.context_length or cfg.get("context_length", 77 if cfg else None)
 
     @classmethod
     def tiny(cls, rng: random.Random | None = None) -> OpenCLIPTextConfig:
@@ -188,7 +189,6 @@ class OpenCLIPText(TextEncoder):
         text_cfg = CLIPTextCfg(**{**model_cfg["text_cfg"], **overrides})
         embed_dim = config.embed_dim or model_cfg["embed_dim"]
         quick_gelu = config.quick_gelu if config.quick_gelu is not None else bool(pretrained_cfg.get("quick_gelu"))
-        self.tower_quick_gelu = quick_gelu
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.tower = _build_text_tower(embed_dim, text_cfg, quick_gelu=quick_gelu)
@@ -198,10 +198,10 @@ class OpenCLIPText(TextEncoder):
         self.pooled_dim = embed_dim
         self._tokenizer = open_clip.get_tokenizer(config.model, context_length=text_cfg.context_length)
         if config.weights is not None and torch.empty(0).device.type != "meta":
-            self._load(Path(config.weights).expanduser() if is_file else self._download(pretrained_cfg))
+            self._load(Path(config.weights).expanduser() if is_file else self._download(pretrained_cfg, quick_gelu))
         self.eval()
 
-    def _download(self, pretrained_cfg: dict) -> Path:
+    def _download(self, pretrained_cfg: dict, quick_gelu: bool) -> Path:
         repo = str(pretrained_cfg.get("hf_hub", "")).strip("/")
         if not repo:
             raise WeightsError(f"text encoder 'openclip' ({self.config.model}, {self.config.weights!r}): OpenCLIP "
@@ -217,7 +217,7 @@ class OpenCLIPText(TextEncoder):
                 message = str(first).replace("(pretrained='/path/to/", "(the text encoder's weights='/path/to/")
                 raise WeightsError(
                     f"{message}\nA model holding this text encoder takes it as text_encoder=tk.Part('openclip', "
-                    f"model={self.config.model!r}, weights=PATH, quick_gelu={bool(self.tower_quick_gelu)}); "
+                    f"model={self.config.model!r}, weights=PATH, quick_gelu={quick_gelu}); "
                     "weights=None gives random text weights (tests, training from scratch)") from None
 
     def _load(self, path: Path) -> None:
